@@ -1,0 +1,1 @@
+"""groupsync: keeps external services in step with group membership."""
