@@ -1,0 +1,161 @@
+"""Settings from the environment (and an optional .env), validated once at start-up.
+
+Secrets are ``SecretStr`` so they render as ``**********`` wherever a settings object is
+printed or logged. ``load_settings`` turns pydantic's errors into one ``ConfigError`` that
+names the environment variable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/groupsync.db"
+
+
+class Service(StrEnum):
+    DISCORD = "discord"
+    CALENDAR = "calendar"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, description="SQLAlchemy URL; SQLite file by default"
+    )
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str = "production"
+
+    enabled_services: Annotated[tuple[Service, ...], NoDecode] = (Service.DISCORD, Service.CALENDAR)
+    discord_bot_token: SecretStr | None = None
+    discord_api_base_url: str = "https://discord.com/api/v10"
+    google_credentials_file: Path | None = None
+    google_calendar_endpoint: str = "https://www.googleapis.com/calendar/v3/"
+
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(8765, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+
+    time_scale: float = Field(1.0, gt=0, description="multiplies every engine delay; tests only")
+    lease_seconds: float = Field(300.0, gt=0)
+    outbox_poll_seconds: float = Field(1.0, gt=0)
+    shutdown_timeout_seconds: float = Field(10.0, gt=0)
+    reminder_offsets_minutes: Annotated[tuple[int, ...], NoDecode] = (1440, 60)
+    reminder_grace_seconds: float = Field(600.0, ge=0)
+    rsvp_refresh_seconds: float = Field(900.0, gt=0)
+    sentry_attempt_milestones: Annotated[tuple[int, ...], NoDecode] = (10, 100, 1000)
+    sentry_age_milestones_seconds: Annotated[tuple[int, ...], NoDecode] = (3600, 86400)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("enabled_services", mode="before")
+    @classmethod
+    def _split_services(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator(
+        "reminder_offsets_minutes",
+        "sentry_attempt_milestones",
+        "sentry_age_milestones_seconds",
+        mode="before",
+    )
+    @classmethod
+    def _split_ints(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            try:
+                numbers = tuple(int(part) for part in parts)
+            except ValueError:
+                raise ValueError("must be a comma-separated list of whole numbers") from None
+            if any(n <= 0 for n in numbers):
+                raise ValueError("every number must be positive")
+            return numbers
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def service_enabled(self, service: Service) -> bool:
+        return service in self.enabled_services
+
+    def missing_credentials(self) -> list[str]:
+        """Settings an enabled service needs but lacks, for the daemon's refusal message."""
+        missing = []
+        if self.service_enabled(Service.DISCORD) and self.discord_bot_token is None:
+            missing.append("DISCORD_BOT_TOKEN")
+        if self.service_enabled(Service.CALENDAR) and self.google_credentials_file is None:
+            missing.append("GOOGLE_CREDENTIALS_FILE")
+        return missing
+
+    def public_summary(self) -> dict[str, Any]:
+        """What the daemon logs at start-up: every setting, secrets reduced to set/unset."""
+        summary: dict[str, Any] = {}
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                summary[name] = "set"
+            elif value is None and name in _SECRET_FIELDS:
+                summary[name] = "unset"
+            elif name == "database_url":
+                summary[name] = redact_url(value)
+            elif isinstance(value, tuple):
+                summary[name] = [getattr(item, "value", item) for item in value]
+            else:
+                summary[name] = str(value) if isinstance(value, Path) else value
+        return summary
+
+
+_SECRET_FIELDS = {"sentry_dsn", "discord_bot_token", "admin_token"}
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a database URL (postgresql://user:pw@host → user:***@host)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(variable, f"{message} (got {_shown_input(variable, first)})") from None
+
+
+def _shown_input(variable: str, error: Any) -> str:
+    if variable.lower() in _SECRET_FIELDS:
+        return "a value that is not shown"
+    value = error.get("input")
+    if variable == "DATABASE_URL" and isinstance(value, str):
+        value = redact_url(value)
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."

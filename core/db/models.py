@@ -1,0 +1,258 @@
+"""The data model: the platform's membership data, and groupsync's own bookkeeping.
+
+Bookkeeping tables (sync_state, delivery records) key on ``group_id`` *without* a foreign
+key: a deleted group must still be synced to empty, so its records outlive it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.db.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class SyncType(StrEnum):
+    """The four reconciliations, in the order a group change runs them."""
+
+    DISCORD = "discord"
+    CALENDAR = "calendar"
+    REMINDERS = "reminders"
+    RSVPS = "rsvps"
+
+
+class SyncStatus(StrEnum):
+    OK = "ok"
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+class MemberRole(StrEnum):
+    PARTICIPANT = "participant"
+    FACILITATOR = "facilitator"
+
+
+class RsvpResponse(StrEnum):
+    NEEDS_ACTION = "needsAction"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    TENTATIVE = "tentative"
+
+
+def _in(values: type[StrEnum]) -> str:
+    return "(" + ", ".join(f"'{v.value}'" for v in values) + ")"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    discord_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    discord_guild_id: Mapped[str | None] = mapped_column(String(32))
+    discord_text_channel_id: Mapped[str | None] = mapped_column(String(32))
+    discord_voice_channel_id: Mapped[str | None] = mapped_column(String(32))
+    discord_role_id: Mapped[str | None] = mapped_column(String(32))
+    calendar_id: Mapped[str | None] = mapped_column(String(255))
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (
+        CheckConstraint(f"role IN {_in(MemberRole)}", name="role"),
+        CheckConstraint("left_at IS NULL OR left_at >= joined_at", name="left_after_joined"),
+        # A user is active in at most one group at a time: enforced by the database.
+        Index(
+            "uq_memberships_one_active_per_user",
+            "user_id",
+            unique=True,
+            sqlite_where=text("left_at IS NULL"),
+            postgresql_where=text("left_at IS NULL"),
+        ),
+        Index("ix_memberships_group_active", "group_id", "left_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16), default=MemberRole.PARTICIPANT.value)
+    joined_at: Mapped[datetime]
+    left_at: Mapped[datetime | None]
+
+
+class Meeting(Base):
+    __tablename__ = "meetings"
+    __table_args__ = (
+        UniqueConstraint("group_id", "sequence"),
+        CheckConstraint("duration_minutes > 0", name="positive_duration"),
+        Index("ix_meetings_group_start", "group_id", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    sequence: Mapped[int] = mapped_column(Integer)
+    calendar_event_id: Mapped[str | None] = mapped_column(String(1024))
+
+
+class Rsvp(Base):
+    __tablename__ = "rsvps"
+    __table_args__ = (
+        UniqueConstraint("meeting_id", "user_id"),
+        CheckConstraint(f"response IN {_in(RsvpResponse)}", name="response"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    response: Mapped[str] = mapped_column(String(16), default=RsvpResponse.NEEDS_ACTION.value)
+    updated_at: Mapped[datetime]
+
+
+class SyncState(Base):
+    """The outbox and the retry record of one (sync type, group): DESIGN §3.
+
+    A key is owed while ``requested_generation > completed_generation``. A request bumps
+    the requested generation (in the caller's transaction: the outbox); a run records the
+    generation it started from and completes exactly that one, so a request that arrives
+    mid-run leaves the key dirty and causes one more run. ``attempt`` counts consecutive
+    failures and ``next_attempt_at`` is when the retry is due: the APScheduler job is only
+    the timer for it, re-armed from this row whenever a daemon starts.
+    """
+
+    __tablename__ = "sync_state"
+    __table_args__ = (
+        CheckConstraint(f"sync_type IN {_in(SyncType)}", name="sync_type"),
+        CheckConstraint(f"status IN {_in(SyncStatus)}", name="status"),
+        Index("ix_sync_state_owed", "next_attempt_at"),
+    )
+
+    sync_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16), default=SyncStatus.PENDING.value)
+    requested_generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    completed_generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    failing_since: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_result: Mapped[dict[str, Any] | None]
+    sentry_reported_level: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class ServiceState(Base):
+    """Operator switches per external service (pause/resume)."""
+
+    __tablename__ = "service_state"
+
+    service: Mapped[str] = mapped_column(String(16), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class DiscordGrant(Base):
+    """A permission groupsync granted: a member overwrite on a channel, or a role.
+
+    Only what is recorded here is ever revoked, so overwrites made by people survive.
+    """
+
+    __tablename__ = "discord_grants"
+    __table_args__ = (
+        UniqueConstraint("group_id", "kind", "target_id", "discord_user_id"),
+        CheckConstraint("kind IN ('channel_overwrite', 'role')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, index=True)
+    guild_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(24))
+    target_id: Mapped[str] = mapped_column(String(32))
+    discord_user_id: Mapped[str] = mapped_column(String(32))
+    granted_at: Mapped[datetime]
+
+
+class CalendarEventRecord(Base):
+    """A calendar event groupsync created for a meeting, with what it last applied."""
+
+    __tablename__ = "calendar_events"
+    __table_args__ = (UniqueConstraint("calendar_id", "event_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, index=True)
+    meeting_id: Mapped[int] = mapped_column(Integer, unique=True)
+    calendar_id: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str | None] = mapped_column(String(255))
+    attendees: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
+class ReminderDelivery(Base):
+    """One reminder per (meeting, offset): scheduled, then sent or skipped, at most once."""
+
+    __tablename__ = "reminder_deliveries"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('scheduled', 'sending', 'sent', 'skipped', 'cancelled')", name="status"
+        ),
+    )
+
+    meeting_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    offset_minutes: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    group_id: Mapped[int] = mapped_column(Integer, index=True)
+    fire_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    nonce: Mapped[str] = mapped_column(String(25))
+    message_id: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None]

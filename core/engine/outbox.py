@@ -1,0 +1,62 @@
+"""The transactional outbox: marking sync keys owed inside the caller's transaction.
+
+The row write uses the caller's session, so it commits or rolls back with the membership
+change. On PostgreSQL a NOTIFY in the same transaction wakes the daemon at commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import case, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import SyncState, SyncStatus, SyncType
+from core.db.session import dialect_name
+
+OUTBOX_CHANNEL = "groupsync_outbox"
+
+
+async def mark_owed(
+    session: AsyncSession,
+    group_ids: Iterable[int],
+    now: datetime,
+    sync_types: Iterable[SyncType] = tuple(SyncType),
+) -> None:
+    """Bump the requested generation of every (type, group) key; create missing rows."""
+    rows = [
+        {
+            "sync_type": sync_type.value,
+            "group_id": group_id,
+            "status": SyncStatus.PENDING.value,
+            "requested_generation": 1,
+            "completed_generation": 0,
+            "attempt": 0,
+            "sentry_reported_level": 0,
+            "updated_at": now,
+        }
+        for group_id in dict.fromkeys(group_ids)
+        for sync_type in sync_types
+    ]
+    if not rows:
+        return
+    dialect = dialect_name(session)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(SyncState).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[SyncState.sync_type, SyncState.group_id],
+        set_={
+            "requested_generation": SyncState.requested_generation + 1,
+            # A failing key keeps its status (and backoff) until it runs again.
+            "status": case(
+                (SyncState.status == SyncStatus.OK.value, SyncStatus.PENDING.value),
+                else_=SyncState.status,
+            ),
+            "updated_at": now,
+        },
+    )
+    await session.execute(stmt)
+    if dialect == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})

@@ -1,0 +1,97 @@
+"""The one error tree of groupsync.
+
+    GroupsyncError
+    ├── ConfigError                 a setting is missing or malformed (names the variable)
+    ├── InvalidArgument (ValueError) a caller passed a malformed id or unknown sync type
+    │   └── UnknownGroupError       the group id does not exist
+    └── SyncError                   an external sync failed
+        ├── TransientError          retry with backoff; retry_after when the service gave one
+        │   ├── RateLimitedError    the service said "slow down" (429 / rateLimitExceeded)
+        │   └── CircuitOpenError    we refused to call a service whose breaker is open
+        └── NeedsAttentionError     401/403/404 and the like: an operator must act; still retried
+                                    at the capped interval
+
+Client adapters translate library exceptions into this tree at the edge; nothing
+above them inspects HTTP status codes.
+"""
+
+from __future__ import annotations
+
+
+class GroupsyncError(Exception):
+    """Root of every error groupsync raises on purpose."""
+
+
+class ConfigError(GroupsyncError):
+    """A setting is missing or malformed. The message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class InvalidArgument(GroupsyncError, ValueError):
+    """A caller passed something that can never work (raised at once, not retried)."""
+
+
+class UnknownGroupError(InvalidArgument):
+    def __init__(self, group_id: int) -> None:
+        super().__init__(f"group {group_id} does not exist")
+        self.group_id = group_id
+
+
+class SyncError(GroupsyncError):
+    """An external sync failed; the engine records it and schedules a retry."""
+
+    kind = "error"
+
+    def __init__(self, message: str, *, service: str | None = None) -> None:
+        super().__init__(message)
+        self.service = service
+
+
+class TransientError(SyncError):
+    """Worth retrying soon. ``retry_after`` (seconds) is the service's own hint, if any."""
+
+    kind = "transient"
+
+    def __init__(
+        self, message: str, *, service: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, service=service)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(TransientError):
+    kind = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str | None = None,
+        retry_after: float | None = None,
+        is_global: bool = False,
+    ) -> None:
+        super().__init__(message, service=service, retry_after=retry_after)
+        self.is_global = is_global
+
+
+class CircuitOpenError(TransientError):
+    kind = "circuit_open"
+
+
+class NeedsAttentionError(SyncError):
+    """A permanent-looking failure (revoked token, missing channel, missing permission).
+
+    Carries the service's own message so the dashboard can show it verbatim.
+    """
+
+    kind = "needs_attention"
+
+    def __init__(
+        self, message: str, *, service: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message, service=service)
+        self.status = status

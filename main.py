@@ -1,0 +1,96 @@
+"""groupsync command line: a thin face over core/. `python main.py --help` lists the verbs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+
+from core.config import Settings, load_settings
+from core.errors import ConfigError, GroupsyncError
+from core.observability import configure_logging, init_sentry
+
+EXIT_CONFIG = 2
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [
+        secret.get_secret_value()
+        for secret in (settings.discord_bot_token, settings.admin_token, settings.sentry_dsn)
+        if secret is not None
+    ]
+
+
+def _prepare(settings: Settings) -> None:
+    configure_logging(settings.log_format, settings.log_level, _secrets(settings))
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
+    init_sentry(dsn, settings.sentry_environment, _secrets(settings))
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from core.daemon import install_stop_signals, run_daemon
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        return await run_daemon(settings, stop)
+
+    return asyncio.run(main())
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from core.config import redact_url
+    from core.db.migrate import upgrade
+
+    upgrade(settings.database_url, args.revision)
+    print(f"database at {redact_url(settings.database_url)} upgraded to {args.revision}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="groupsync: keeps Discord, Google Calendar, reminders and RSVPs in step "
+        "with group membership. Settings come from the environment (see README).",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser(
+        "run",
+        help="run the long-lived daemon",
+        description="Run the daemon "
+        "until SIGTERM/SIGINT. Refuses to start on a schema not at head.",
+    )
+    run.set_defaults(handler=cmd_run)
+
+    migrate = verbs.add_parser(
+        "migrate",
+        help="upgrade the database schema",
+        description="Apply Alembic migrations (default: to head).",
+    )
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.set_defaults(handler=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"groupsync: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _prepare(settings)
+    try:
+        return handler(args, settings)
+    except GroupsyncError as exc:
+        print(f"groupsync: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

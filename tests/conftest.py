@@ -1,0 +1,73 @@
+"""Fixtures shared by every test folder.
+
+`database_url` is parametrized over SQLite and PostgreSQL: a test that takes it (or
+`engine` / `session_factory`) runs once per backend, each on a fresh migrated database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.db.session import SessionFactory, create_engine, create_session_factory
+from tests.databases import PostgresDatabases, SqliteDatabases, postgres_admin_url
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> SqliteDatabases:
+    databases = SqliteDatabases(tmp_path_factory.mktemp("sqlite-template"))
+    databases.prepare_template()
+    return databases
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> PostgresDatabases | None:
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        return None
+    databases = PostgresDatabases(admin_url)
+    databases.prepare_template()
+    return databases
+
+
+def _database(request: pytest.FixtureRequest, tmp_path: Path, migrated: bool) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_databases").create(tmp_path, migrated)
+        return
+    postgres: PostgresDatabases | None = request.getfixturevalue("postgres_databases")
+    if postgres is None:
+        pytest.skip("PostgreSQL half: set GROUPSYNC_TEST_POSTGRES_URL (scripts/start-postgres.sh)")
+    url = postgres.create(migrated)
+    try:
+        yield url
+    finally:
+        postgres.drop(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database at the head revision."""
+    yield from _database(request, tmp_path, migrated=True)
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database with no schema at all (for migration and start-up tests)."""
+    yield from _database(request, tmp_path, migrated=False)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: AsyncEngine) -> SessionFactory:
+    return create_session_factory(engine)
