@@ -91,7 +91,13 @@ class NeedsAttentionError(SyncError):
     kind = "needs_attention"
 
     def __init__(
-        self, message: str, *, service: str | None = None, status: int | None = None
+        self,
+        message: str,
+        *,
+        service: str | None = None,
+        status: int | None = None,
+        code: int | str | None = None,
     ) -> None:
         super().__init__(message, service=service)
         self.status = status
+        self.code = code  # the service's own error code (Discord 10003, Google "notFound")

@@ -1,0 +1,95 @@
+"""What the syncers need from Discord and Google Calendar: the one narrow seam per service.
+
+Adapters in this folder implement these with discord.py and google-api-python-client;
+every method raises only ``core.errors`` types (``TransientError`` / ``RateLimitedError``
+with ``retry_after``, ``CircuitOpenError``, ``NeedsAttentionError`` with the service's own
+message and code). Ids are strings (Discord snowflakes, Google ids).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.lanes import Lane
+
+MEMBER_OVERWRITE = 1  # Discord overwrite type: 0 role, 1 member
+ROLE_OVERWRITE = 0
+
+
+@dataclass(frozen=True)
+class Overwrite:
+    target_id: str
+    type: int  # ROLE_OVERWRITE or MEMBER_OVERWRITE
+    allow: int
+    deny: int
+
+
+class DiscordPort(Protocol):
+    async def channel_overwrites(self, channel_id: str, lane: Lane) -> dict[str, Overwrite]:
+        """Current permission overwrites of a channel, by target id. Raises
+        NeedsAttentionError(code=10003) when the channel does not exist."""
+        ...
+
+    async def set_member_overwrite(
+        self, channel_id: str, user_id: str, allow: int, deny: int, lane: Lane, reason: str
+    ) -> None: ...
+
+    async def delete_member_overwrite(
+        self, channel_id: str, user_id: str, lane: Lane, reason: str
+    ) -> None:
+        """Idempotent: an overwrite that is already gone is not an error."""
+        ...
+
+    async def add_member_role(
+        self, guild_id: str, user_id: str, role_id: str, lane: Lane, reason: str
+    ) -> None: ...
+
+    async def remove_member_role(
+        self, guild_id: str, user_id: str, role_id: str, lane: Lane, reason: str
+    ) -> None:
+        """Idempotent: a member or role already gone is not an error."""
+        ...
+
+    async def send_message(self, channel_id: str, content: str, nonce: str, lane: Lane) -> str:
+        """Post with Discord's nonce + enforce_nonce so a retried post is not doubled.
+        Returns the message id."""
+        ...
+
+
+class CalendarPort(Protocol):
+    async def get_event(self, calendar_id: str, event_id: str, lane: Lane) -> dict[str, Any] | None:
+        """The event (cancelled ones included), or None when it never existed."""
+        ...
+
+    async def insert_event(
+        self, calendar_id: str, body: dict[str, Any], send_updates: str, lane: Lane
+    ) -> dict[str, Any]:
+        """Insert with the client-chosen ``body["id"]``; a 409 duplicate (a retried insert)
+        returns the existing event instead of failing."""
+        ...
+
+    async def update_event(
+        self,
+        calendar_id: str,
+        event_id: str,
+        body: dict[str, Any],
+        etag: str | None,
+        send_updates: str,
+        lane: Lane,
+    ) -> dict[str, Any] | None:
+        """Full update with If-Match when an etag is given (1 quota unit; patch costs 3).
+        Returns None on 412 (someone else changed it): the caller re-reads and re-applies."""
+        ...
+
+    async def delete_event(
+        self, calendar_id: str, event_id: str, send_updates: str, lane: Lane
+    ) -> None:
+        """Idempotent: 404/410 (already gone) is success."""
+        ...
+
+    async def list_events(
+        self, calendar_id: str, private_property: tuple[str, str], lane: Lane
+    ) -> list[dict[str, Any]]:
+        """Every event carrying the private extended property key=value (all pages)."""
+        ...
