@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     admin_port: int = Field(8765, ge=0, le=65535)
     admin_token: SecretStr | None = None
 
+    syncer_factory: str = Field(
+        "core.syncers.registry:build_syncers",
+        description="module:function that builds the four syncers; tests swap in fakes",
+    )
     time_scale: float = Field(1.0, gt=0, description="multiplies every engine delay; tests only")
     lease_seconds: float = Field(300.0, gt=0)
     outbox_poll_seconds: float = Field(1.0, gt=0)
