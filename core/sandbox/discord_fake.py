@@ -1,0 +1,224 @@
+"""The fake Discord REST server: auth, rate limits, faults and logging around discord_api."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from core.sandbox import discord_api
+from core.sandbox.clock import Clock
+from core.sandbox.discord_errors import DiscordError, unauthorized_body
+from core.sandbox.discord_state import DiscordState
+from core.sandbox.faults import first
+from core.sandbox.options import DiscordLimits, RouteLimit
+from core.sandbox.ratelimit import FixedWindowBucket, SlidingWindow
+from core.sandbox.reqlog import RequestRecord
+from core.sandbox.service_base import FakeService
+
+API_PREFIX = "/api/v10"
+CLOUDFLARE_BAN_HTML = (
+    "<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to "
+    "restrict access</title></head><body>Error 1015: You are being rate limited.</body></html>"
+)
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    """Content-Type exactly ``application/json`` (discord.py parses nothing else)."""
+    out = dict(headers or {})
+    if status == 204 or body is None:
+        return web.Response(status=status, headers=out)
+    out["Content-Type"] = "application/json"
+    return web.Response(status=status, body=json.dumps(body).encode(), headers=out)
+
+
+def make_bot_token(bot_id: str) -> str:
+    head = base64.urlsafe_b64encode(bot_id.encode()).decode().rstrip("=")
+    return f"{head}.{secrets.token_urlsafe(4)}.{secrets.token_urlsafe(27)}"
+
+
+class DiscordFake(FakeService):
+    """State, limits and the aiohttp handler of the fake Discord."""
+
+    name = "discord"
+
+    def __init__(self, clock: Clock, limits: DiscordLimits | None = None, seed: int = 0) -> None:
+        super().__init__(clock, seed)
+        self.limits = limits or DiscordLimits()
+        self.state = DiscordState()
+        self.bot_token = make_bot_token(self.state.bot.id)
+        self._global: dict[str, SlidingWindow] = {}
+        self._buckets: dict[tuple[str, str, str], FixedWindowBucket] = {}
+        self._invalid: dict[str, SlidingWindow] = {}
+
+    # ---- seeding and readers (delegated to the state) ------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name in _STATE_METHODS:
+            return getattr(self.state, name)
+        raise AttributeError(name)
+
+    @property
+    def bot_user_id(self) -> str:
+        return self.state.bot.id
+
+    def messages(self, channel_id: int | str) -> list[dict[str, Any]]:
+        return self.state.channel_messages(channel_id)
+
+    def invalid_requests(self, ip: str = "127.0.0.1") -> int:
+        """Invalid (401/403/429) responses counted for ``ip`` in the current window."""
+        window = self._invalid.get(ip)
+        return 0 if window is None else window.used(self.clock.now())
+
+    # ---- HTTP ------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        now = self.clock.now()
+        path = request.path[len(API_PREFIX):]
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode(errors="replace")
+        matched = discord_api.ROUTES.match(request.method, path)
+        route_key = matched[0].key if matched else f"{request.method} {path}"
+        record = RequestRecord(
+            service=self.name, method=request.method, path=path, route=route_key, status=0,
+            time=now, body=body, query=dict(request.query),
+            audit_reason=request.headers.get("X-Audit-Log-Reason"),
+        )
+        response = await self._respond(request, matched, body, record)
+        record.status = response.status
+        self.log.add(record)
+        return response
+
+    async def _respond(
+        self,
+        request: web.Request,
+        matched: tuple[Any, dict[str, str]] | None,
+        body: Any,
+        record: RequestRecord,
+    ) -> web.Response:
+        ip = request.remote or "unknown"
+        now = record.time
+        if self._banned(ip, now):
+            record.faults.append("cloudflare_ban")
+            return web.Response(status=429, text=CLOUDFLARE_BAN_HTML, content_type="text/html")
+        fired = self.faults.take(record.route)
+        record.faults.extend(f.kind for f in fired)
+        latency = first(fired, "latency")
+        if latency is not None:
+            await asyncio.sleep(self.clock.scaled(latency.latency or 1.0))
+        token = request.headers.get("Authorization", "")
+        if token != f"Bot {self.bot_token}" or first(fired, "revoked_token"):
+            return self._invalid_response(ip, json_response(401, unauthorized_body()))
+        if matched is None:
+            return self._unmatched(request.method, record.path)
+        route, params = matched
+        now = self.clock.now()
+        refused = self._global_limit(token, now)
+        if refused is not None:
+            return self._invalid_response(ip, refused)
+        bucket_headers, refused = self._route_limit(token, route.key, params, now)
+        if refused is not None:
+            return self._invalid_response(ip, refused)
+        return self._invalid_response(ip, self._answer(route.name, params, body, fired,
+                                                       bucket_headers))
+
+    def _answer(self, name: str, params: dict[str, str], body: Any, fired: list[Any],
+                headers: dict[str, str]) -> web.Response:
+        injected_429 = first(fired, "429")
+        if injected_429 is not None:
+            # A sub-limit: 429 while the bucket still reports Remaining > 0.
+            return self._rate_limited(self.clock.scaled(injected_429.retry_after or 1.0),
+                                      headers, scope="user")
+        error = first(fired, "5xx")
+        if error is not None:
+            status = error.status or 500
+            return json_response(status, {"message": f"{status}: Server Error", "code": 0}, headers)
+        ctx = discord_api.Context(self.state, params, body, self.clock.now(),
+                                  self.limits.nonce_window)
+        try:
+            status, payload = discord_api.HANDLERS[name](ctx)
+        except DiscordError as exc:
+            return json_response(exc.status, exc.body(), headers)
+        return json_response(status, payload, headers)
+
+    def _unmatched(self, method: str, path: str) -> web.Response:
+        if discord_api.ROUTES.path_exists(path):
+            return json_response(405, {"message": "405: Method Not Allowed", "code": 0})
+        return json_response(404, {"message": "404: Not Found", "code": 0})
+
+    # ---- limits --------------------------------------------------------------------------
+    def _banned(self, ip: str, now: float) -> bool:
+        window = self._invalid.get(ip)
+        return window is not None and window.used(now) >= self.limits.invalid_limit
+
+    def _invalid_response(self, ip: str, response: web.Response) -> web.Response:
+        scope = response.headers.get("X-RateLimit-Scope")
+        if response.status in (401, 403, 429) and scope != "shared":
+            window = self._invalid.setdefault(ip, SlidingWindow(
+                self.limits.invalid_limit, self.clock.scaled(self.limits.invalid_window)))
+            window.add(self.clock.now())
+        return response
+
+    def _global_limit(self, token: str, now: float) -> web.Response | None:
+        window = self._global.setdefault(token, SlidingWindow(
+            self.limits.global_limit, self.clock.scaled(self.limits.global_period)))
+        if not window.would_exceed(now):
+            window.add(now)
+            return None
+        retry_after = max(window.retry_after(now), 0.001)
+        return json_response(
+            429,
+            {"message": "You are being rate limited.", "retry_after": round(retry_after, 3),
+             "global": True},
+            {"Retry-After": str(math.ceil(retry_after)), "X-RateLimit-Global": "true",
+             "X-RateLimit-Scope": "global", "Via": "1.1 google"},
+        )
+
+    def _route_limit(self, token: str, route_key: str, params: dict[str, str],
+                     now: float) -> tuple[dict[str, str], web.Response | None]:
+        spec: RouteLimit = self.limits.routes.get(route_key, self.limits.default_route)
+        major = params.get("channel_id") or params.get("guild_id") or ""
+        bucket = self._buckets.setdefault((token, spec.bucket, major), FixedWindowBucket(
+            spec.limit, self.clock.scaled(spec.period)))
+        allowed = bucket.try_acquire(now)
+        state = bucket.state(now)
+        headers = {
+            "X-RateLimit-Limit": str(state.limit),
+            "X-RateLimit-Remaining": str(state.remaining),
+            "X-RateLimit-Reset": f"{self.clock.wall() + state.reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{state.reset_after:.3f}",
+            "X-RateLimit-Bucket": hashlib.sha1(spec.bucket.encode()).hexdigest()[:32],
+        }
+        if allowed:
+            return headers, None
+        return headers, self._rate_limited(max(state.reset_after, 0.001), headers, scope="user")
+
+    @staticmethod
+    def _rate_limited(retry_after: float, headers: dict[str, str], scope: str) -> web.Response:
+        return json_response(
+            429,
+            {"message": "You are being rate limited.", "retry_after": round(retry_after, 3),
+             "global": False},
+            {**headers, "Retry-After": str(math.ceil(retry_after)), "X-RateLimit-Scope": scope,
+             "Via": "1.1 google"},
+        )
+
+
+_STATE_METHODS = frozenset({
+    "add_guild", "add_role", "add_channel", "delete_channel", "add_user", "add_member",
+    "remove_member", "set_foreign_overwrite", "overwrites", "member_roles", "dm_messages",
+})
