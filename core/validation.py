@@ -18,8 +18,8 @@ def optional_group_id(value: object, name: str = "previous_group_id") -> int | N
 
 
 def parse_sync_type(value: object) -> SyncType:
-    try:
-        return SyncType(value)
-    except ValueError:
-        valid = ", ".join(t.value for t in SyncType)
-        raise InvalidArgument(f"unknown sync type {value!r}; valid types: {valid}") from None
+    for sync_type in SyncType:
+        if value == sync_type.value:
+            return sync_type
+    valid = ", ".join(t.value for t in SyncType)
+    raise InvalidArgument(f"unknown sync type {value!r}; valid types: {valid}")

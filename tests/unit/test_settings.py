@@ -1,0 +1,77 @@
+"""A bad setting ends with one line naming the variable, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from core.config import load_settings, redact_url
+from core.errors import ConfigError
+from main import main
+
+BAD_SETTINGS = [
+    ("DATABASE_URL", "mysql://u:pw@db/x", "must be a sqlite:/// or postgresql:// URL"),
+    ("LOG_FORMAT", "xml", "'console' or 'json'"),
+    ("LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+    ("ADMIN_PORT", "http", "valid integer"),
+    ("ADMIN_PORT", "70000", "less than or equal to 65535"),
+    ("TIME_SCALE", "0", "greater than 0"),
+    ("LEASE_SECONDS", "-5", "greater than 0"),
+    ("ENABLED_SERVICES", "discord,slack", "'discord' or 'calendar'"),
+    ("REMINDER_OFFSETS_MINUTES", "60,soon", "comma-separated list of whole numbers"),
+    ("SENTRY_ATTEMPT_MILESTONES", "0", "every number must be positive"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), BAD_SETTINGS)
+def test_each_bad_setting_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    says: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    code = main(["run"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert err.startswith(f"groupsync: configuration error: {variable}: ")
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_database_password_is_not_echoed_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://user:hunter22@db/x")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "hunter22" not in str(caught.value)
+
+
+def test_secrets_are_reduced_to_set_in_the_logged_summary() -> None:
+    settings = load_settings(
+        discord_bot_token=SecretStr("abc.def.ghi-secret"),
+        database_url="postgresql://gs:pw123@db:5432/gs",
+    )
+    summary = str(settings.public_summary())
+    assert "abc.def.ghi-secret" not in summary
+    assert "pw123" not in summary
+    assert settings.public_summary()["discord_bot_token"] == "set"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+asyncpg://u:p@h:5432/d", "postgresql+asyncpg://u:***@h:5432/d"),
+        ("sqlite+aiosqlite:///./var/x.db", "sqlite+aiosqlite:///./var/x.db"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_plain_postgres_url_gets_the_async_driver() -> None:
+    settings = load_settings(database_url="postgresql://u@h/d")
+    assert settings.database_url == "postgresql+asyncpg://u@h/d"
