@@ -1,0 +1,184 @@
+"""The pure halves of the syncers: desired state and the diff, as tables of cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.syncers.calendar_plan import (
+    AppliedEvent,
+    desired_events,
+    event_id_for,
+    plan_calendar,
+)
+from core.syncers.discord_plan import (
+    CHANNEL_OVERWRITE,
+    ROLE,
+    TEXT_ALLOW,
+    VOICE_ALLOW,
+    Grant,
+    plan_discord,
+)
+from core.syncers.reminder_plan import (
+    ExistingReminder,
+    ReminderKey,
+    desired_reminders,
+    nonce_for,
+    plan_reminders,
+)
+from core.syncers.rsvp_plan import plan_rsvps
+from core.syncers.snapshot import GroupSnapshot, MeetingInfo, Member
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+ANN = Member(1, "ann@example.org", "11", "Ann")
+BOB = Member(2, "bob@example.org", "22", "Bob")
+NOID = Member(3, "cy@example.org", None, "Cy")
+SOON = MeetingInfo(10, 1, NOW + timedelta(days=2), 60)
+LATER = MeetingInfo(11, 2, NOW + timedelta(days=9), 60)
+
+
+def group(*members: Member, **fields: object) -> GroupSnapshot:
+    base: dict[str, object] = {
+        "group_id": 7,
+        "exists": True,
+        "name": "Cohort",
+        "guild_id": "900",
+        "text_channel_id": "500",
+        "voice_channel_id": "700",
+        "calendar_id": "cal7",
+        "members": members,
+        "upcoming": (SOON, LATER),
+    }
+    return GroupSnapshot(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def text(user: str) -> Grant:
+    return Grant(CHANNEL_OVERWRITE, "500", user, TEXT_ALLOW)
+
+
+def voice(user: str) -> Grant:
+    return Grant(CHANNEL_OVERWRITE, "700", user, VOICE_ALLOW)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "applied", "grant", "revoke", "unchanged", "skipped"),
+    [
+        (group(ANN), set(), {text("11"), voice("11")}, set(), 0, 0),
+        (group(ANN), {text("11"), voice("11")}, set(), set(), 2, 0),
+        (group(ANN), {text("11")}, {voice("11")}, set(), 1, 0),  # partial start
+        (
+            group(BOB),
+            {text("11"), voice("11")},
+            {text("22"), voice("22")},
+            {text("11"), voice("11")},
+            0,
+            0,
+        ),
+        (group(ANN, NOID), set(), {text("11"), voice("11")}, set(), 0, 1),
+        (GroupSnapshot(7, exists=False), {text("11")}, set(), {text("11")}, 0, 0),
+        (
+            group(ANN, role_id="42"),
+            set(),
+            {text("11"), voice("11"), Grant(ROLE, "42", "11")},
+            set(),
+            0,
+            0,
+        ),
+    ],
+    ids=["empty", "converged", "partial", "switch", "no-discord-id", "deleted", "role"],
+)
+def test_discord_plan(
+    snapshot: GroupSnapshot,
+    applied: set[Grant],
+    grant: set[Grant],
+    revoke: set[Grant],
+    unchanged: int,
+    skipped: int,
+) -> None:
+    plan = plan_discord(snapshot, applied)
+    assert set(plan.grant) == grant
+    assert set(plan.revoke) == revoke
+    assert (plan.unchanged, plan.skipped) == (unchanged, skipped)
+
+
+def applied_for(snapshot: GroupSnapshot, **changes: object) -> list[AppliedEvent]:
+    return [
+        AppliedEvent(
+            **{  # type: ignore[arg-type]
+                "meeting_id": spec.meeting_id,
+                "calendar_id": spec.calendar_id,
+                "event_id": spec.event_id,
+                "etag": '"1"',
+                "fingerprint": spec.fingerprint,
+                "starts_at": spec.starts_at,
+                "cancelled": False,
+                **changes,
+            }
+        )
+        for spec in desired_events(snapshot)
+    ]
+
+
+def test_calendar_plan_inserts_every_upcoming_meeting_from_empty() -> None:
+    plan = plan_calendar(desired_events(group(ANN)), [], NOW)
+    assert [s.event_id for s in plan.insert] == [event_id_for(10), event_id_for(11)]
+    assert set(event_id_for(10)) <= set("0123456789abcdefghijklmnopqrstuv")
+
+
+def test_calendar_plan_is_empty_when_converged() -> None:
+    snapshot = group(ANN)
+    plan = plan_calendar(desired_events(snapshot), applied_for(snapshot), NOW)
+    assert (plan.insert, plan.update, plan.cancel, plan.unchanged) == ((), (), (), 2)
+
+
+def test_calendar_plan_updates_when_attendees_change_but_not_for_answers() -> None:
+    before = group(ANN)
+    plan = plan_calendar(desired_events(group(ANN, BOB)), applied_for(before), NOW)
+    assert len(plan.update) == 2
+    answered = desired_events(before, {10: {"ann@example.org": "accepted"}})
+    assert plan_calendar(answered, applied_for(before), NOW).unchanged == 2
+
+
+def test_calendar_plan_cancels_upcoming_events_of_a_deleted_group_but_not_past_ones() -> None:
+    applied = applied_for(group(ANN))
+    past = AppliedEvent(9, "cal7", event_id_for(9), None, "x", NOW - timedelta(days=1), False)
+    plan = plan_calendar(desired_events(GroupSnapshot(7, exists=False)), [*applied, past], NOW)
+    assert {a.meeting_id for a in plan.cancel} == {10, 11}
+
+
+def test_reminder_plan_schedules_skips_late_and_keeps_final() -> None:
+    snapshot = group(ANN, upcoming=(MeetingInfo(10, 1, NOW + timedelta(minutes=30), 60),))
+    desired = desired_reminders(snapshot, (1440, 60, 10))
+    sent = ExistingReminder(ReminderKey(10, 10), NOW + timedelta(minutes=20), "sent")
+    plan = plan_reminders(desired, [sent], NOW, grace=timedelta(minutes=10))
+    # 24 h before was 23.5 h ago: skipped; 60 min before was 30 min ago: skipped too.
+    assert [k.offset_minutes for k, _ in plan.too_late] == [60, 1440]
+    assert plan.schedule == ()
+    assert plan.cancel == ()
+
+
+def test_reminder_plan_moves_and_cancels() -> None:
+    snapshot = group(ANN, upcoming=(SOON,))
+    desired = desired_reminders(snapshot, (60,))
+    moved = ExistingReminder(ReminderKey(10, 60), NOW + timedelta(days=5), "scheduled")
+    gone = ExistingReminder(ReminderKey(99, 60), NOW + timedelta(days=1), "scheduled")
+    plan = plan_reminders(desired, [moved, gone], NOW, grace=timedelta(minutes=10))
+    assert plan.schedule == ((ReminderKey(10, 60), SOON.starts_at - timedelta(minutes=60)),)
+    assert plan.cancel == (ReminderKey(99, 60),)
+    assert len(nonce_for(ReminderKey(123456789, 1440))) <= 25
+
+
+def test_rsvp_plan_adds_members_removes_leavers_and_imports_answers() -> None:
+    existing = {(10, 2): "accepted", (11, 2): "declined", (10, 1): "needsAction"}
+    plan = plan_rsvps(
+        group(ANN, upcoming=(SOON, LATER)), existing, {10: {"ann@example.org": "tentative"}}
+    )
+    assert plan.insert == ((11, 1, "needsAction"),)
+    assert plan.update == ((10, 1, "tentative"),)
+    assert plan.delete == ((10, 2), (11, 2))
+
+
+def test_rsvp_plan_of_a_deleted_group_removes_everything() -> None:
+    plan = plan_rsvps(GroupSnapshot(7, exists=False), {(10, 1): "accepted"}, None)
+    assert plan.delete == ((10, 1),)
