@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import secrets
+import urllib.parse
 from typing import Any
 
 from aiohttp import web
@@ -96,7 +97,7 @@ class DiscordFake(FakeService):
         record = RequestRecord(
             service=self.name, method=request.method, path=path, route=route_key, status=0,
             time=now, body=body, query=dict(request.query),
-            audit_reason=request.headers.get("X-Audit-Log-Reason"),
+            audit_reason=_audit_reason(request),
         )
         response = await self._respond(request, matched, body, record)
         record.status = response.status
@@ -216,6 +217,11 @@ class DiscordFake(FakeService):
             {**headers, "Retry-After": str(math.ceil(retry_after)), "X-RateLimit-Scope": scope,
              "Via": "1.1 google"},
         )
+
+
+def _audit_reason(request: web.Request) -> str | None:
+    reason = request.headers.get("X-Audit-Log-Reason")
+    return None if reason is None else urllib.parse.unquote(reason)
 
 
 _STATE_METHODS = frozenset({
