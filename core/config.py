@@ -55,11 +55,32 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(300.0, gt=0)
     outbox_poll_seconds: float = Field(1.0, gt=0)
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
+    coalesce_window_seconds: float = Field(
+        1.0, ge=0, description="a key runs at most once per window in a process (scaled)"
+    )
+    sync_concurrency: int = Field(8, gt=0, description="syncs run at once by one process")
     reminder_offsets_minutes: Annotated[tuple[int, ...], NoDecode] = (1440, 60)
     reminder_grace_seconds: float = Field(600.0, ge=0)
     rsvp_refresh_seconds: float = Field(900.0, gt=0)
     sentry_attempt_milestones: Annotated[tuple[int, ...], NoDecode] = (10, 100, 1000)
     sentry_age_milestones_seconds: Annotated[tuple[int, ...], NoDecode] = (3600, 86400)
+    # Outbound clients (core/clients): limits below the documented ones, nominal seconds
+    # (multiplied by time_scale).
+    discord_requests_per_second: float = Field(40.0, gt=0, le=50)
+    discord_invalid_request_budget: int = Field(
+        5000, ge=1, le=9000, description="401/403/429 per 10 min before we stop calling"
+    )
+    calendar_requests_per_minute_user: float = Field(500.0, gt=0, le=600)
+    calendar_requests_per_minute_project: float = Field(9000.0, gt=0, le=10_000)
+    background_lane_share: float = Field(0.5, gt=0, le=1)
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_reset_seconds: float = Field(30.0, gt=0)
+    client_call_timeout_seconds: float = Field(
+        15.0, gt=0, description="in-call budget, library retries included"
+    )
+    client_max_rate_limit_wait_seconds: float = Field(
+        5.0, gt=0, description="a longer server wait becomes a scheduled retry"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Group, MemberRole, Membership, User
+from core.db.models import Group, MemberRole, Membership, SyncType, User
 from core.engine.outbox import mark_owed
 from core.errors import InvalidArgument, UnknownGroupError
 from core.validation import optional_group_id, require_group_id
@@ -107,3 +107,18 @@ async def _require_exists(session: AsyncSession, user_id: int, group_id: int) ->
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def sync_after_group_change(group_id: int, previous_group_id: int | None = None) -> None:
+    """Sync after a membership commit (DESIGN §2): the old group first when switching,
+    then the new one, each in the order discord, calendar, reminders, rsvps. Never raises
+    because a sync failed: each failure is logged, recorded, reported and retried."""
+    from core.engine.state import SyncKey
+    from core.lifecycle import current_runtime, mark_and_run
+
+    group_id = require_group_id(group_id)
+    previous_group_id = optional_group_id(previous_group_id)
+    groups = [group_id] if previous_group_id in (None, group_id) else [previous_group_id, group_id]
+    keys = [SyncKey(t, g) for g in groups for t in SyncType]
+    async with current_runtime() as rt:
+        await mark_and_run(rt, keys)

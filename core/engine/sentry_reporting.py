@@ -1,0 +1,26 @@
+"""Sentry reports for failure streaks: the runner decides when (outcomes.decide_failure),
+this module only sends. sentry_sdk is a no-op until ``init`` was called with a DSN."""
+
+from __future__ import annotations
+
+import sentry_sdk
+
+from core.engine.outcomes import FailureDecision, Outcome
+from core.engine.state import SyncKey
+
+
+def report_failure(key: SyncKey, outcome: Outcome, decision: FailureDecision) -> None:
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("sync_type", key.sync_type.value)
+        scope.set_tag("group_id", str(key.group_id))
+        scope.set_tag("error_kind", outcome.error_kind or "unknown")
+        scope.set_extra("attempt", decision.attempt)
+        scope.set_extra("failing_since", decision.failing_since.isoformat())
+        scope.set_extra("sentry_level", decision.sentry_level)
+        if outcome.exception is not None:
+            sentry_sdk.capture_exception(outcome.exception)
+        else:
+            sentry_sdk.capture_message(
+                f"{key.sync_type.value} sync of group {key.group_id} failed: {outcome.error}",
+                level="error",
+            )

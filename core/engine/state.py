@@ -1,0 +1,222 @@
+"""The sync-state rows as a small repository: claim a lease, renew it, record the outcome.
+
+Every write is one short transaction of its own, and every write after the claim is
+fenced on ``lease_owner``: a process whose lease expired and was taken over cannot
+overwrite the new holder's record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from core.db.models import SyncState, SyncStatus, SyncType
+from core.db.session import SessionFactory
+from core.engine.outcomes import FailureDecision, Outcome, StreakSoFar
+
+
+@dataclass(frozen=True, order=True)
+class SyncKey:
+    sync_type: SyncType
+    group_id: int
+
+    @property
+    def job_id(self) -> str:
+        return f"sync_retry_{self.sync_type.value}_{self.group_id}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A lease on one key: the run completes exactly ``generation``."""
+
+    key: SyncKey
+    owner: str
+    generation: int
+    streak: StreakSoFar
+
+
+def _key(key: SyncKey) -> ColumnElement[bool]:
+    return and_(SyncState.sync_type == key.sync_type.value, SyncState.group_id == key.group_id)
+
+
+def owed() -> ColumnElement[bool]:
+    return SyncState.requested_generation > SyncState.completed_generation
+
+
+def lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(SyncState.lease_owner.is_(None), SyncState.lease_expires_at < now)
+
+
+def _status_when_idle() -> Any:
+    """Status of an owed key nobody is running: it keeps what its streak says."""
+    return case(
+        (SyncState.attempt == 0, SyncStatus.PENDING.value),
+        (SyncState.error_kind == "needs_attention", SyncStatus.NEEDS_ATTENTION.value),
+        else_=SyncStatus.RETRYING.value,
+    )
+
+
+async def claim(
+    session_factory: SessionFactory, key: SyncKey, owner: str, now: datetime, lease_seconds: float
+) -> Claim | None:
+    """Take the lease if the key is owed and nobody holds a live lease on it."""
+    stmt = (
+        update(SyncState)
+        .where(_key(key), owed(), lease_free(now))
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            status=SyncStatus.RUNNING.value,
+            last_attempt_at=now,
+            updated_at=now,
+        )
+        .returning(
+            SyncState.requested_generation,
+            SyncState.attempt,
+            SyncState.failing_since,
+            SyncState.sentry_reported_level,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    async with session_factory() as session, session.begin():
+        row = (await session.execute(stmt)).first()
+    if row is None:
+        return None
+    generation, attempt, failing_since, level = row
+    return Claim(key, owner, generation, StreakSoFar(attempt, failing_since, level))
+
+
+async def renew(
+    session_factory: SessionFactory, claim_: Claim, now: datetime, lease_seconds: float
+) -> bool:
+    return await _fenced(
+        session_factory, claim_, lease_expires_at=now + timedelta(seconds=lease_seconds)
+    )
+
+
+async def record_success(
+    session_factory: SessionFactory, claim_: Claim, outcome: Outcome, now: datetime
+) -> bool:
+    """Complete the generation the run started from; a newer request leaves it pending."""
+    return await _fenced(
+        session_factory,
+        claim_,
+        completed_generation=claim_.generation,
+        status=case(
+            (SyncState.requested_generation > claim_.generation, SyncStatus.PENDING.value),
+            else_=SyncStatus.OK.value,
+        ),
+        attempt=0,
+        next_attempt_at=None,
+        last_error=None,
+        error_kind=None,
+        failing_since=None,
+        sentry_reported_level=0,
+        last_success_at=now,
+        last_result=outcome.result,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+
+
+async def record_failure(
+    session_factory: SessionFactory,
+    claim_: Claim,
+    outcome: Outcome,
+    decision: FailureDecision,
+    now: datetime,
+) -> bool:
+    return await _fenced(
+        session_factory,
+        claim_,
+        status=decision.status.value,
+        attempt=decision.attempt,
+        next_attempt_at=decision.next_attempt_at,
+        last_error=(outcome.error or "")[:4000],
+        error_kind=outcome.error_kind,
+        failing_since=decision.failing_since,
+        sentry_reported_level=decision.sentry_level,
+        last_result=outcome.result,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+
+
+async def release(session_factory: SessionFactory, claim_: Claim, now: datetime) -> bool:
+    """Give the lease back without completing anything (shutdown): the key stays owed."""
+    return await _fenced(
+        session_factory,
+        claim_,
+        status=_status_when_idle(),
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+
+
+async def _fenced(session_factory: SessionFactory, claim_: Claim, **values: Any) -> bool:
+    stmt = (
+        update(SyncState)
+        .where(_key(claim_.key), SyncState.lease_owner == claim_.owner)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    async with session_factory() as session, session.begin():
+        result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def due_keys(session_factory: SessionFactory, now: datetime, limit: int) -> list[SyncKey]:
+    """Owed keys that are due (fresh requests and overdue retries) and not leased."""
+    due = or_(SyncState.next_attempt_at.is_(None), SyncState.next_attempt_at <= now)
+    stmt = (
+        select(SyncState.sync_type, SyncState.group_id)
+        .where(owed(), due, lease_free(now))
+        .order_by(SyncState.updated_at)
+        .limit(limit)
+    )
+    async with session_factory() as session:
+        rows = (await session.execute(stmt)).all()
+    return [SyncKey(SyncType(t), g) for t, g in rows]
+
+
+@dataclass(frozen=True)
+class OwedRetry:
+    key: SyncKey
+    attempt: int
+    next_attempt_at: datetime
+
+
+async def owed_retries(session_factory: SessionFactory) -> list[OwedRetry]:
+    """Every owed key waiting on a backoff timer: what a starting daemon re-arms."""
+    stmt = select(SyncState.sync_type, SyncState.group_id, SyncState.attempt,
+                  SyncState.next_attempt_at).where(owed(), SyncState.next_attempt_at.is_not(None))
+    async with session_factory() as session:
+        rows = (await session.execute(stmt)).all()
+    return [OwedRetry(SyncKey(SyncType(t), g), a, n) for t, g, a, n in rows if n is not None]
+
+
+async def reclaim_leases(
+    session_factory: SessionFactory, now: datetime, *, owner_prefix: str | None = None
+) -> int:
+    """Free expired leases, and (at takeover) every lease of a previous daemon: the
+    advisory lock or file lock proves that daemon is gone."""
+    condition = SyncState.lease_expires_at < now
+    if owner_prefix is not None:
+        condition = or_(condition, SyncState.lease_owner.startswith(owner_prefix))
+    stmt = (
+        update(SyncState)
+        .where(SyncState.lease_owner.is_not(None), condition)
+        .values(status=_status_when_idle(), lease_owner=None, lease_expires_at=None,
+                updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    async with session_factory() as session, session.begin():
+        result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,1 @@
+"""Timers: the process-wide APScheduler and the retry jobs it fires (DESIGN §2, §6a)."""
