@@ -1,0 +1,295 @@
+"""DiscordPort over discord.py's REST client (no gateway).
+
+``discord.Client(intents=Intents.none())`` logs in lazily on the first call
+(``GET /users/@me`` + ``GET /oauth2/applications/@me``) and never opens a websocket.
+Calls go through ``client.http`` with plain ids, one HTTP request per port method: no
+fetches of members or roles just to satisfy the high-level models.
+
+discord.py's own behaviour that we rely on (discord/http.py, 2.7.1):
+
+- it waits out a 429 whose ``retry_after`` is at most ``max_ratelimit_timeout`` and
+  raises ``RateLimited`` above it. The constructor clamps that setting to >= 30 s, so we
+  set the ``HTTPClient`` attribute after construction to our (scaled) in-call limit: a
+  long server wait becomes ``RateLimitedError`` → a scheduled retry, not a held task;
+- it retries 500/502/504/524 after 1, 3, 5, 7, 9 s; our in-call deadline cuts that short;
+- it ignores the ``X-RateLimit-Scope`` header, so an aiohttp trace hook reads every
+  response instead: it feeds the invalid-request guard (the library's own retries
+  included) and tells a global 429 from a route one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import aiohttp
+import discord
+from discord.http import Route, handle_message_parameters
+
+from core.clients.invalid_requests import InvalidRequestGuard
+from core.clients.ports import MEMBER_OVERWRITE, Overwrite
+from core.clients.resilience import ResilienceConfig, ServiceGuard
+from core.clients.status import ServiceStatus
+from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
+from core.lanes import Lane
+from core.observability import get_logger
+
+log = get_logger("core.clients.discord")
+
+SERVICE = "discord"
+MAX_NONCE = 25
+# 404 codes that mean "already gone" for a revoke: unknown overwrite, member, role, user.
+GONE_CODES = frozenset({10007, 10009, 10011, 10013})
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DiscordOptions:
+    """Already multiplied by the time scale."""
+
+    base_url: str
+    resilience: ResilienceConfig
+    max_rate_limit_wait: float = 5.0  # a longer server wait raises instead of sleeping
+    invalid_request_budget: int = 5000
+    invalid_request_window: float = 600.0
+
+
+@dataclass
+class _Observed:
+    """What the trace hook saw during one adapter call."""
+
+    global_429: bool = False
+    statuses: list[int] = field(default_factory=list)
+
+
+_observed: ContextVar[_Observed | None] = ContextVar("groupsync_discord_observed", default=None)
+
+
+def discord_nonce(nonce: str) -> str:
+    """Discord accepts nonces of at most 25 characters: longer ones are hashed (stably)."""
+    if len(nonce) <= MAX_NONCE:
+        return nonce
+    return hashlib.sha256(nonce.encode()).hexdigest()[:MAX_NONCE]
+
+
+def translate(exc: BaseException, *, global_429: bool = False) -> SyncError | None:
+    """A discord.py / aiohttp exception as a ``core.errors`` type; None if it is not one."""
+    if isinstance(exc, discord.RateLimited):
+        return RateLimitedError(
+            f"Discord rate limit: retry after {exc.retry_after:.2f}s"
+            + (" (global)" if global_429 else ""),
+            service=SERVICE, retry_after=exc.retry_after, is_global=global_429,
+        )
+    if isinstance(exc, discord.LoginFailure):
+        return NeedsAttentionError(
+            "Discord rejected the bot token (401 Unauthorized): check DISCORD_BOT_TOKEN",
+            service=SERVICE, status=401, code=0,
+        )
+    if isinstance(exc, discord.HTTPException):
+        return _translate_http(exc)
+    if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+        return TransientError(f"Discord unreachable: {type(exc).__name__}: {exc}", service=SERVICE)
+    return None
+
+
+def _translate_http(exc: discord.HTTPException) -> SyncError:
+    status, code = exc.status, exc.code
+    message = exc.text or getattr(exc.response, "reason", "") or f"HTTP {status}"
+    if status == 429:
+        # No Via header or an HTML body: Cloudflare, not Discord (an invalid-request ban).
+        return RateLimitedError(
+            "Discord answered 429 without rate-limit details (Cloudflare ban after too "
+            "many invalid requests?)",
+            service=SERVICE, is_global=True,
+        )
+    if status >= 500:
+        return TransientError(f"Discord {status}: {message}", service=SERVICE)
+    return NeedsAttentionError(message, service=SERVICE, status=status, code=code)
+
+
+class DiscordAdapter:
+    """DiscordPort. Construct, ``await start()``, call, ``await close()``."""
+
+    service = SERVICE
+
+    def __init__(self, token: str, options: DiscordOptions, now: Callable[[], float]) -> None:
+        self._token = token
+        self.options = options
+        self._now = now
+        self.guard = ServiceGuard(SERVICE, options.resilience, now)
+        self.invalid = InvalidRequestGuard(
+            options.invalid_request_budget, options.invalid_request_window
+        )
+        self._client: discord.Client | None = None
+        self._logged_in = False
+        self._login_lock = asyncio.Lock()
+        self._previous_base: str | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._previous_base = Route.BASE
+        Route.BASE = self.options.base_url.rstrip("/")
+        trace = aiohttp.TraceConfig()
+        trace.on_request_end.append(self._on_response)
+        client = discord.Client(
+            intents=discord.Intents.none(), http_trace=trace, max_ratelimit_timeout=30.0
+        )
+        # The constructor clamps to >= 30 s; the attribute is what the request loop reads.
+        client.http.max_ratelimit_timeout = self.options.max_rate_limit_wait
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._previous_base is not None:
+            Route.BASE = self._previous_base
+            self._previous_base = None
+
+    async def _ensure_login(self) -> discord.Client:
+        client = self._client
+        if client is None:
+            raise RuntimeError("DiscordAdapter.start() was not awaited")
+        if self._logged_in:
+            return client
+        async with self._login_lock:
+            if not self._logged_in:
+                try:
+                    await client.login(self._token)
+                except BaseException:
+                    await client.http.close()  # login opens a new session each time
+                    raise
+                self._logged_in = True
+                log.info("client.discord_login", service=SERVICE)
+        return client
+
+    # ---- DiscordPort -------------------------------------------------------------------------
+    async def channel_overwrites(self, channel_id: str, lane: Lane) -> dict[str, Overwrite]:
+        async def op(client: discord.Client) -> dict[str, Overwrite]:
+            data: Any = await client.http.get_channel(channel_id)
+            return {
+                str(o["id"]): Overwrite(str(o["id"]), int(o["type"]), int(o["allow"]),
+                                        int(o["deny"]))
+                for o in data.get("permission_overwrites", [])
+            }
+
+        return await self._call(lane, op, f"read channel {channel_id}")
+
+    async def set_member_overwrite(
+        self, channel_id: str, user_id: str, allow: int, deny: int, lane: Lane, reason: str
+    ) -> None:
+        async def op(client: discord.Client) -> None:
+            await client.http.edit_channel_permissions(
+                channel_id, user_id, str(allow), str(deny), MEMBER_OVERWRITE, reason=reason
+            )
+
+        await self._call(lane, op, f"set overwrite {channel_id}/{user_id}")
+
+    async def delete_member_overwrite(
+        self, channel_id: str, user_id: str, lane: Lane, reason: str
+    ) -> None:
+        async def op(client: discord.Client) -> None:
+            await client.http.delete_channel_permissions(channel_id, user_id, reason=reason)
+
+        await self._call(lane, op, f"delete overwrite {channel_id}/{user_id}", gone_ok=True)
+
+    async def add_member_role(
+        self, guild_id: str, user_id: str, role_id: str, lane: Lane, reason: str
+    ) -> None:
+        async def op(client: discord.Client) -> None:
+            await client.http.add_role(guild_id, user_id, role_id, reason=reason)
+
+        await self._call(lane, op, f"add role {role_id} to {user_id}")
+
+    async def remove_member_role(
+        self, guild_id: str, user_id: str, role_id: str, lane: Lane, reason: str
+    ) -> None:
+        async def op(client: discord.Client) -> None:
+            await client.http.remove_role(guild_id, user_id, role_id, reason=reason)
+
+        await self._call(lane, op, f"remove role {role_id} from {user_id}", gone_ok=True)
+
+    async def send_message(self, channel_id: str, content: str, nonce: str, lane: Lane) -> str:
+        async def op(client: discord.Client) -> str:
+            with handle_message_parameters(content=content, nonce=discord_nonce(nonce)) as params:
+                data: Any = await client.http.send_message(channel_id, params=params)
+            return str(data["id"])
+
+        return await self._call(lane, op, f"post to channel {channel_id}")
+
+    # ---- status ------------------------------------------------------------------------------
+    def status(self) -> ServiceStatus:
+        now = self._now()
+        return replace(
+            self.guard.status(),
+            invalid_requests=self.invalid.count(now),
+            invalid_request_budget=self.invalid.budget,
+        )
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    async def _call(
+        self,
+        lane: Lane,
+        op: Callable[[discord.Client], Awaitable[T]],
+        what: str,
+        gone_ok: bool = False,
+    ) -> T:
+        self._check_invalid_budget(what)
+
+        async def attempt() -> T:
+            observed = _Observed()
+            token = _observed.set(observed)
+            try:
+                return await op(await self._ensure_login())
+            except discord.NotFound as exc:
+                if gone_ok and exc.code in GONE_CODES:
+                    return None  # type: ignore[return-value]  # already gone: done
+                raise _translated(exc, observed) from exc
+            except (TimeoutError, discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+                error = translate(exc, global_429=observed.global_429)
+                if error is None:
+                    raise
+                raise error from exc
+            finally:
+                _observed.reset(token)
+
+        return await self.guard.call(lane, attempt, what)
+
+    def _check_invalid_budget(self, what: str) -> None:
+        now = self._now()
+        retry_after = self.invalid.retry_after(now)
+        if retry_after is None:
+            return
+        log.warning("client.invalid_request_guard", service=SERVICE,
+                    invalid=self.invalid.count(now), budget=self.invalid.budget,
+                    retry_after=round(retry_after, 3))
+        raise RateLimitedError(
+            f"not calling Discord ({what}): {self.invalid.count(now)} invalid (401/403/429) "
+            f"responses in the last {self.invalid.window:g}s reached our budget of "
+            f"{self.invalid.budget}; Cloudflare bans at 10,000. Fix the token or "
+            f"permissions; calls resume in {retry_after:.1f}s",
+            service=SERVICE, retry_after=retry_after, is_global=True,
+        )
+
+    async def _on_response(
+        self, _session: aiohttp.ClientSession, _ctx: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        response = params.response
+        scope = response.headers.get("X-RateLimit-Scope")
+        self.invalid.record(self._now(), response.status, scope)
+        observed = _observed.get()
+        if observed is not None:
+            observed.statuses.append(response.status)
+            if response.status == 429 and (
+                scope == "global" or response.headers.get("X-RateLimit-Global") == "true"
+            ):
+                observed.global_429 = True
+
+
+def _translated(exc: discord.HTTPException, observed: _Observed) -> SyncError:
+    return translate(exc, global_429=observed.global_429) or _translate_http(exc)

@@ -1,0 +1,96 @@
+"""Build the outbound clients from settings, on the caller's exit stack.
+
+``open_clients`` makes no network call: Discord logs in on its first call and the
+Calendar client reads its key file and bundled discovery document only. A service not in
+ENABLED_SERVICES gets ``None``.
+
+The clients' own timing (token buckets, breaker, invalid-request window) runs on the
+monotonic clock, scaled by the time scale like the sandbox's windows; a test's frozen
+wall clock would otherwise stop a token bucket from ever refilling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from core.clients.calendar_adapter import CalendarAdapter, load_service_account
+from core.clients.discord_adapter import DiscordAdapter
+from core.clients.limits import ClientLimits
+from core.clients.status import ServiceStatus
+from core.clock import Clock, TimeScale
+from core.config import Service, Settings
+from core.errors import ConfigError
+
+
+@dataclass
+class Clients:
+    discord: DiscordAdapter | None
+    calendar: CalendarAdapter | None
+
+    def statuses(self) -> list[ServiceStatus]:
+        """Breaker state, rate-limit pauses (and Discord's invalid-request count) per service."""
+        return [c.status() for c in (self.discord, self.calendar) if c is not None]
+
+
+async def open_clients(
+    settings: Settings,
+    stack: AsyncExitStack,
+    clock: Clock | None = None,
+    time_scale: TimeScale | float | None = None,
+    *,
+    limits: ClientLimits | None = None,
+    now: Callable[[], float] = time.monotonic,
+) -> Clients:
+    """Adapters for the enabled services, each closed when ``stack`` unwinds.
+
+    Raises ``ConfigError`` naming DISCORD_BOT_TOKEN / GOOGLE_CREDENTIALS_FILE when an enabled
+    service lacks its credential, and ``NeedsAttentionError`` when the key file is unreadable.
+    ``clock`` is accepted for symmetry with the engine; see the module docstring.
+    """
+    del clock
+    scale = _scale(time_scale, settings)
+    limits = limits or ClientLimits.from_settings(settings)
+    _require_credentials(settings)
+    discord_adapter = None
+    calendar_adapter = None
+    if settings.service_enabled(Service.DISCORD):
+        assert settings.discord_bot_token is not None
+        discord_adapter = DiscordAdapter(
+            settings.discord_bot_token.get_secret_value(),
+            limits.discord(settings.discord_api_base_url, scale),
+            now,
+        )
+        await discord_adapter.start()
+        stack.push_async_callback(discord_adapter.close)
+    if settings.service_enabled(Service.CALENDAR):
+        assert settings.google_credentials_file is not None
+        credentials = await asyncio.to_thread(
+            load_service_account, settings.google_credentials_file)
+        calendar_adapter = CalendarAdapter(
+            credentials, limits.calendar(settings.google_calendar_endpoint, scale), now)
+        await calendar_adapter.start()
+        stack.push_async_callback(calendar_adapter.close)
+    return Clients(discord=discord_adapter, calendar=calendar_adapter)
+
+
+def _scale(time_scale: TimeScale | float | None, settings: Settings) -> TimeScale:
+    if isinstance(time_scale, TimeScale):
+        return time_scale
+    return TimeScale(settings.time_scale if time_scale is None else float(time_scale))
+
+
+def _require_credentials(settings: Settings) -> None:
+    missing = settings.missing_credentials()
+    if not missing:
+        return
+    services = {"DISCORD_BOT_TOKEN": "discord", "GOOGLE_CREDENTIALS_FILE": "calendar"}
+    enabled = ", ".join(services[name] for name in missing)
+    raise ConfigError(
+        missing[0] if len(missing) == 1 else " and ".join(missing),
+        f"required while {enabled} is in ENABLED_SERVICES; set it, or remove the service "
+        "from ENABLED_SERVICES",
+    )

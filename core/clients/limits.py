@@ -1,0 +1,93 @@
+"""The outbound limits in nominal seconds, and their scaled forms for each adapter.
+
+Defaults sit below the documented limits (Discord 50 requests/s and 10,000 invalid
+requests per 10 minutes; Calendar 600 per minute per user and 10,000 per project).
+``Settings`` fields of the same names override them. Every duration and every rate
+period is multiplied by the time scale, as the sandbox scales its own windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from core.clients.breaker import BreakerConfig
+from core.clients.calendar_adapter import CalendarOptions
+from core.clients.discord_adapter import DiscordOptions
+from core.clients.ratelimit import LimiterConfig, Rate
+from core.clients.resilience import ResilienceConfig
+from core.clock import TimeScale
+
+# Deadlines are safety nets, not behaviour: scaled, but never so short that a loopback
+# call in a fast test (time_scale 0.001) would miss them.
+MIN_DEADLINE = 1.0
+
+
+def deadline(seconds: float, scale: TimeScale) -> float:
+    return max(MIN_DEADLINE, scale.seconds(seconds))
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    discord_requests_per_second: float = 40.0
+    discord_invalid_request_budget: int = 5000
+    discord_invalid_request_window_seconds: float = 600.0
+    calendar_requests_per_minute_user: float = 500.0
+    calendar_requests_per_minute_project: float = 9000.0
+    background_lane_share: float = 0.5
+    breaker_failure_threshold: int = 5
+    breaker_reset_seconds: float = 30.0
+    breaker_probe_retry_seconds: float = 1.0
+    client_call_timeout_seconds: float = 15.0
+    client_max_rate_limit_wait_seconds: float = 5.0
+    calendar_http_timeout_seconds: float = 10.0
+    calendar_in_call_retries: int = 2
+    calendar_retry_pause_seconds: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ClientLimits:
+        """Every field a ``Settings`` object also has, taken from it."""
+        return cls(**{
+            f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)
+        })
+
+    # ---- scaled forms ------------------------------------------------------------------------
+    def resilience(self, rates: tuple[Rate, ...], scale: TimeScale) -> ResilienceConfig:
+        return ResilienceConfig(
+            breaker=BreakerConfig(
+                failure_threshold=self.breaker_failure_threshold,
+                reset_timeout=scale.seconds(self.breaker_reset_seconds),
+                probe_retry_after=scale.seconds(self.breaker_probe_retry_seconds),
+            ),
+            limiter=LimiterConfig(
+                service_rates=tuple(
+                    Rate(r.limit, scale.seconds(r.period), r.burst) for r in rates
+                ),
+                background_share=self.background_lane_share,
+                max_wait=scale.seconds(self.client_max_rate_limit_wait_seconds),
+            ),
+            call_timeout=deadline(self.client_call_timeout_seconds, scale),
+        )
+
+    def discord(self, base_url: str, scale: TimeScale) -> DiscordOptions:
+        per_second = self.discord_requests_per_second
+        return DiscordOptions(
+            base_url=base_url,
+            resilience=self.resilience((Rate(per_second, 1.0, per_second),), scale),
+            max_rate_limit_wait=scale.seconds(self.client_max_rate_limit_wait_seconds),
+            invalid_request_budget=self.discord_invalid_request_budget,
+            invalid_request_window=scale.seconds(self.discord_invalid_request_window_seconds),
+        )
+
+    def calendar(self, endpoint: str, scale: TimeScale) -> CalendarOptions:
+        # Bursts of a tenth of a minute's allowance keep the sliding windows comfortable.
+        user = self.calendar_requests_per_minute_user
+        project = self.calendar_requests_per_minute_project
+        rates = (Rate(user, 60.0, user / 10), Rate(project, 60.0, project / 10))
+        return CalendarOptions(
+            endpoint=endpoint,
+            resilience=self.resilience(rates, scale),
+            http_timeout=deadline(self.calendar_http_timeout_seconds, scale),
+            in_call_retries=self.calendar_in_call_retries,
+            retry_pause=scale.seconds(self.calendar_retry_pause_seconds),
+        )

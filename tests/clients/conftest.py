@@ -1,0 +1,103 @@
+"""Adapters against the sandbox over loopback, through the real discord.py and Google client.
+
+Time runs at ``SCALE`` (the sandbox scales its windows, the adapters their limits), so a
+nominal 30 s breaker reset takes 0.3 s here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from discord.http import Route
+
+from core.clients.calendar_adapter import CalendarAdapter, load_service_account
+from core.clients.discord_adapter import DiscordAdapter
+from core.clients.limits import ClientLimits
+from core.clock import TimeScale
+from core.sandbox import Sandbox, start_sandbox
+
+SCALE = TimeScale(0.01)
+GUILD = "100000000000000001"
+ROLE = "100000000000000002"
+TEXT = "100000000000000010"
+VOICE = "100000000000000011"
+ALICE = "100000000000000020"
+BOB = "100000000000000021"
+CALENDAR = "group-1@group.calendar.google.com"
+
+MakeDiscord = Callable[..., Awaitable[DiscordAdapter]]
+MakeCalendar = Callable[..., Awaitable[CalendarAdapter]]
+
+
+@pytest.fixture(autouse=True)
+def _route_base_restored() -> AsyncIterator[None]:
+    before = Route.BASE
+    yield
+    assert Route.BASE == before, "an adapter left discord.http.Route.BASE patched"
+    Route.BASE = before
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with start_sandbox(time_scale=SCALE.factor) as sb:
+        d = sb.discord
+        d.add_guild(GUILD)
+        d.add_role(GUILD, ROLE, 1, name="cohort")
+        d.add_channel(TEXT, GUILD, "group-1-text", type=0)
+        d.add_channel(VOICE, GUILD, "group-1-voice", type=2)
+        for user_id, name in ((ALICE, "alice"), (BOB, "bob")):
+            d.add_user(user_id, name)
+            d.add_member(GUILD, user_id)
+        sb.calendar.add_calendar(CALENDAR)
+        yield sb
+
+
+@pytest.fixture
+async def make_discord(sandbox: Sandbox) -> AsyncIterator[MakeDiscord]:
+    opened: list[DiscordAdapter] = []
+
+    async def make(limits: ClientLimits | None = None, token: str | None = None) -> DiscordAdapter:
+        options = (limits or ClientLimits()).discord(sandbox.discord_base_url, SCALE)
+        adapter = DiscordAdapter(token or sandbox.discord_bot_token, options, time.monotonic)
+        await adapter.start()
+        opened.append(adapter)
+        return adapter
+
+    yield make
+    for adapter in reversed(opened):
+        await adapter.close()
+
+
+@pytest.fixture
+async def discord_client(make_discord: MakeDiscord) -> DiscordAdapter:
+    return await make_discord()
+
+
+@pytest.fixture
+async def make_calendar(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[MakeCalendar]:
+    key_file = sandbox.write_service_account_file(tmp_path / "service-account.json")
+    opened: list[CalendarAdapter] = []
+
+    async def make(limits: ClientLimits | None = None) -> CalendarAdapter:
+        options = (limits or ClientLimits()).calendar(sandbox.calendar_endpoint, SCALE)
+        adapter = CalendarAdapter(load_service_account(key_file), options, time.monotonic)
+        await adapter.start()
+        opened.append(adapter)
+        return adapter
+
+    yield make
+    for adapter in reversed(opened):
+        await adapter.close()
+
+
+@pytest.fixture
+async def calendar_client(make_calendar: MakeCalendar) -> CalendarAdapter:
+    return await make_calendar()
+
+
+def routes(sandbox_service: object, route: str) -> list[int]:
+    """Statuses of the requests the fake answered on ``route`` ("METHOD /template")."""
+    return [r.status for r in sandbox_service.request_log if r.route == route]  # type: ignore[attr-defined]
