@@ -233,6 +233,10 @@ class CalendarEventRecord(Base):
     calendar_id: Mapped[str] = mapped_column(String(255))
     event_id: Mapped[str] = mapped_column(String(1024))
     etag: Mapped[str | None] = mapped_column(String(255))
+    # What we last applied: the fingerprint decides whether an update is needed, the start
+    # keeps past meetings' events out of every later plan.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    starts_at: Mapped[datetime | None]
     attendees: Mapped[list[Any]] = mapped_column(JSON, default=list)
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime]

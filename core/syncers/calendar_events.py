@@ -1,0 +1,193 @@
+"""The calendar sync: one event per upcoming meeting on the group's calendar, attendees
+equal to the active members. Inserts use our deterministic event id; updates are full
+updates with If-Match (1 quota unit, where a patch costs 3); sendUpdates="all" so added
+people get an invitation and removed people a cancellation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from core.clients.ports import CalendarPort
+from core.db.models import CalendarEventRecord, Meeting, Rsvp, SyncType, User
+from core.db.session import SessionFactory
+from core.errors import NeedsAttentionError
+from core.lanes import Lane
+from core.syncers.base import SyncContext, SyncResult
+from core.syncers.calendar_plan import (
+    AppliedEvent,
+    EventSpec,
+    desired_events,
+    fingerprint,
+    plan_calendar,
+)
+from core.syncers.snapshot import GroupSnapshot, load_snapshot
+
+SEND_UPDATES = "all"
+
+
+class CalendarEventsSyncer:
+    sync_type = SyncType.CALENDAR
+
+    def __init__(self, session_factory: SessionFactory, calendar: CalendarPort) -> None:
+        self._sessions = session_factory
+        self._calendar = calendar
+
+    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
+        async with self._sessions() as session:
+            snapshot = await load_snapshot(session, group_id, context.now)
+            responses = await _known_responses(session, snapshot)
+            applied = await _applied(session, group_id)
+        desired = desired_events(snapshot, responses)
+        plan = plan_calendar(desired, applied, context.now)
+        result: SyncResult = {
+            "meetings": len(desired),
+            "created": 0,
+            "updated": 0,
+            "unchanged": plan.unchanged,
+            "cancelled": 0,
+            "failed": 0,
+        }
+        problems: list[NeedsAttentionError] = []
+        for spec in plan.insert:
+            await self._attempt(self._insert(spec, context), "created", result, problems)
+        for spec, current in plan.update:
+            await self._attempt(self._update(spec, current, context), "updated", result, problems)
+        for current in plan.cancel:
+            await self._attempt(self._cancel(current, context), "cancelled", result, problems)
+        if problems:
+            raise problems[0]
+        return result
+
+    async def _attempt(
+        self, step: Any, counter: str, result: SyncResult, problems: list[NeedsAttentionError]
+    ) -> None:
+        # Transient errors propagate (the retry redoes the rest); a permanent one for one
+        # event is counted and the other events still converge.
+        try:
+            await step
+        except NeedsAttentionError as exc:
+            result["failed"] += 1
+            problems.append(exc)
+        else:
+            result[counter] += 1
+
+    async def _insert(self, spec: EventSpec, context: SyncContext) -> None:
+        event = await self._calendar.insert_event(
+            spec.calendar_id, spec.body, SEND_UPDATES, context.lane
+        )
+        if _needs_rewrite(event, spec):
+            # A retried insert met our own earlier event (409), or a cancelled one: bring it
+            # to the desired state with a full update.
+            event = await self._write(spec, event.get("etag"), context.lane)
+        await self._record(spec, event.get("etag"), context.now)
+
+    async def _update(self, spec: EventSpec, current: AppliedEvent, context: SyncContext) -> None:
+        if current.calendar_id != spec.calendar_id:
+            await self._insert(spec, context)
+            return
+        event = await self._write(spec, current.etag, context.lane)
+        await self._record(spec, event.get("etag"), context.now)
+
+    async def _write(self, spec: EventSpec, etag: str | None, lane: Lane) -> dict[str, Any]:
+        body = {**spec.body, "status": "confirmed"}
+        event = await self._calendar.update_event(
+            spec.calendar_id, spec.event_id, body, etag, SEND_UPDATES, lane
+        )
+        if event is not None:
+            return event
+        # 412: someone changed the event since we read it. Re-read, re-apply once.
+        latest = await self._calendar.get_event(spec.calendar_id, spec.event_id, lane)
+        if latest is None:
+            return await self._calendar.insert_event(
+                spec.calendar_id, spec.body, SEND_UPDATES, lane
+            )
+        event = await self._calendar.update_event(
+            spec.calendar_id, spec.event_id, body, latest.get("etag"), SEND_UPDATES, lane
+        )
+        if event is None:
+            raise NeedsAttentionError(
+                f"event {spec.event_id} keeps changing under us (412 twice)", service="calendar"
+            )
+        return event
+
+    async def _cancel(self, current: AppliedEvent, context: SyncContext) -> None:
+        await self._calendar.delete_event(
+            current.calendar_id, current.event_id, SEND_UPDATES, context.lane
+        )
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(CalendarEventRecord)
+                .where(CalendarEventRecord.meeting_id == current.meeting_id)
+                .values(cancelled=True, updated_at=context.now)
+            )
+            await session.execute(
+                update(Meeting)
+                .where(Meeting.id == current.meeting_id)
+                .values(calendar_event_id=None)
+            )
+
+    async def _record(self, spec: EventSpec, etag: str | None, now: datetime) -> None:
+        async with self._sessions() as session, session.begin():
+            record = await session.scalar(
+                select(CalendarEventRecord).where(CalendarEventRecord.meeting_id == spec.meeting_id)
+            )
+            if record is None:
+                record = CalendarEventRecord(meeting_id=spec.meeting_id)
+                session.add(record)
+            record.group_id = int(spec.body["extendedProperties"]["private"]["groupsync_group"])
+            record.calendar_id = spec.calendar_id
+            record.event_id = spec.event_id
+            record.etag = etag
+            record.fingerprint = spec.fingerprint
+            record.starts_at = spec.starts_at
+            record.attendees = list(spec.attendees)
+            record.cancelled = False
+            record.updated_at = now
+            await session.execute(
+                update(Meeting)
+                .where(Meeting.id == spec.meeting_id)
+                .values(calendar_event_id=spec.event_id)
+            )
+
+
+def _needs_rewrite(event: dict[str, Any], spec: EventSpec) -> bool:
+    if event.get("status") == "cancelled":
+        return True
+    shaped = {
+        **spec.body,
+        "attendees": [{"email": a.get("email", "")} for a in event.get("attendees", [])],
+    }
+    return fingerprint(shaped) != spec.fingerprint
+
+
+async def _applied(session: Any, group_id: int) -> list[AppliedEvent]:
+    rows = (
+        await session.execute(
+            select(CalendarEventRecord).where(CalendarEventRecord.group_id == group_id)
+        )
+    ).scalars()
+    return [
+        AppliedEvent(
+            r.meeting_id, r.calendar_id, r.event_id, r.etag, r.fingerprint, r.starts_at, r.cancelled
+        )
+        for r in rows
+    ]
+
+
+async def _known_responses(session: Any, snapshot: GroupSnapshot) -> dict[int, dict[str, str]]:
+    """Our stored RSVP answers, so a full update does not reset people's responses."""
+    meeting_ids = [m.meeting_id for m in snapshot.upcoming]
+    if not meeting_ids:
+        return {}
+    rows = await session.execute(
+        select(Rsvp.meeting_id, User.email, Rsvp.response)
+        .join(User, User.id == Rsvp.user_id)
+        .where(Rsvp.meeting_id.in_(meeting_ids))
+    )
+    answers: dict[int, dict[str, str]] = {}
+    for meeting_id, email, response in rows:
+        answers.setdefault(meeting_id, {})[email] = response
+    return answers

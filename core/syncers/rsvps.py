@@ -1,0 +1,94 @@
+"""The rsvps sync: a row for every active member and upcoming meeting, none for people
+who left. Membership-driven runs touch only the database; the periodic refresh (the
+background lane) also reads attendees' answers from the calendar, one list call per group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from core.clients.ports import CalendarPort
+from core.db.models import Meeting, Rsvp, SyncType
+from core.db.session import SessionFactory
+from core.lanes import Lane
+from core.syncers.base import SyncContext, SyncResult
+from core.syncers.calendar_plan import GROUP_TAG, MEETING_TAG
+from core.syncers.rsvp_plan import plan_rsvps
+from core.syncers.snapshot import GroupSnapshot, load_snapshot
+
+
+class RsvpsSyncer:
+    sync_type = SyncType.RSVPS
+
+    def __init__(self, session_factory: SessionFactory, calendar: CalendarPort | None) -> None:
+        self._sessions = session_factory
+        self._calendar = calendar
+
+    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
+        async with self._sessions() as session:
+            snapshot = await load_snapshot(session, group_id, context.now)
+        answers = None
+        if context.lane is Lane.BACKGROUND:
+            answers = await self._read_answers(snapshot, context.lane)
+        async with self._sessions() as session, session.begin():
+            existing = await _existing(session, group_id, context)
+            plan = plan_rsvps(snapshot, existing, answers)
+            for meeting_id, user_id, response in plan.insert:
+                session.add(
+                    Rsvp(
+                        meeting_id=meeting_id,
+                        user_id=user_id,
+                        response=response,
+                        updated_at=context.now,
+                    )
+                )
+            for meeting_id, user_id, response in plan.update:
+                await session.execute(
+                    update(Rsvp)
+                    .where(Rsvp.meeting_id == meeting_id, Rsvp.user_id == user_id)
+                    .values(response=response, updated_at=context.now)
+                )
+            for meeting_id, user_id in plan.delete:
+                await session.execute(
+                    delete(Rsvp).where(Rsvp.meeting_id == meeting_id, Rsvp.user_id == user_id)
+                )
+        return {
+            "meetings": len(snapshot.upcoming),
+            "added": len(plan.insert),
+            "imported": len(plan.update),
+            "removed": len(plan.delete),
+            "unchanged": plan.unchanged,
+            "failed": 0,
+        }
+
+    async def _read_answers(
+        self, snapshot: GroupSnapshot, lane: Lane
+    ) -> dict[int, dict[str, str]] | None:
+        if self._calendar is None or not snapshot.calendar_id or not snapshot.upcoming:
+            return None
+        events = await self._calendar.list_events(
+            snapshot.calendar_id, (GROUP_TAG, str(snapshot.group_id)), lane
+        )
+        answers: dict[int, dict[str, str]] = {}
+        for event in events:
+            tag = event.get("extendedProperties", {}).get("private", {}).get(MEETING_TAG)
+            if tag is None or not str(tag).isdigit():
+                continue
+            answers[int(tag)] = {
+                str(a.get("email", "")).lower(): str(a.get("responseStatus", "needsAction"))
+                for a in event.get("attendees", [])
+            }
+        return answers
+
+
+async def _existing(
+    session: Any, group_id: int, context: SyncContext
+) -> dict[tuple[int, int], str]:
+    rows = await session.execute(
+        select(Rsvp.meeting_id, Rsvp.user_id, Rsvp.response)
+        .join(Meeting, Meeting.id == Rsvp.meeting_id)
+        .where(Meeting.group_id == group_id, Meeting.starts_at > context.now)
+    )
+    return {(m, u): r for m, u, r in rows}
