@@ -1,12 +1,13 @@
 """Serves one aiohttp app on a fixed port, and can stop listening (an outage) and resume.
 
 During an outage the listening socket is closed, so connects are refused, and
-idle keep-alive connections are closed. Resuming re-binds the same port.
+open keep-alive connections are dropped. Resuming re-binds the same port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 from aiohttp import web
@@ -59,14 +60,15 @@ class Listener:
                 return  # exception() marks it retrieved
             server = done.result()
             if generation != self._generation:
-                server.close()
+                with contextlib.suppress(ValueError, OSError):  # its socket is already closed
+                    server.close()
             else:
                 self._server = server
 
         task.add_done_callback(started)
 
     def suspend(self) -> None:
-        """Stop listening and close idle connections (synchronous)."""
+        """Stop listening and drop open connections (synchronous)."""
         if not self.up:
             return
         self.up = False
@@ -79,7 +81,7 @@ class Listener:
         self._sock = None
         if self._runner is not None and self._runner.server is not None:
             for handler in self._runner.server.connections:
-                handler.close()
+                handler.force_close()
 
     async def stop(self) -> None:
         await self.wait_ready()
