@@ -1,0 +1,60 @@
+"""Builds the four real syncers over the outbound clients (the default SYNCER_FACTORY).
+
+A service missing from ENABLED_SERVICES gets a syncer that records "disabled" and
+succeeds: nothing is called, nothing is owed for ever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from core.clients.factory import open_clients
+from core.db.models import SyncType
+from core.syncers.base import SyncContext, Syncer, SyncResult
+from core.syncers.calendar_events import CalendarEventsSyncer
+from core.syncers.discord_access import DiscordAccessSyncer
+from core.syncers.reminders import NoTimers, ReminderSender, RemindersSyncer, SchedulerTimers
+from core.syncers.rsvps import RsvpsSyncer
+
+if TYPE_CHECKING:
+    from core.runtime import SyncerDeps
+
+
+class DisabledServiceSyncer:
+    def __init__(self, sync_type: SyncType, service: str) -> None:
+        self.sync_type = sync_type
+        self._service = service
+
+    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
+        return {"disabled": self._service, "failed": 0}
+
+
+async def build_real_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
+    settings = deps.settings
+    clients = await open_clients(settings, deps.exit_stack, deps.clock, deps.time_scale)
+    grace = timedelta(seconds=settings.reminder_grace_seconds)
+    sender = ReminderSender(
+        deps.session_factory, clients.discord, deps.clock, grace, deps.time_scale
+    )
+    timers = SchedulerTimers(deps.scheduler, sender) if deps.scheduler is not None else NoTimers()
+    sender.timers = timers
+    discord: Syncer = (
+        DiscordAccessSyncer(deps.session_factory, clients.discord)
+        if clients.discord is not None
+        else DisabledServiceSyncer(SyncType.DISCORD, "discord")
+    )
+    calendar: Syncer = (
+        CalendarEventsSyncer(deps.session_factory, clients.calendar)
+        if clients.calendar is not None
+        else DisabledServiceSyncer(SyncType.CALENDAR, "calendar")
+    )
+    return {
+        SyncType.DISCORD: discord,
+        SyncType.CALENDAR: calendar,
+        SyncType.REMINDERS: RemindersSyncer(
+            deps.session_factory, timers, settings.reminder_offsets_minutes, grace
+        ),
+        SyncType.RSVPS: RsvpsSyncer(deps.session_factory, clients.calendar),
+    }
