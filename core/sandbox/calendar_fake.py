@@ -285,7 +285,7 @@ class CalendarFake(FakeService):
         return response
 
     def _outer_fault(self, record: RequestRecord) -> CalendarError | None:
-        fired = [f for f in self.faults.take(record.route) if f.route is not None]
+        fired = self.faults.take(record.route, named_only=True)
         record.faults.extend(f.kind for f in fired)
         try:
             _raise_injected(fired, self.clock)

@@ -83,11 +83,14 @@ class FaultSet:
     def has(self, kind: str) -> bool:
         return any(f.kind == kind for f in self._faults.values())
 
-    def take(self, route_key: str, kinds: frozenset[str] = KINDS) -> list[Fault]:
-        """Faults that fire for this request, consuming one use of counted faults."""
+    def take(self, route_key: str, *, named_only: bool = False) -> list[Fault]:
+        """Faults that fire for this request, consuming one use of counted faults.
+
+        ``named_only`` skips service-wide faults (those without a route).
+        """
         fired: list[Fault] = []
         for fault in list(self._faults.values()):
-            if fault.kind == "outage" or fault.kind not in kinds:
+            if fault.kind == "outage" or (named_only and fault.route is None):
                 continue
             if not fault.applies_to(route_key):
                 continue
