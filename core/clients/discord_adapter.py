@@ -8,9 +8,11 @@ fetches of members or roles just to satisfy the high-level models.
 discord.py's own behaviour that we rely on (discord/http.py, 2.7.1):
 
 - it waits out a 429 whose ``retry_after`` is at most ``max_ratelimit_timeout`` and
-  raises ``RateLimited`` above it. The constructor clamps that setting to >= 30 s, so we
-  set the ``HTTPClient`` attribute after construction to our (scaled) in-call limit: a
-  long server wait becomes ``RateLimitedError`` → a scheduled retry, not a held task;
+  raises ``RateLimited`` above it (a long server wait becomes ``RateLimitedError`` → a
+  scheduled retry, not a held task). It also raises before sending whenever a bucket
+  resets further off than that, remaining requests or not, which is why the constructor
+  clamps it to >= 30 s. We keep 30 s nominal but multiply it by the time scale, as the
+  sandbox does its bucket windows, so we set the ``HTTPClient`` attribute directly;
 - it retries 500/502/504/524 after 1, 3, 5, 7, 9 s; our in-call deadline cuts that short;
 - it ignores the ``X-RateLimit-Scope`` header, so an aiohttp trace hook reads every
   response instead: it feeds the invalid-request guard (the library's own retries
@@ -54,7 +56,7 @@ class DiscordOptions:
 
     base_url: str
     resilience: ResilienceConfig
-    max_rate_limit_wait: float = 5.0  # a longer server wait raises instead of sleeping
+    max_rate_limit_wait: float = 30.0  # a longer server wait raises instead of sleeping
     invalid_request_budget: int = 5000
     invalid_request_window: float = 600.0
 
@@ -136,10 +138,10 @@ class DiscordAdapter:
         Route.BASE = self.options.base_url.rstrip("/")
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(self._on_response)
-        client = discord.Client(
-            intents=discord.Intents.none(), http_trace=trace, max_ratelimit_timeout=30.0
-        )
-        # The constructor clamps to >= 30 s; the attribute is what the request loop reads.
+        intents = discord.Intents.none()
+        intents.guilds = True  # no gateway, so no events either; only silences a warning
+        client = discord.Client(intents=intents, http_trace=trace, max_ratelimit_timeout=30.0)
+        # The constructor clamps to >= 30 s (unscaled); the request loop reads the attribute.
         client.http.max_ratelimit_timeout = self.options.max_rate_limit_wait
         self._client = client
 

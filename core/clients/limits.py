@@ -40,6 +40,10 @@ class ClientLimits:
     breaker_probe_retry_seconds: float = 1.0
     client_call_timeout_seconds: float = 15.0
     client_max_rate_limit_wait_seconds: float = 5.0
+    # discord.py raises RateLimited *before sending* whenever a bucket resets further off
+    # than this, however many requests remain, so it must exceed every bucket window we
+    # use; the library's own floor is 30 s for that reason.
+    discord_max_rate_limit_wait_seconds: float = 30.0
     calendar_http_timeout_seconds: float = 10.0
     calendar_in_call_retries: int = 2
     calendar_retry_pause_seconds: float = 0.5
@@ -74,7 +78,7 @@ class ClientLimits:
         return DiscordOptions(
             base_url=base_url,
             resilience=self.resilience((Rate(per_second, 1.0, per_second),), scale),
-            max_rate_limit_wait=scale.seconds(self.client_max_rate_limit_wait_seconds),
+            max_rate_limit_wait=scale.seconds(max(30.0, self.discord_max_rate_limit_wait_seconds)),
             invalid_request_budget=self.discord_invalid_request_budget,
             invalid_request_window=scale.seconds(self.discord_invalid_request_window_seconds),
         )

@@ -6,6 +6,7 @@ nominal 30 s breaker reset takes 0.3 s here.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from core.clients.discord_adapter import DiscordAdapter
 from core.clients.limits import ClientLimits
 from core.clock import TimeScale
 from core.sandbox import Sandbox, start_sandbox
+from core.sandbox.oauth import TokenRegistry
 
 SCALE = TimeScale(0.01)
 GUILD = "100000000000000001"
@@ -76,9 +78,25 @@ async def discord_client(make_discord: MakeDiscord) -> DiscordAdapter:
     return await make_discord()
 
 
+@pytest.fixture(scope="session")
+def service_account_info(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One generated key for the session (RSA generation takes about a second)."""
+    path = tmp_path_factory.mktemp("key") / "service-account.json"
+    TokenRegistry().write_service_account_file(path, "http://127.0.0.1:1/token")
+    info: dict[str, str] = json.loads(path.read_text())
+    return info
+
+
 @pytest.fixture
-async def make_calendar(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[MakeCalendar]:
-    key_file = sandbox.write_service_account_file(tmp_path / "service-account.json")
+def key_file(sandbox: Sandbox, service_account_info: dict[str, str], tmp_path: Path) -> Path:
+    """The session's key, pointed at this sandbox's token endpoint."""
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps({**service_account_info, "token_uri": sandbox.token_uri}))
+    return path
+
+
+@pytest.fixture
+async def make_calendar(sandbox: Sandbox, key_file: Path) -> AsyncIterator[MakeCalendar]:
     opened: list[CalendarAdapter] = []
 
     async def make(limits: ClientLimits | None = None) -> CalendarAdapter:
