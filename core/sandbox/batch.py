@@ -27,6 +27,8 @@ def parse_batch(content_type: str, body: bytes) -> list[BatchPart]:
         raise ValueError("batch body is not multipart/mixed")
     parts = []
     for part in message.get_payload():
+        if isinstance(part, str):
+            raise ValueError("batch part without headers")
         payload = part.get_payload(decode=False)
         if not isinstance(payload, str):
             raise ValueError("nested multipart is not supported")

@@ -149,6 +149,7 @@ class CalendarFake(FakeService):
 
     async def handle_batch(self, request: web.Request) -> web.Response:
         record = self._record("POST", BATCH_PATH, f"POST {BATCH_PATH}", None, {})
+        error: CalendarError | None
         outer = {k.lower(): v for k, v in request.headers.items()
                  if k.lower() not in ("content-type", "content-length", "host")}
         try:

@@ -59,10 +59,46 @@ class DiscordFake(FakeService):
         self._invalid: dict[str, SlidingWindow] = {}
 
     # ---- seeding and readers (delegated to the state) ------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        if name in _STATE_METHODS:
-            return getattr(self.state, name)
-        raise AttributeError(name)
+    def add_guild(self, guild_id: int | str, *, name: str = "sandbox guild",
+                  bot_role_position: int = 10, bot_permissions: int | None = None) -> None:
+        """A guild whose bot role sits at ``bot_role_position``."""
+        extra = {} if bot_permissions is None else {"bot_permissions": bot_permissions}
+        self.state.add_guild(guild_id, name=name, bot_role_position=bot_role_position, **extra)
+
+    def add_role(self, guild_id: int | str, role_id: int | str, position: int, *,
+                 name: str | None = None) -> None:
+        self.state.add_role(guild_id, role_id, position, name=name)
+
+    def add_channel(self, channel_id: int | str, guild_id: int | str, name: str, type: int = 0,
+                    *, bot_can_view: bool = True) -> None:
+        """type 0 text, 2 voice; ``bot_can_view=False`` makes the bot get 403/50001."""
+        self.state.add_channel(channel_id, guild_id, name, type, bot_can_view=bot_can_view)
+
+    def delete_channel(self, channel_id: int | str) -> None:
+        self.state.delete_channel(channel_id)
+
+    def add_user(self, user_id: int | str, username: str, accepts_dms: bool = True) -> None:
+        self.state.add_user(user_id, username, accepts_dms)
+
+    def add_member(self, guild_id: int | str, user_id: int | str) -> None:
+        self.state.add_member(guild_id, user_id)
+
+    def remove_member(self, guild_id: int | str, user_id: int | str) -> None:
+        self.state.remove_member(guild_id, user_id)
+
+    def set_foreign_overwrite(self, channel_id: int | str, target_id: int | str, type: int,
+                              allow: int = 0, deny: int = 0) -> None:
+        """An overwrite a person made in the Discord UI (type 0 role, 1 member)."""
+        self.state.set_foreign_overwrite(channel_id, target_id, type, allow, deny)
+
+    def overwrites(self, channel_id: int | str) -> dict[str, dict[str, Any]]:
+        return self.state.overwrites(channel_id)
+
+    def member_roles(self, guild_id: int | str, user_id: int | str) -> list[str]:
+        return self.state.member_roles(guild_id, user_id)
+
+    def dm_messages(self, user_id: int | str) -> list[dict[str, Any]]:
+        return self.state.dm_messages(user_id)
 
     @property
     def bot_user_id(self) -> str:
@@ -222,9 +258,3 @@ class DiscordFake(FakeService):
 def _audit_reason(request: web.Request) -> str | None:
     reason = request.headers.get("X-Audit-Log-Reason")
     return None if reason is None else urllib.parse.unquote(reason)
-
-
-_STATE_METHODS = frozenset({
-    "add_guild", "add_role", "add_channel", "delete_channel", "add_user", "add_member",
-    "remove_member", "set_foreign_overwrite", "overwrites", "member_roles", "dm_messages",
-})
