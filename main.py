@@ -48,6 +48,15 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from core.demo import DemoOptions, run_demo
+
+    options = DemoOptions(workdir=Path(args.workdir), time_scale=args.time_scale)
+    return asyncio.run(run_demo(settings, options))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="main.py",
@@ -71,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=cmd_migrate)
+
+    demo = verbs.add_parser(
+        "demo",
+        help="run the daemon against the sandbox with scripted changes and faults",
+        description="Start the fake Discord and Calendar servers, a fresh SQLite database "
+        "with sample data and the daemon; script joins, leaves and switches while injecting "
+        "429s, 5xx and an outage; stop once everything has converged.",
+    )
+    demo.add_argument("--workdir", default="var/demo", help="where the demo database lives")
+    demo.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.2,
+        help="engine and sandbox time factor (1.0 = real backoff)",
+    )
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

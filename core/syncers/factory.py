@@ -15,7 +15,13 @@ from core.db.models import SyncType
 from core.syncers.base import SyncContext, Syncer, SyncResult
 from core.syncers.calendar_events import CalendarEventsSyncer
 from core.syncers.discord_access import DiscordAccessSyncer
-from core.syncers.reminders import NoTimers, ReminderSender, RemindersSyncer, SchedulerTimers
+from core.syncers.reminders import (
+    NoTimers,
+    ReminderSender,
+    RemindersSyncer,
+    SchedulerTimers,
+    rearm_pending,
+)
 from core.syncers.rsvps import RsvpsSyncer
 
 if TYPE_CHECKING:
@@ -40,6 +46,16 @@ async def build_real_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
     )
     timers = SchedulerTimers(deps.scheduler, sender) if deps.scheduler is not None else NoTimers()
     sender.timers = timers
+    if deps.scheduler is not None:
+        # Runs once as the scheduler starts: pending reminder rows get their timers back
+        # (the rows are the record; the jobs live in memory only).
+        deps.scheduler.add_job(
+            rearm_pending,
+            kwargs={"session_factory": deps.session_factory, "timers": timers},
+            id="reminders_rearm",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
     discord: Syncer = (
         DiscordAccessSyncer(deps.session_factory, clients.discord)
         if clients.discord is not None
