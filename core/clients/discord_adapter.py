@@ -33,7 +33,7 @@ import discord
 from discord.http import Route, handle_message_parameters
 
 from core.clients.invalid_requests import InvalidRequestGuard
-from core.clients.ports import MEMBER_OVERWRITE, Overwrite
+from core.clients.ports import Overwrite
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.status import ServiceStatus
 from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
@@ -187,7 +187,7 @@ class DiscordAdapter:
     ) -> None:
         async def op(client: discord.Client) -> None:
             await client.http.edit_channel_permissions(
-                channel_id, user_id, str(allow), str(deny), MEMBER_OVERWRITE, reason=reason
+                channel_id, user_id, str(allow), str(deny), 1, reason=reason  # MEMBER_OVERWRITE
             )
 
         await self._call(lane, op, f"set overwrite {channel_id}/{user_id}")

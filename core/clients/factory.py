@@ -20,20 +20,24 @@ from dataclasses import dataclass
 from core.clients.calendar_adapter import CalendarAdapter, load_service_account
 from core.clients.discord_adapter import DiscordAdapter
 from core.clients.limits import ClientLimits
+from core.clients.ports import CalendarPort, DiscordPort
 from core.clients.status import ServiceStatus
 from core.clock import Clock, TimeScale
 from core.config import Service, Settings
 from core.errors import ConfigError
 
 
-@dataclass
+@dataclass(frozen=True)
 class Clients:
-    discord: DiscordAdapter | None
-    calendar: CalendarAdapter | None
+    """The ports the syncers use (None for a disabled service) and their health readers."""
+
+    discord: DiscordPort | None
+    calendar: CalendarPort | None
+    status_sources: tuple[Callable[[], ServiceStatus], ...] = ()
 
     def statuses(self) -> list[ServiceStatus]:
         """Breaker state, rate-limit pauses (and Discord's invalid-request count) per service."""
-        return [c.status() for c in (self.discord, self.calendar) if c is not None]
+        return [source() for source in self.status_sources]
 
 
 async def open_clients(
@@ -74,7 +78,12 @@ async def open_clients(
             credentials, limits.calendar(settings.google_calendar_endpoint, scale), now)
         await calendar_adapter.start()
         stack.push_async_callback(calendar_adapter.close)
-    return Clients(discord=discord_adapter, calendar=calendar_adapter)
+    adapters = [a for a in (discord_adapter, calendar_adapter) if a is not None]
+    return Clients(
+        discord=discord_adapter,
+        calendar=calendar_adapter,
+        status_sources=tuple(a.status for a in adapters),
+    )
 
 
 def _scale(time_scale: TimeScale | float | None, settings: Settings) -> TimeScale:

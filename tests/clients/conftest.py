@@ -38,7 +38,7 @@ MakeCalendar = Callable[..., Awaitable[CalendarAdapter]]
 def _route_base_restored() -> AsyncIterator[None]:
     before = Route.BASE
     yield
-    assert Route.BASE == before, "an adapter left discord.http.Route.BASE patched"
+    assert before == Route.BASE, "an adapter left discord.http.Route.BASE patched"
     Route.BASE = before
 
 

@@ -55,7 +55,8 @@ def test_half_open_lets_one_probe_through_and_holds_the_rest_briefly() -> None:
     second, _ = breaker.before_call(12.1)
 
     assert allowed is None
-    assert transition is not None and (transition.old, transition.new) == (OPEN, HALF)
+    assert transition is not None
+    assert (transition.old, transition.new) == (OPEN, HALF)
     assert second == CONFIG.probe_retry_after
 
 

@@ -14,7 +14,7 @@ from core.lanes import Lane
 from core.sandbox import Sandbox
 from tests.clients.conftest import ALICE, BOB, GUILD, ROLE, TEXT, MakeDiscord, routes
 
-I = Lane.INTERACTIVE
+INTER = Lane.INTERACTIVE
 PUT_OVERWRITE = "PUT /channels/{channel_id}/permissions/{target}"
 POST_MESSAGE = "POST /channels/{channel_id}/messages"
 VIEW = 1024
@@ -22,37 +22,37 @@ VIEW = 1024
 
 async def test_set_read_and_delete_a_member_overwrite(discord_client: DiscordAdapter,
                                                        sandbox: Sandbox) -> None:
-    await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, I, "joined group 1")
+    await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "joined group 1")
 
-    assert await discord_client.channel_overwrites(TEXT, I) == {
+    assert await discord_client.channel_overwrites(TEXT, INTER) == {
         ALICE: Overwrite(ALICE, MEMBER_OVERWRITE, VIEW, 0)}
     assert routes(sandbox.discord, PUT_OVERWRITE) == [204]
     assert sandbox.discord.request_log[-2].audit_reason == "joined group 1"
 
-    await discord_client.delete_member_overwrite(TEXT, ALICE, I, "left group 1")
+    await discord_client.delete_member_overwrite(TEXT, ALICE, INTER, "left group 1")
 
     assert sandbox.discord.overwrites(TEXT) == {}
 
 
 async def test_deleting_an_overwrite_twice_is_fine(discord_client: DiscordAdapter,
                                                    sandbox: Sandbox) -> None:
-    await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, I, "join")
+    await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "join")
 
-    await discord_client.delete_member_overwrite(TEXT, ALICE, I, "leave")
-    await discord_client.delete_member_overwrite(TEXT, ALICE, I, "leave (retried)")
+    await discord_client.delete_member_overwrite(TEXT, ALICE, INTER, "leave")
+    await discord_client.delete_member_overwrite(TEXT, ALICE, INTER, "leave (retried)")
 
     assert sandbox.discord.overwrites(TEXT) == {}
 
 
 async def test_add_and_remove_a_role_idempotently(discord_client: DiscordAdapter,
                                                   sandbox: Sandbox) -> None:
-    await discord_client.add_member_role(GUILD, BOB, ROLE, I, "join")
+    await discord_client.add_member_role(GUILD, BOB, ROLE, INTER, "join")
     assert ROLE in sandbox.discord.member_roles(GUILD, BOB)
 
-    await discord_client.remove_member_role(GUILD, BOB, ROLE, I, "leave")
-    await discord_client.remove_member_role(GUILD, BOB, ROLE, I, "leave (retried)")
+    await discord_client.remove_member_role(GUILD, BOB, ROLE, INTER, "leave")
+    await discord_client.remove_member_role(GUILD, BOB, ROLE, INTER, "leave (retried)")
     sandbox.discord.remove_member(GUILD, BOB)
-    await discord_client.remove_member_role(GUILD, BOB, ROLE, I, "left the server")
+    await discord_client.remove_member_role(GUILD, BOB, ROLE, INTER, "left the server")
 
     assert sandbox.discord.member_roles(GUILD, ALICE) == []
 
@@ -61,8 +61,8 @@ async def test_a_retried_post_with_the_same_nonce_is_one_message(
         discord_client: DiscordAdapter, sandbox: Sandbox) -> None:
     nonce = "reminder-meeting-42-offset-1440-group-7"  # longer than Discord's 25
 
-    first = await discord_client.send_message(TEXT, "Meeting tomorrow", nonce, I)
-    second = await discord_client.send_message(TEXT, "Meeting tomorrow", nonce, I)
+    first = await discord_client.send_message(TEXT, "Meeting tomorrow", nonce, INTER)
+    second = await discord_client.send_message(TEXT, "Meeting tomorrow", nonce, INTER)
 
     assert first == second
     assert [m["content"] for m in sandbox.discord.messages(TEXT)] == ["Meeting tomorrow"]
@@ -72,7 +72,7 @@ async def test_a_retried_post_with_the_same_nonce_is_one_message(
 async def test_unknown_channel_needs_attention_with_discords_message(
         discord_client: DiscordAdapter) -> None:
     with pytest.raises(NeedsAttentionError) as caught:
-        await discord_client.channel_overwrites("199999999999999999", I)
+        await discord_client.channel_overwrites("199999999999999999", INTER)
 
     assert (caught.value.status, caught.value.code) == (404, 10003)
     assert str(caught.value) == "Unknown Channel"
@@ -83,7 +83,7 @@ async def test_missing_permission_needs_attention(discord_client: DiscordAdapter
     sandbox.discord.add_role(GUILD, "100000000000000099", 50, name="admins")
 
     with pytest.raises(NeedsAttentionError) as caught:
-        await discord_client.add_member_role(GUILD, ALICE, "100000000000000099", I, "join")
+        await discord_client.add_member_role(GUILD, ALICE, "100000000000000099", INTER, "join")
 
     assert (caught.value.status, caught.value.code) == (403, 50013)
 
@@ -93,7 +93,7 @@ async def test_a_rejected_token_at_login_names_the_setting_not_the_token(
     adapter = await make_discord(token="not-the-real-token")
 
     with pytest.raises(NeedsAttentionError) as caught:
-        await adapter.channel_overwrites(TEXT, I)
+        await adapter.channel_overwrites(TEXT, INTER)
 
     assert "DISCORD_BOT_TOKEN" in str(caught.value)
     assert "not-the-real-token" not in str(caught.value)
@@ -102,15 +102,15 @@ async def test_a_rejected_token_at_login_names_the_setting_not_the_token(
 
 async def test_a_token_revoked_after_login_needs_attention_and_recovers(
         discord_client: DiscordAdapter, sandbox: Sandbox) -> None:
-    await discord_client.channel_overwrites(TEXT, I)
+    await discord_client.channel_overwrites(TEXT, INTER)
     fault = sandbox.discord.inject("revoked_token")
 
     with pytest.raises(NeedsAttentionError) as caught:
-        await discord_client.channel_overwrites(TEXT, I)
+        await discord_client.channel_overwrites(TEXT, INTER)
     fault.clear()
 
     assert caught.value.status == 401
-    assert await discord_client.channel_overwrites(TEXT, I) == {}
+    assert await discord_client.channel_overwrites(TEXT, INTER) == {}
 
 
 async def test_one_500_is_absorbed_by_the_librarys_own_retry(
@@ -118,7 +118,7 @@ async def test_one_500_is_absorbed_by_the_librarys_own_retry(
     adapter = await make_discord(ClientLimits(client_call_timeout_seconds=300))
     sandbox.discord.inject("5xx", count=1, status=500, route=PUT_OVERWRITE)
 
-    await adapter.set_member_overwrite(TEXT, ALICE, VIEW, 0, I, "join")  # ~1 s: its sleep
+    await adapter.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "join")  # ~1 s: its sleep
 
     assert routes(sandbox.discord, PUT_OVERWRITE) == [500, 204]
 
@@ -128,7 +128,7 @@ async def test_a_503_is_transient_at_once(discord_client: DiscordAdapter,
     sandbox.discord.inject("5xx", count=1, status=503)
 
     with pytest.raises(TransientError) as caught:
-        await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, I, "join")
+        await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "join")
 
     assert type(caught.value) is TransientError
     assert "503" in str(caught.value)
@@ -140,7 +140,7 @@ async def test_persistent_500s_end_in_a_transient_error_within_the_call_deadline
     start = time.monotonic()
 
     with pytest.raises(TransientError):
-        await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, I, "join")
+        await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "join")
 
     assert time.monotonic() - start < 2.0  # not discord.py's 25 s of sleeps
 
@@ -149,7 +149,7 @@ async def test_a_short_429_is_waited_out_inside_the_call(discord_client: Discord
                                                          sandbox: Sandbox) -> None:
     sandbox.discord.inject("429", count=1, retry_after=1.0, route=PUT_OVERWRITE)  # 10 ms
 
-    await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, I, "join")
+    await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "join")
 
     assert routes(sandbox.discord, PUT_OVERWRITE) == [429, 204]
 
@@ -159,7 +159,7 @@ async def test_a_long_429_becomes_rate_limited_with_the_servers_retry_after(
     sandbox.discord.inject("429", count=1, retry_after=500.0, route=PUT_OVERWRITE)  # 5 s > 0.3 s
 
     with pytest.raises(RateLimitedError) as caught:
-        await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, I, "join")
+        await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "join")
 
     assert caught.value.retry_after == pytest.approx(5.0)
     assert not caught.value.is_global
@@ -169,17 +169,19 @@ async def test_a_long_429_becomes_rate_limited_with_the_servers_retry_after(
 async def test_the_invalid_request_guard_stops_calling_at_its_budget(
         make_discord: MakeDiscord, sandbox: Sandbox) -> None:
     adapter = await make_discord(ClientLimits(discord_invalid_request_budget=3))
-    await adapter.channel_overwrites(TEXT, I)
+    await adapter.channel_overwrites(TEXT, INTER)
     sandbox.discord.inject("revoked_token")
     for _ in range(3):
         with pytest.raises(NeedsAttentionError):
-            await adapter.channel_overwrites(TEXT, I)
+            await adapter.channel_overwrites(TEXT, INTER)
     sent = len(sandbox.discord.request_log)
 
     with pytest.raises(RateLimitedError) as caught:
-        await adapter.channel_overwrites(TEXT, I)
+        await adapter.channel_overwrites(TEXT, INTER)
 
-    assert "invalid" in str(caught.value) and "budget of 3" in str(caught.value)
-    assert caught.value.retry_after is not None and caught.value.retry_after > 0
+    assert "invalid" in str(caught.value)
+    assert "budget of 3" in str(caught.value)
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 0
     assert len(sandbox.discord.request_log) == sent
     assert adapter.status().invalid_requests == 3
