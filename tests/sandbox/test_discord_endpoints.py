@@ -122,3 +122,10 @@ async def test_error_codes(bot: discord.Client, ids: Seeded, call: str, status: 
 async def _dm(bot: discord.Client, user_id: int) -> None:
     user = await bot.fetch_user(user_id)
     await user.send("hello")
+
+
+async def test_deleted_channel_is_unknown(sb: Sandbox, bot: discord.Client, ids: Seeded) -> None:
+    sb.discord.delete_channel(ids.voice)
+    with pytest.raises(discord.NotFound) as caught:
+        await bot.fetch_channel(ids.voice)
+    assert caught.value.code == 10003
