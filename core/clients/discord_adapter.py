@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import aiohttp
 import discord
 from discord.http import Route, handle_message_parameters
+from discord.utils import MISSING
 
 from core.clients.invalid_requests import InvalidRequestGuard
 from core.clients.ports import Overwrite
@@ -138,6 +139,10 @@ class DiscordAdapter:
         Route.BASE = self.options.base_url.rstrip("/")
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(self._on_response)
+        # Voice is never used; these class flags are discord.py's own switch for its
+        # "PyNaCl / davey is not installed" start-up warnings.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # no gateway, so no events either; only silences a warning
         client = discord.Client(intents=intents, http_trace=trace, max_ratelimit_timeout=30.0)
@@ -164,7 +169,11 @@ class DiscordAdapter:
                 try:
                     await client.login(self._token)
                 except BaseException:
-                    await client.http.close()  # login opens a new session each time
+                    # Each login opens a new aiohttp session on the HTTPClient's connector,
+                    # and closing the session closes that connector: drop both, so a later
+                    # login starts clean and nothing is left unclosed.
+                    await client.http.close()
+                    client.http.connector = MISSING
                     raise
                 self._logged_in = True
                 log.info("client.discord_login", service=SERVICE)

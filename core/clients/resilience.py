@@ -60,7 +60,11 @@ class ServiceGuard:
 
     async def call(self, lane: Lane, op: Callable[[], Awaitable[T]], what: str) -> T:
         self._admit(lane, what)
-        await self.limiter.acquire(lane)
+        try:
+            await self.limiter.acquire(lane)
+        except BaseException:
+            self.breaker.on_neutral(self._now())  # frees a half-open probe slot
+            raise
         try:
             async with asyncio.timeout(self.config.call_timeout):
                 result = await op()
@@ -75,6 +79,9 @@ class ServiceGuard:
             self.breaker.on_neutral(self._now())
             if exc.retry_after:
                 self.limiter.pause(lane, exc.retry_after, exc.is_global)
+            else:
+                log.info("client.rate_limited", service=self.service, lane=lane.value,
+                         retry_after=None, is_global=exc.is_global, what=what)
             raise
         except NeedsAttentionError:
             self._log(self.breaker.on_success(self._now()), lane)

@@ -10,7 +10,7 @@ import pytest
 
 from core.clients.calendar_adapter import CalendarAdapter
 from core.clients.limits import ClientLimits
-from core.errors import NeedsAttentionError, RateLimitedError, TransientError
+from core.errors import CircuitOpenError, NeedsAttentionError, RateLimitedError, TransientError
 from core.lanes import Lane
 from core.sandbox import Sandbox
 from tests.clients.conftest import CALENDAR, MakeCalendar, routes
@@ -190,3 +190,19 @@ async def test_list_follows_every_page(calendar_client: CalendarAdapter,
 
     assert sorted(e["id"] for e in listed) == [f"gsmeeting000{n}" for n in range(5)]
     assert routes(sandbox.calendar, f"GET {EVENTS}") == [200, 200, 200]
+
+
+async def test_an_outage_opens_the_calendar_circuit(calendar_client: CalendarAdapter,
+                                                    sandbox: Sandbox) -> None:
+    await calendar_client.list_events(CALENDAR, TAG, INTER)
+    sandbox.calendar.inject("outage")
+    for _ in range(5):
+        with pytest.raises(TransientError) as failed:
+            await calendar_client.list_events(CALENDAR, TAG, INTER)
+        assert type(failed.value) is TransientError
+
+    with pytest.raises(CircuitOpenError) as refused:
+        await calendar_client.list_events(CALENDAR, TAG, INTER)
+
+    assert refused.value.retry_after is not None
+    assert calendar_client.status().breaker_state == "open"

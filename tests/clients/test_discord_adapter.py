@@ -185,3 +185,13 @@ async def test_the_invalid_request_guard_stops_calling_at_its_budget(
     assert caught.value.retry_after > 0
     assert len(sandbox.discord.request_log) == sent
     assert adapter.status().invalid_requests == 3
+
+
+async def test_a_failed_login_is_retried_cleanly_on_the_next_call(
+        discord_client: DiscordAdapter, sandbox: Sandbox) -> None:
+    sandbox.discord.inject("revoked_token", count=1)
+    with pytest.raises(NeedsAttentionError):
+        await discord_client.channel_overwrites(TEXT, INTER)
+
+    assert await discord_client.channel_overwrites(TEXT, INTER) == {}
+    assert routes(sandbox.discord, "GET /users/@me") == [401, 200]
