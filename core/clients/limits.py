@@ -74,17 +74,20 @@ class ClientLimits:
         )
 
     def discord(self, base_url: str, scale: TimeScale) -> DiscordOptions:
+        # A small burst: refill plus burst stays under 50 in any sliding second.
         per_second = self.discord_requests_per_second
+        burst = max(1.0, per_second / 8)
         return DiscordOptions(
             base_url=base_url,
-            resilience=self.resilience((Rate(per_second, 1.0, per_second),), scale),
+            resilience=self.resilience((Rate(per_second, 1.0, burst),), scale),
             max_rate_limit_wait=scale.seconds(max(30.0, self.discord_max_rate_limit_wait_seconds)),
             invalid_request_budget=self.discord_invalid_request_budget,
             invalid_request_window=scale.seconds(self.discord_invalid_request_window_seconds),
         )
 
     def calendar(self, endpoint: str, scale: TimeScale) -> CalendarOptions:
-        # Bursts of a tenth of a minute's allowance keep the sliding windows comfortable.
+        # Bursts of a tenth of a minute's allowance: refill plus burst stays under the quota
+        # in any sliding minute.
         user = self.calendar_requests_per_minute_user
         project = self.calendar_requests_per_minute_project
         rates = (Rate(user, 60.0, user / 10), Rate(project, 60.0, project / 10))

@@ -151,3 +151,23 @@ async def test_a_global_429_pauses_the_interactive_lane_too() -> None:
     assert len(sandbox.discord.request_log) == sent
     assert hit.value.retry_after is not None
     assert hit.value.retry_after > 5.0
+
+
+async def test_the_client_side_limit_keeps_a_burst_under_discords_global_limit() -> None:
+    # A world 100 times slower than Discord's: 50 per 100 s globally, we allow 40 per 100 s.
+    limits = SandboxLimits(discord=DiscordLimits(global_limit=50, global_period=100.0))
+    channels = [f"1000000000000005{n:02d}" for n in range(80)]
+    async with start_sandbox(time_scale=SCALE.factor, limits=limits) as sandbox:
+        sandbox.discord.add_guild(GUILD)
+        for channel in channels:
+            sandbox.discord.add_channel(channel, GUILD, f"c{channel[-2:]}")
+        options = ClientLimits(discord_requests_per_second=0.4).discord(
+            sandbox.discord_base_url, SCALE)
+        adapter = DiscordAdapter(sandbox.discord_bot_token, options, time.monotonic)
+        await adapter.start()
+        try:
+            await asyncio.gather(*(adapter.channel_overwrites(c, INTER) for c in channels))
+        finally:
+            await adapter.close()
+
+    assert routes(sandbox.discord, GET_CHANNEL) == [200] * 80  # no 429 along the way
