@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from core.config import load_settings
 from core.db.models import SyncType
-from core.engine import runner
+from core.engine import runner, state
 from core.engine.outbox import mark_owed
 from core.engine.state import SyncKey
 from core.lanes import Lane
@@ -37,10 +37,16 @@ async def current_runtime() -> AsyncIterator[Runtime]:
 async def mark_and_run(
     rt: Runtime, keys: list[SyncKey], *, lane: Lane = Lane.INTERACTIVE
 ) -> list[SyncResult]:
-    """Mark the keys owed in one transaction, then run them one after the other."""
-    async with rt.session_factory() as session, session.begin():
-        for key in keys:
-            await mark_owed(session, [key.group_id], rt.clock.now(), [key.sync_type])
+    """Mark the keys owed in one transaction, then run them one after the other.
+
+    Keys already owed and not running are left as they are: the caller usually wrote
+    the outbox row itself (request_group_sync), and a second write per caller only
+    lengthens a burst that coalescing must absorb."""
+    uncovered = await state.not_yet_covered(rt.session_factory, keys, rt.clock.now())
+    if uncovered:
+        async with rt.session_factory() as session, session.begin():
+            for key in uncovered:
+                await mark_owed(session, [key.group_id], rt.clock.now(), [key.sync_type])
     return [await runner.run_key(rt, key, lane=lane) for key in keys]
 
 

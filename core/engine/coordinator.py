@@ -37,25 +37,46 @@ class Coordinator:
         state = self._keys.get(key)
         return state is not None and (state.current is not None or state.queued is not None)
 
-    async def run(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn`` for ``key``, or share a run that has not started yet."""
+    async def run(
+        self,
+        key: Hashable,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        still_needed: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """Run ``fn`` for ``key``, or share a run that has not started yet.
+
+        A queued run first awaits ``still_needed`` (when given) once the run before it has
+        ended: a non-None value means the work is already done, and is every caller's
+        result, so nobody waits out the window for nothing."""
         if self._closed:
             raise asyncio.CancelledError("shutting down")
         state = self._keys.setdefault(key, _KeyState())
         loop = asyncio.get_running_loop()
         if state.queued is None:
             wait = state.current is not None or loop.time() < state.last_start + self.window
-            state.queued = self.spawn(self._start(key, state, fn, wait))
+            state.queued = self.spawn(self._start(key, state, fn, wait, still_needed))
         # shield: a caller that gives up does not cancel a run others share.
         return await asyncio.shield(state.queued)
 
     async def _start(
-        self, key: Hashable, state: _KeyState, fn: Callable[[], Awaitable[T]], wait: bool
+        self,
+        key: Hashable,
+        state: _KeyState,
+        fn: Callable[[], Awaitable[T]],
+        wait: bool,
+        still_needed: Callable[[], Awaitable[T | None]] | None,
     ) -> T:
         loop = asyncio.get_running_loop()
         if wait:
             if state.current is not None:
                 await asyncio.wait([state.current])
+            if still_needed is not None:
+                done = await still_needed()
+                if done is not None:
+                    if state.queued is asyncio.current_task():
+                        state.queued = None
+                    return done
             delay = state.last_start + self.window - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -39,7 +39,14 @@ async def run_key(
 
     A key whose lease another process holds, or that is no longer owed, is not run: the
     result says ``{"skipped": …}``. A failure is recorded and returned, never raised."""
-    return await rt.coordinator.run(key, lambda: _run_once(rt, key, lane, reason))
+    async def already_done() -> SyncResult | None:
+        if await state.is_owed(rt.session_factory, key):
+            return None
+        return {"skipped": "up to date"}
+
+    return await rt.coordinator.run(
+        key, lambda: _run_once(rt, key, lane, reason), still_needed=already_done
+    )
 
 
 async def run_key_quietly(rt: Runtime, key: SyncKey, *, reason: str) -> None:

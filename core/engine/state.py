@@ -220,3 +220,26 @@ async def reclaim_leases(
     async with session_factory() as session, session.begin():
         result = await session.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def not_yet_covered(
+    session_factory: SessionFactory, keys: list[SyncKey], now: datetime
+) -> list[SyncKey]:
+    """The keys a request must still mark owed. A key already owed and not running is
+    covered: the run that will claim it starts after our caller's commit and sees it.
+    A running key is not: its run may have read the database before that commit."""
+    groups = {k.group_id for k in keys}
+    stmt = select(SyncState.sync_type, SyncState.group_id).where(
+        SyncState.group_id.in_(groups),
+        owed(),
+        or_(SyncState.lease_owner.is_(None), SyncState.lease_expires_at < now),
+    )
+    async with session_factory() as session:
+        covered = {SyncKey(SyncType(t), g) for t, g in (await session.execute(stmt)).all()}
+    return [k for k in keys if k not in covered]
+
+
+async def is_owed(session_factory: SessionFactory, key: SyncKey) -> bool:
+    async with session_factory() as session:
+        found = await session.scalar(select(SyncState.group_id).where(_key(key), owed()))
+    return found is not None

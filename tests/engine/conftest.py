@@ -50,7 +50,7 @@ class Fakes:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [
             r for r in rows
-            if (sync_type is None or r["type"] == sync_type) and (group is None or r["group"] == group)
+            if sync_type in (None, r["type"]) and group in (None, r["group"])
         ]
 
 
@@ -104,6 +104,14 @@ async def make_runtime(
 @pytest.fixture
 async def runtime(make_runtime: RuntimeMaker) -> Runtime:
     return await make_runtime()
+
+
+async def status_of(session_factory: SessionFactory, sync_type: str, group_id: int) -> str | None:
+    async with session_factory() as session:
+        return await session.scalar(
+            select(SyncState.status).where(SyncState.sync_type == sync_type,
+                                           SyncState.group_id == group_id)
+        )
 
 
 async def row(session_factory: SessionFactory, sync_type: str, group_id: int) -> SyncState:

@@ -20,7 +20,7 @@ from typing import Any
 from core.db.models import SyncType
 from core.errors import NeedsAttentionError, RateLimitedError, TransientError
 from core.runtime import SyncerDeps
-from core.syncers.base import Syncer, SyncContext, SyncResult
+from core.syncers.base import SyncContext, Syncer, SyncResult
 
 ENV = "GROUPSYNC_FAKE_DIR"
 

@@ -129,7 +129,9 @@ async def test_error_and_failed_results_are_failures(
     (failure,) = _failed(logs)
     assert {k: failure[k] for k in ("sync_type", "group_id", "attempt", "outcome")} == {
         "sync_type": "discord", "group_id": G, "attempt": 1, "outcome": "retrying"}
-    assert failure["delay"] > 0 and failure["error"] and "duration_ms" in failure
+    assert failure["delay"] > 0
+    assert failure["error"]
+    assert "duration_ms" in failure
 
 
 async def test_retry_after_longer_than_the_backoff_delays_the_retry(
@@ -142,7 +144,8 @@ async def test_retry_after_longer_than_the_backoff_delays_the_retry(
     await sync_group("calendar", G)
 
     state = await row(rt.session_factory, "calendar", G)
-    assert state.next_attempt_at is not None and state.last_attempt_at is not None
+    assert state.next_attempt_at is not None
+    assert state.last_attempt_at is not None
     delay = state.next_attempt_at - state.last_attempt_at
     assert timedelta(seconds=5) <= delay < timedelta(seconds=5.5)
     (job,) = retry_jobs(rt)
@@ -157,10 +160,11 @@ async def test_needs_attention_is_shown_and_still_retried(
 
     await sync_group_discord_permissions(G)
 
-    async def retried() -> bool:
-        return (await row(rt.session_factory, "discord", G)).attempt >= 3
+    async def retried_and_idle() -> bool:
+        state = await row(rt.session_factory, "discord", G)
+        return state.attempt >= 3 and state.status != SyncStatus.RUNNING
 
-    await wait_for(retried, message="retries of a needs-attention key")
+    await wait_for(retried_and_idle, message="retries of a needs-attention key")
     state = await row(rt.session_factory, "discord", G)
     assert state.status == SyncStatus.NEEDS_ATTENTION
     assert state.last_error == "Missing Access"
