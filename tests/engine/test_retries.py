@@ -160,12 +160,14 @@ async def test_needs_attention_is_shown_and_still_retried(
 
     await sync_group_discord_permissions(G)
 
+    seen: list[Any] = []
+
     async def retried_and_idle() -> bool:
-        state = await row(rt.session_factory, "discord", G)
-        return state.attempt >= 3 and state.status != SyncStatus.RUNNING
+        seen.append(await row(rt.session_factory, "discord", G))
+        return seen[-1].attempt >= 3 and seen[-1].status != SyncStatus.RUNNING
 
     await wait_for(retried_and_idle, message="retries of a needs-attention key")
-    state = await row(rt.session_factory, "discord", G)
+    state = seen[-1]  # the snapshot the condition saw: a later read may be mid-run
     assert state.status == SyncStatus.NEEDS_ATTENTION
     assert state.last_error == "Missing Access"
     assert state.error_kind == "needs_attention"
