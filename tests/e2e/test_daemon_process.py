@@ -19,9 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def daemon_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "GOOGLE_"))}
-    env.update(
-        DATABASE_URL=database_url, LOG_FORMAT="json", ENABLED_SERVICES="", **extra
-    )
+    env.update(DATABASE_URL=database_url, LOG_FORMAT="json", ENABLED_SERVICES="", **extra)
     return env
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 
 from core.db.models import DiscordGrant, Group, Rsvp, SyncType
 from core.syncers.calendar_plan import event_id_for
-from tests.syncers.conftest import World
+from tests.world import World
 
 
 async def test_discord_converges_from_empty_and_then_calls_nothing(world: World) -> None:
