@@ -29,7 +29,10 @@ def _prepare(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from core.clients.factory import require_credentials
     from core.daemon import install_stop_signals, run_daemon
+
+    require_credentials(settings)  # before anything starts: real services are never faked
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -55,6 +58,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     options = DemoOptions(workdir=Path(args.workdir), time_scale=args.time_scale)
     return asyncio.run(run_demo(settings, options))
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from core.sandbox.__main__ import run
+
+    run(args)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine and sandbox time factor (1.0 = real backoff)",
     )
     demo.set_defaults(handler=cmd_demo)
+
+    from core.sandbox.__main__ import add_arguments
+
+    sandbox = verbs.add_parser(
+        "sandbox",
+        help="serve the fake Discord and Google Calendar APIs on 127.0.0.1",
+        description="Run the sandbox servers until SIGTERM/SIGINT; prints one JSON line "
+        "with their URLs once ready. See docs/sandbox.md.",
+    )
+    add_arguments(sandbox)
+    sandbox.set_defaults(handler=cmd_sandbox)
     return parser
 
 
@@ -110,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     _prepare(settings)
     try:
         return handler(args, settings)
+    except ConfigError as exc:
+        print(f"groupsync: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except GroupsyncError as exc:
         print(f"groupsync: {exc}", file=sys.stderr)
         return 1

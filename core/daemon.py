@@ -20,6 +20,7 @@ from core.config import Settings
 from core.db.migrate import schema_status
 from core.db.session import create_engine
 from core.engine.leadership import leadership
+from core.engine.periodic import schedule_periodic
 from core.engine.recovery import recover
 from core.engine.sweeper import OutboxSweeper
 from core.errors import GroupsyncError
@@ -62,6 +63,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         await stack.enter_async_context(_installed(scheduler))
         stack.push_async_callback(_drain, runtime)  # runs before the scheduler is removed
         await recover(runtime, scheduler)
+        schedule_periodic(scheduler, runtime)
         sweeper = OutboxSweeper(runtime)
         await sweeper.listen(stack)
         log.info("daemon_started", settings=settings.public_summary(), owner=runtime.owner)

@@ -101,7 +101,6 @@ def _demo_settings(
             "time_scale": options.time_scale,
             "outbox_poll_seconds": 0.5,
             "reminder_offsets_minutes": "1440,60,1",
-            "syncer_factory": "core.syncers.factory:build_real_syncers",
         }
     )
 

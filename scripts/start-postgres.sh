@@ -16,13 +16,14 @@ if [ -z "$BIN" ] || [ ! -x "$BIN/initdb" ]; then
   BIN="$(find_bin)"
 fi
 
-if "$BIN/pg_ctl" status -D "$DATA" >/dev/null 2>&1; then
-  echo "postgresql already running in $DATA" >&2
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+if "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
+  echo "postgresql already accepting connections on port $PORT" >&2
 else
   rm -rf "$DATA"
   mkdir -p "$DATA"
-  chown postgres:postgres "$DATA"
-  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$DATA"
   as_pg "$BIN/initdb" -D "$DATA" -A trust -U postgres >/dev/null
   as_pg "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w \
     -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >&2

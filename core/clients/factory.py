@@ -58,7 +58,7 @@ async def open_clients(
     del clock
     scale = _scale(time_scale, settings)
     limits = limits or ClientLimits.from_settings(settings)
-    _require_credentials(settings)
+    require_credentials(settings)
     discord_adapter = None
     calendar_adapter = None
     if settings.service_enabled(Service.DISCORD):
@@ -92,14 +92,15 @@ def _scale(time_scale: TimeScale | float | None, settings: Settings) -> TimeScal
     return TimeScale(settings.time_scale if time_scale is None else float(time_scale))
 
 
-def _require_credentials(settings: Settings) -> None:
+def require_credentials(settings: Settings) -> None:
     missing = settings.missing_credentials()
     if not missing:
         return
     services = {"DISCORD_BOT_TOKEN": "discord", "GOOGLE_CREDENTIALS_FILE": "calendar"}
-    enabled = ", ".join(services[name] for name in missing)
+    enabled = " and ".join(services[name] for name in missing)
     raise ConfigError(
-        missing[0] if len(missing) == 1 else " and ".join(missing),
-        f"required while {enabled} is in ENABLED_SERVICES; set it, or remove the service "
-        "from ENABLED_SERVICES",
+        " and ".join(missing),
+        f"not set, but {enabled} {'is' if len(missing) == 1 else 'are'} in ENABLED_SERVICES; "
+        "set the credentials, or remove the service from ENABLED_SERVICES "
+        "(`python main.py demo` runs everything against the sandbox instead)",
     )

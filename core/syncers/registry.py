@@ -1,22 +1,76 @@
-"""The default SYNCER_FACTORY: builds one syncer per type.
+"""The default SYNCER_FACTORY: the four syncers over the outbound clients.
 
-A factory is ``async def factory(deps: SyncerDeps) -> Mapping[SyncType, Syncer]``; it may
-register clean-up (HTTP sessions, thread pools) on ``deps.exit_stack``. For now the four
-are stand-ins; the integration work builds the real ones here.
+A service missing from ENABLED_SERVICES gets a syncer that records "disabled" and
+succeeds: nothing is called, nothing is owed for ever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from core.clients.factory import open_clients
 from core.db.models import SyncType
-from core.syncers.base import Syncer
-from core.syncers.standins import StandInSyncer
+from core.syncers.base import SyncContext, Syncer, SyncResult
+from core.syncers.calendar_events import CalendarEventsSyncer
+from core.syncers.discord_access import DiscordAccessSyncer
+from core.syncers.reminders import (
+    NoTimers,
+    ReminderSender,
+    RemindersSyncer,
+    SchedulerTimers,
+    rearm_pending,
+)
+from core.syncers.rsvps import RsvpsSyncer
 
 if TYPE_CHECKING:
     from core.runtime import SyncerDeps
 
 
+class DisabledServiceSyncer:
+    def __init__(self, sync_type: SyncType, service: str) -> None:
+        self.sync_type = sync_type
+        self._service = service
+
+    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
+        return {"disabled": self._service, "failed": 0}
+
+
 async def build_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
-    return {t: StandInSyncer(t, deps.session_factory) for t in SyncType}
+    settings = deps.settings
+    clients = await open_clients(settings, deps.exit_stack, deps.clock, deps.time_scale)
+    grace = timedelta(seconds=settings.reminder_grace_seconds)
+    sender = ReminderSender(
+        deps.session_factory, clients.discord, deps.clock, grace, deps.time_scale
+    )
+    timers = SchedulerTimers(deps.scheduler, sender) if deps.scheduler is not None else NoTimers()
+    sender.timers = timers
+    if deps.scheduler is not None:
+        # Runs once as the scheduler starts: pending reminder rows get their timers back
+        # (the rows are the record; the jobs live in memory only).
+        deps.scheduler.add_job(
+            rearm_pending,
+            kwargs={"session_factory": deps.session_factory, "timers": timers},
+            id="reminders_rearm",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+    discord: Syncer = (
+        DiscordAccessSyncer(deps.session_factory, clients.discord)
+        if clients.discord is not None
+        else DisabledServiceSyncer(SyncType.DISCORD, "discord")
+    )
+    calendar: Syncer = (
+        CalendarEventsSyncer(deps.session_factory, clients.calendar)
+        if clients.calendar is not None
+        else DisabledServiceSyncer(SyncType.CALENDAR, "calendar")
+    )
+    return {
+        SyncType.DISCORD: discord,
+        SyncType.CALENDAR: calendar,
+        SyncType.REMINDERS: RemindersSyncer(
+            deps.session_factory, timers, settings.reminder_offsets_minutes, grace
+        ),
+        SyncType.RSVPS: RsvpsSyncer(deps.session_factory, clients.calendar),
+    }

@@ -57,7 +57,6 @@ def system_settings(sandbox: Sandbox, database_url: str, tmp_path: Path, **extra
         discord_api_base_url=sandbox.discord_base_url,
         google_credentials_file=sandbox.write_service_account_file(tmp_path / "sa.json"),
         google_calendar_endpoint=sandbox.calendar_endpoint,
-        syncer_factory="core.syncers.factory:build_real_syncers",
         time_scale=SCALE,
         outbox_poll_seconds=0.1,
         shutdown_timeout_seconds=2.0,

@@ -146,7 +146,6 @@ async def test_sigkill_right_after_sending_does_not_send_the_reminder_twice(
         "DISCORD_API_BASE_URL": sandbox.discord_base_url,
         "GOOGLE_CREDENTIALS_FILE": str(sandbox.write_service_account_file(tmp_path / "sa.json")),
         "GOOGLE_CALENDAR_ENDPOINT": sandbox.calendar_endpoint,
-        "SYNCER_FACTORY": "core.syncers.factory:build_real_syncers",
         "TIME_SCALE": "0.01",
         "OUTBOX_POLL_SECONDS": "0.1",
         "REMINDER_OFFSETS_MINUTES": "1",

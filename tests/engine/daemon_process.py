@@ -21,6 +21,8 @@ class Daemon:
             **os.environ,
             "DATABASE_URL": database_url,
             "SYNCER_FACTORY": "tests.engine.fake_syncers:build_fake_syncers",
+            # The fake syncers call no service, so none needs credentials.
+            "ENABLED_SERVICES": "",
             "GROUPSYNC_FAKE_DIR": str(fake_dir),
             "LOG_FORMAT": "json",
             "TIME_SCALE": "0.01",

@@ -16,7 +16,7 @@ from core.config import load_settings
 from core.db.session import SessionFactory
 from core.runtime import SyncerDeps
 from core.sandbox import start_sandbox
-from core.syncers.factory import build_real_syncers
+from core.syncers.registry import build_syncers
 from tests.world import GUILD, SCALE, World
 
 
@@ -42,5 +42,5 @@ async def world(
             time_scale=SCALE,
         )
         deps = SyncerDeps(settings, session_factory, SystemClock(), TimeScale(SCALE), None, stack)
-        syncers = await build_real_syncers(deps)
+        syncers = await build_syncers(deps)
         yield World(sandbox, settings, session_factory, syncers)

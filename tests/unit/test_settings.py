@@ -75,3 +75,19 @@ def test_redact_url(url: str, shown: str) -> None:
 def test_plain_postgres_url_gets_the_async_driver() -> None:
     settings = load_settings(database_url="postgresql://u@h/d")
     assert settings.database_url == "postgresql+asyncpg://u@h/d"
+
+
+def test_run_without_credentials_for_an_enabled_service_refuses_and_names_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DISCORD_BOT_TOKEN", "GOOGLE_CREDENTIALS_FILE", "ENABLED_SERVICES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENABLED_SERVICES", "discord")
+
+    code = main(["run"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "DISCORD_BOT_TOKEN" in err
+    assert "GOOGLE_CREDENTIALS_FILE" not in err
+    assert "python main.py demo" in err

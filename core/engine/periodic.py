@@ -1,0 +1,75 @@
+"""Periodic background work: the RSVP refresh (DESIGN §4, background lane).
+
+Every RSVP_REFRESH_SECONDS the daemon reads attendees' answers for each active group
+with upcoming meetings. Runs go through the engine like any sync (lease, record, retry),
+but in the background lane, so client-side limits throttle them first and a rate limit
+they meet does not pause membership-driven work.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from core.db.models import Group, Meeting, SyncType
+from core.engine import runner
+from core.engine.outbox import mark_owed
+from core.engine.state import SyncKey
+from core.lanes import Lane
+from core.observability import get_logger
+
+if TYPE_CHECKING:
+    from core.notifications.scheduler import SyncScheduler
+    from core.runtime import Runtime
+
+log = get_logger("groupsync.periodic")
+RSVP_REFRESH_JOB = "rsvp_refresh"
+
+
+async def groups_with_upcoming_meetings(rt: Runtime) -> list[int]:
+    async with rt.session_factory() as session:
+        rows = await session.execute(
+            select(Group.id)
+            .join(Meeting, Meeting.group_id == Group.id)
+            .where(Group.archived.is_(False), Meeting.starts_at > rt.clock.now())
+            .distinct()
+            .order_by(Group.id)
+        )
+        return list(rows.scalars())
+
+
+async def refresh_rsvps(rt: Runtime) -> int:
+    """One pass over every active group; returns how many groups were refreshed."""
+    group_ids = await groups_with_upcoming_meetings(rt)
+    refreshed = 0
+    for group_id in group_ids:
+        async with rt.session_factory() as session, session.begin():
+            await mark_owed(session, [group_id], rt.clock.now(), [SyncType.RSVPS])
+        key = SyncKey(SyncType.RSVPS, group_id)
+        result = await runner.run_key(rt, key, lane=Lane.BACKGROUND, reason="rsvp_refresh")
+        refreshed += "skipped" not in result
+    log.info("rsvp_refresh_done", groups=len(group_ids), refreshed=refreshed)
+    return refreshed
+
+
+async def rsvp_refresh_job() -> None:
+    from core.notifications import scheduler as scheduler_module
+
+    running = scheduler_module._scheduler
+    if running is None or running.runtime is None:
+        return
+    await refresh_rsvps(running.runtime)
+
+
+def schedule_periodic(scheduler: SyncScheduler, rt: Runtime) -> None:
+    scheduler.add_job(
+        rsvp_refresh_job,
+        "interval",
+        seconds=rt.time_scale.seconds(rt.settings.rsvp_refresh_seconds),
+        id=RSVP_REFRESH_JOB,
+        replace_existing=True,
+        coalesce=True,  # a refresh that could not run on time runs once, not many times
+        max_instances=1,
+        misfire_grace_time=None,
+    )
