@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     time_scale: float = Field(1.0, gt=0, description="multiplies every engine delay; tests only")
     lease_seconds: float = Field(300.0, gt=0)
     outbox_poll_seconds: float = Field(1.0, gt=0)
-    shutdown_timeout_seconds: float = Field(10.0, gt=0)
+    # In-flight syncs get this long after SIGTERM; the rest stays owed. Below 10 s so the
+    # whole shutdown (close clients, release leases) fits in the 10 s operators expect.
+    shutdown_timeout_seconds: float = Field(7.0, gt=0)
     coalesce_window_seconds: float = Field(
         1.0, ge=0, description="a key runs at most once per window in a process (scaled)"
     )
