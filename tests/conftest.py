@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from discord.http import Route
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db.session import SessionFactory, create_engine, create_session_factory
@@ -71,3 +72,11 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def session_factory(engine: AsyncEngine) -> SessionFactory:
     return create_session_factory(engine)
+
+
+@pytest.fixture(autouse=True)
+def _discord_route_base_restored() -> Iterator[None]:
+    """discord.py's base URL is a class attribute the Discord adapter sets: undo it."""
+    before = Route.BASE
+    yield
+    Route.BASE = before

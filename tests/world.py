@@ -8,10 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from pathlib import Path
+from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select
 
-from core.config import Settings
+from core.config import Settings, load_settings
 from core.db.models import CalendarEventRecord, DiscordGrant, Group, Meeting, SyncType, User
 from core.db.session import SessionFactory
 from core.group_joining import join_group, leave_group, switch_group
@@ -142,3 +145,18 @@ class World:
                     )
                 ).scalars()
             )
+
+
+def sandbox_settings(sandbox: Sandbox, database_url: str, tmp_path: Path, **extra: Any) -> Settings:
+    """Settings that point groupsync at the sandbox, with time scaled for tests."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "discord_bot_token": SecretStr(sandbox.discord_bot_token),
+        "discord_api_base_url": sandbox.discord_base_url,
+        "google_credentials_file": sandbox.write_service_account_file(tmp_path / "sa.json"),
+        "google_calendar_endpoint": sandbox.calendar_endpoint,
+        "time_scale": SCALE,
+        "outbox_poll_seconds": 0.1,
+        "shutdown_timeout_seconds": 2.0,
+    }
+    return load_settings(**{**values, **extra})

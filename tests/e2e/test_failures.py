@@ -13,7 +13,8 @@ from core.db.models import SyncState, SyncType
 from core.engine.outbox import mark_owed
 from core.engine.sweeper import OutboxSweeper
 from core.group_joining import sync_after_group_change
-from tests.e2e.conftest import System, wait_for
+from tests.e2e.conftest import System
+from tests.waiting import wait_for
 from tests.world import SCALE
 
 NOMINAL_RETRY_AFTER = 60.0  # the server's hint; the sandbox reports it scaled

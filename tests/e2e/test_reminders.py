@@ -24,8 +24,8 @@ from core.notifications.scheduler import SyncScheduler
 from core.runtime import open_runtime
 from core.sandbox import Sandbox, start_sandbox
 from core.syncers.reminder_plan import ReminderKey, nonce_for
-from tests.e2e.conftest import system_settings, wait_for
-from tests.world import GUILD
+from tests.waiting import wait_for
+from tests.world import GUILD, sandbox_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = "POST /channels/{channel_id}/messages"
@@ -101,7 +101,7 @@ async def test_a_reminder_missed_beyond_the_grace_window_is_skipped_not_sent(
                 nonce=nonce_for(key),
             )
         )
-    settings = system_settings(
+    settings = sandbox_settings(
         sandbox, url, tmp_path, reminder_grace_seconds=60, reminder_offsets_minutes="75"
     )
 

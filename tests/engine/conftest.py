@@ -3,9 +3,7 @@ APScheduler installed as ``_scheduler``, a Sentry transport that records events.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -122,25 +120,6 @@ async def row(session_factory: SessionFactory, sync_type: str, group_id: int) ->
         )
     assert found is not None, f"no sync_state row for {sync_type}:{group_id}"
     return found
-
-
-async def wait_for(
-    condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    timeout: float = 20.0,
-    interval: float = 0.02,
-    message: str = "condition",
-) -> None:
-    """Poll until ``condition`` holds; fail with ``message`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(interval)
 
 
 class RecordingTransport(Transport):

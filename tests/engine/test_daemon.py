@@ -11,8 +11,9 @@ import pytest
 from core.db.models import SyncStatus
 from core.db.session import SessionFactory
 from core.group_joining import request_group_sync
-from tests.engine.conftest import Fakes, row, wait_for
+from tests.engine.conftest import Fakes, row
 from tests.engine.daemon_process import Daemon
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

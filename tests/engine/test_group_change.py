@@ -27,8 +27,8 @@ from tests.engine.conftest import (
     RuntimeMaker,
     row,
     status_of,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 OLD, NEW = 7, 8
 

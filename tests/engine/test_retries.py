@@ -11,7 +11,8 @@ import structlog
 from core.db.models import SyncStatus
 from core.lifecycle import sync_group, sync_group_discord_permissions
 from core.runtime import Runtime
-from tests.engine.conftest import SCALE, Fakes, RuntimeMaker, row, wait_for
+from tests.engine.conftest import SCALE, Fakes, RuntimeMaker, row
+from tests.waiting import wait_for
 
 G = 41
 

@@ -11,7 +11,8 @@ from core.db.models import SyncState, SyncStatus
 from core.engine.recovery import recover
 from core.group_joining import request_group_sync
 from core.lifecycle import sync_group
-from tests.engine.conftest import Fakes, RuntimeMaker, row, wait_for
+from tests.engine.conftest import Fakes, RuntimeMaker, row
+from tests.waiting import wait_for
 
 G = 51
 
