@@ -51,12 +51,14 @@ class CalendarEventsSyncer:
             "failed": 0,
         }
         problems: list[NeedsAttentionError] = []
+        # Cancels first: a meeting whose group moved to another calendar has its old event
+        # cancelled (and its record closed) before the new one is inserted.
+        for current in plan.cancel:
+            await self._attempt(self._cancel(current, context), "cancelled", result, problems)
         for spec in plan.insert:
             await self._attempt(self._insert(spec, context), "created", result, problems)
         for spec, current in plan.update:
             await self._attempt(self._update(spec, current, context), "updated", result, problems)
-        for current in plan.cancel:
-            await self._attempt(self._cancel(current, context), "cancelled", result, problems)
         if problems:
             raise problems[0]
         return result
@@ -85,9 +87,6 @@ class CalendarEventsSyncer:
         await self._record(spec, event.get("etag"), context.now)
 
     async def _update(self, spec: EventSpec, current: AppliedEvent, context: SyncContext) -> None:
-        if current.calendar_id != spec.calendar_id:
-            await self._insert(spec, context)
-            return
         event = await self._write(spec, current.etag, context.lane)
         await self._record(spec, event.get("etag"), context.now)
 
@@ -120,7 +119,10 @@ class CalendarEventsSyncer:
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(CalendarEventRecord)
-                .where(CalendarEventRecord.meeting_id == current.meeting_id)
+                .where(
+                    CalendarEventRecord.calendar_id == current.calendar_id,
+                    CalendarEventRecord.event_id == current.event_id,
+                )
                 .values(cancelled=True, updated_at=context.now)
             )
             await session.execute(

@@ -238,3 +238,22 @@ def _first_meeting_id(world: World, group: Group) -> int:
     assert group.calendar_id is not None
     events = world.sandbox.calendar.events(group.calendar_id)
     return min(int(e["extendedProperties"]["private"]["groupsync_meeting"]) for e in events)
+
+
+async def test_calendar_follows_a_group_that_moves_to_another_calendar(world: World) -> None:
+    group = await world.add_group(meetings=1)
+    ann = await world.add_user()
+    await world.join(ann, group)
+    await world.sync(SyncType.CALENDAR, group.id)
+    world.sandbox.calendar.add_calendar("moved@group.calendar.google.com")
+    async with world.sessions() as session, session.begin():
+        (await session.get(Group, group.id)).calendar_id = "moved@group.calendar.google.com"  # type: ignore[union-attr]
+
+    result = await world.sync(SyncType.CALENDAR, group.id)
+    again = await world.sync(SyncType.CALENDAR, group.id)
+
+    assert (result["cancelled"], result["created"], again["unchanged"]) == (1, 1, 1)
+    assert group.calendar_id is not None
+    assert world.sandbox.calendar.events(group.calendar_id) == []
+    (moved,) = world.sandbox.calendar.events("moved@group.calendar.google.com")
+    assert {a["email"] for a in moved["attendees"]} == {ann.email}
