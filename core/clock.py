@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -28,12 +28,3 @@ class TimeScale:
     def seconds(self, seconds: float) -> float:
         return seconds * self.factor
 
-    def delta(self, seconds: float) -> timedelta:
-        return timedelta(seconds=seconds * self.factor)
-
-
-def utc(dt: datetime) -> datetime:
-    """Normalise to aware UTC (SQLite hands back naive datetimes)."""
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)

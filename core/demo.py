@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings, load_settings
 from core.daemon import run_daemon
@@ -31,6 +34,8 @@ from core.sandbox import Sandbox, start_sandbox
 from core.syncers.discord_plan import TEXT_ALLOW
 
 log = get_logger("groupsync.demo")
+# A scripted membership change: runs in a transaction, returns (group to sync, previous).
+Change = Callable[[AsyncSession], Awaitable[tuple[int, int | None]]]
 GUILD = "700000000000000001"
 
 
@@ -171,17 +176,16 @@ async def _script(
     users: list[User],
     options: DemoOptions,
 ) -> None:
-    async def change(step: str, action: object) -> None:
+    async def change(step: str, action: Change) -> None:
         log.info("demo_step", step=step)
         async with sessions() as session, session.begin():
-            previous_and_new = await action(session)  # type: ignore[operator]
-        new, previous = previous_and_new
+            new, previous = await action(session)
         await sync_after_group_change(new, previous)
 
     for i, user in enumerate(users[:6]):
         group = groups[i % len(groups)]
         await change(
-            f"{user.display_name} joins {group.name}", lambda s, u=user, g=group: _joined(s, u, g)
+            f"{user.display_name} joins {group.name}", partial(_joined, user=user, group=group)
         )
 
     log.info("demo_fault", fault="Discord answers 429 (retry_after 2 s) to the next 3 requests")
@@ -209,18 +213,18 @@ async def _script(
     log.info("demo_fault_cleared", fault="Discord outage over")
 
 
-async def _joined(session: object, user: User, group: Group) -> tuple[int, None]:
-    await join_group(session, user.id, group.id)  # type: ignore[arg-type]
+async def _joined(session: AsyncSession, user: User, group: Group) -> tuple[int, None]:
+    await join_group(session, user.id, group.id)
     return group.id, None
 
 
-async def _switched(session: object, user: User, group: Group) -> tuple[int, int | None]:
-    previous = await switch_group(session, user.id, group.id)  # type: ignore[arg-type]
+async def _switched(session: AsyncSession, user: User, group: Group) -> tuple[int, int | None]:
+    previous = await switch_group(session, user.id, group.id)
     return group.id, previous
 
 
-async def _left(session: object, user: User) -> tuple[int, None]:
-    group_id = await leave_group(session, user.id)  # type: ignore[arg-type]
+async def _left(session: AsyncSession, user: User) -> tuple[int, None]:
+    group_id = await leave_group(session, user.id)
     assert group_id is not None
     return group_id, None
 
@@ -290,9 +294,9 @@ async def _fakes_match(sessions: SessionFactory, sandbox: Sandbox) -> bool:
     return True
 
 
-async def _until(condition: object, timeout: float, daemon: asyncio.Task[int]) -> None:
+async def _until(condition: Callable[[], bool], timeout: float, daemon: asyncio.Task[int]) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if daemon.done():
             with contextlib.suppress(Exception):
                 daemon.result()

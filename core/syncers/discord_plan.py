@@ -38,10 +38,6 @@ class DiscordPlan:
     unchanged: int
     skipped: int  # active members without a Discord id: not a failure
 
-    @property
-    def is_empty(self) -> bool:
-        return not self.grant and not self.revoke
-
 
 def desired_grants(snapshot: GroupSnapshot) -> tuple[set[Grant], int]:
     """The grants the group should have, and how many members cannot get any."""

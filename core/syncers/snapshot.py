@@ -42,10 +42,6 @@ class GroupSnapshot:
     members: tuple[Member, ...] = ()
     upcoming: tuple[MeetingInfo, ...] = ()
 
-    @property
-    def active(self) -> bool:
-        return self.exists
-
 
 async def load_snapshot(session: AsyncSession, group_id: int, now: datetime) -> GroupSnapshot:
     group = await session.get(Group, group_id)
