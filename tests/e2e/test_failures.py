@@ -7,6 +7,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 import pytest
+import structlog
 from sqlalchemy import update
 
 from core.db.models import SyncState, SyncType
@@ -57,24 +58,27 @@ async def test_429_with_retry_after_delays_the_retry_then_converges(
     group = await world.add_group(meetings=1)
     ann = await world.add_user()
     await world.join(ann, group)
+    fake = system.sandbox.discord if service == "discord" else system.sandbox.calendar
     if service == "discord":
-        system.sandbox.discord.inject("429", count=1, retry_after=NOMINAL_RETRY_AFTER)
+        fake.inject("429", count=1, retry_after=NOMINAL_RETRY_AFTER)
     else:  # aimed at the API, not at the OAuth token endpoint
         route = "POST /calendars/{calendar_id}/events"
-        system.sandbox.calendar.inject("429", count=1, retry_after=NOMINAL_RETRY_AFTER, route=route)
+        fake.inject("429", count=1, retry_after=NOMINAL_RETRY_AFTER, route=route)
 
-    await sync_after_group_change(group.id)
+    with structlog.testing.capture_logs() as logs:
+        await sync_after_group_change(group.id)
+        await wait_for(system.all_converged, message=f"{service} to converge after the 429")
 
     sync_type = SyncType.DISCORD if service == "discord" else SyncType.CALENDAR
-    row = await system.state(sync_type, group.id)
-    assert row.status == "retrying"
-    assert row.error_kind == "rate_limited"
-    assert row.next_attempt_at is not None
-    assert row.last_attempt_at is not None
-    waited = (row.next_attempt_at - row.last_attempt_at).total_seconds()
-    backoff = 1.0 * SCALE  # what the backoff alone would have waited after one failure
-    assert waited >= NOMINAL_RETRY_AFTER * SCALE * 0.9 > backoff
-    await wait_for(system.all_converged, message=f"{service} to converge after the 429")
+    (failure,) = [e for e in logs if e["event"] == "sync_failed" and e["sync_type"] == sync_type]
+    hint = NOMINAL_RETRY_AFTER * SCALE  # the sandbox reports the hint scaled
+    backoff = 2.0 * SCALE  # the most the backoff alone would wait after one failure
+    assert failure["error_kind"] == "rate_limited"
+    assert failure["delay"] >= hint * 0.9 > backoff
+    # And the service really was left alone that long: its next request came after the hint.
+    requests = fake.request_log
+    limited = next(i for i, r in enumerate(requests) if r.status == 429)
+    assert requests[limited + 1].time - requests[limited].time >= hint * 0.9
 
 
 async def test_deleted_channel_needs_attention_then_converges_once_fixed(system: System) -> None:
