@@ -25,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings, load_settings
 from core.daemon import run_daemon
 from core.db.migrate import upgrade
-from core.db.models import Group, Meeting, Membership, ReminderDelivery, SyncState, User
+from core.db.models import Group, Meeting, ReminderDelivery, SyncState, User
 from core.db.session import SessionFactory, create_engine, create_session_factory
 from core.group_joining import join_group, leave_group, switch_group, sync_after_group_change
 from core.notifications import scheduler as scheduler_module
 from core.observability import get_logger
 from core.sandbox import Sandbox, start_sandbox
 from core.syncers.discord_plan import TEXT_ALLOW
+from core.syncers.snapshot import load_snapshot
 
 log = get_logger("groupsync.demo")
 # A scripted membership change: runs in a transaction, returns (group to sync, previous).
@@ -263,34 +264,23 @@ async def _reminders_delivered(sessions: SessionFactory) -> bool:
 
 async def _fakes_match(sessions: SessionFactory, sandbox: Sandbox) -> bool:
     """Independent of our own records: what the fakes hold equals what the database says."""
+    now = datetime.now(UTC)
     async with sessions() as session:
-        groups = (await session.execute(select(Group))).scalars().all()
-        for group in groups:
-            members = (
-                (
-                    await session.execute(
-                        select(User)
-                        .join(Membership, Membership.user_id == User.id)
-                        .where(Membership.group_id == group.id, Membership.left_at.is_(None))
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            want = {u.discord_user_id for u in members if u.discord_user_id}
-            have = {
-                target
-                for target, ow in sandbox.discord.overwrites(
-                    group.discord_text_channel_id or ""
-                ).items()
-                if ow["type"] == 1 and int(ow["allow"]) == TEXT_ALLOW
-            }
-            emails = {u.email for u in members}
-            events = sandbox.calendar.events(group.calendar_id or "")
-            if want != have or any(
-                {a["email"] for a in e.get("attendees", [])} != emails for e in events
-            ):
-                return False
+        group_ids = list((await session.execute(select(Group.id))).scalars())
+        snapshots = [await load_snapshot(session, group_id, now) for group_id in group_ids]
+    for group in snapshots:
+        want = {m.discord_user_id for m in group.members if m.discord_user_id}
+        have = {
+            target
+            for target, ow in sandbox.discord.overwrites(group.text_channel_id or "").items()
+            if ow["type"] == 1 and int(ow["allow"]) == TEXT_ALLOW
+        }
+        emails = {m.email for m in group.members}
+        events = sandbox.calendar.events(group.calendar_id or "")
+        if want != have or any(
+            {a["email"] for a in e.get("attendees", [])} != emails for e in events
+        ):
+            return False
     return True
 
 

@@ -82,6 +82,11 @@ class World:
             session.add(user)
         return user
 
+    async def group_with_member(self, meetings: int = 1) -> tuple[Group, User]:
+        group, user = await self.add_group(meetings=meetings), await self.add_user()
+        await self.join(user, group)
+        return group, user
+
     async def join(self, user: User, group: Group) -> None:
         async with self.sessions() as session, session.begin():
             await join_group(session, user.id, group.id)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clients.ports import CalendarPort
 from core.db.models import CalendarEventRecord, Meeting, Rsvp, SyncType, User
@@ -165,7 +166,7 @@ def _needs_rewrite(event: dict[str, Any], spec: EventSpec) -> bool:
     return fingerprint(shaped) != spec.fingerprint
 
 
-async def _applied(session: Any, group_id: int) -> list[AppliedEvent]:
+async def _applied(session: AsyncSession, group_id: int) -> list[AppliedEvent]:
     rows = (
         await session.execute(
             select(CalendarEventRecord).where(CalendarEventRecord.group_id == group_id)
@@ -179,7 +180,9 @@ async def _applied(session: Any, group_id: int) -> list[AppliedEvent]:
     ]
 
 
-async def _known_responses(session: Any, snapshot: GroupSnapshot) -> dict[int, dict[str, str]]:
+async def _known_responses(
+    session: AsyncSession, snapshot: GroupSnapshot
+) -> dict[int, dict[str, str]]:
     """Our stored RSVP answers, so a full update does not reset people's responses."""
     meeting_ids = [m.meeting_id for m in snapshot.upcoming]
     if not meeting_ids:

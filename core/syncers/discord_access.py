@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clients.ports import MEMBER_OVERWRITE, DiscordPort, Overwrite
 from core.db.models import DiscordGrant, SyncType
@@ -32,7 +33,7 @@ class DiscordAccessSyncer:
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
         async with self._sessions() as session:
             snapshot = await load_snapshot(session, group_id, context.now)
-            applied = await self._applied(group_id)
+            applied = await _applied(session, group_id)
         plan = plan_discord(snapshot, applied)
         result: SyncResult = {
             "granted": 0,
@@ -54,13 +55,6 @@ class DiscordAccessSyncer:
             # Everything that could be applied was; the first problem names what needs fixing.
             raise problems[0]
         return result
-
-    async def _applied(self, group_id: int) -> set[Grant]:
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(select(DiscordGrant).where(DiscordGrant.group_id == group_id))
-            ).scalars()
-            return {Grant(r.kind, r.target_id, r.discord_user_id) for r in rows}
 
     async def _current_overwrites(
         self,
@@ -176,6 +170,13 @@ class DiscordAccessSyncer:
                 )
             )
         return guild or ""
+
+
+async def _applied(session: AsyncSession, group_id: int) -> set[Grant]:
+    rows = (
+        await session.execute(select(DiscordGrant).where(DiscordGrant.group_id == group_id))
+    ).scalars()
+    return {Grant(r.kind, r.target_id, r.discord_user_id) for r in rows}
 
 
 def _is_ours(existing: Overwrite, grant: Grant) -> bool:

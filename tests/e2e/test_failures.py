@@ -35,9 +35,7 @@ async def needs_attention(system: System, sync_type: str, group_id: int) -> Sync
 
 async def test_calendar_5xx_is_retried_until_it_converges(system: System) -> None:
     world = system.world
-    group = await world.add_group(meetings=1)
-    ann = await world.add_user()
-    await world.join(ann, group)
+    group, ann = await world.group_with_member(meetings=1)
     insert = "POST /calendars/{calendar_id}/events"
     system.sandbox.calendar.inject("5xx", count=6, status=503, route=insert)
 
@@ -55,9 +53,7 @@ async def test_429_with_retry_after_delays_the_retry_then_converges(
     system: System, service: str
 ) -> None:
     world = system.world
-    group = await world.add_group(meetings=1)
-    ann = await world.add_user()
-    await world.join(ann, group)
+    group, _ = await world.group_with_member(meetings=1)
     fake = system.sandbox.discord if service == "discord" else system.sandbox.calendar
     if service == "discord":
         fake.inject("429", count=1, retry_after=NOMINAL_RETRY_AFTER)
@@ -83,9 +79,7 @@ async def test_429_with_retry_after_delays_the_retry_then_converges(
 
 async def test_deleted_channel_needs_attention_then_converges_once_fixed(system: System) -> None:
     world = system.world
-    group = await world.add_group(meetings=0)
-    ann = await world.add_user()
-    await world.join(ann, group)
+    group, ann = await world.group_with_member(meetings=0)
     text = group.discord_text_channel_id
     assert text is not None
     system.sandbox.discord.delete_channel(text)
@@ -106,9 +100,7 @@ async def test_revoked_token_needs_attention_then_converges_once_restored(
     system: System, service: str
 ) -> None:
     world = system.world
-    group = await world.add_group(meetings=1)
-    ann = await world.add_user()
-    await world.join(ann, group)
+    group, _ = await world.group_with_member(meetings=1)
     fake = system.sandbox.discord if service == "discord" else system.sandbox.calendar
     fault = fake.inject("revoked_token")
 
