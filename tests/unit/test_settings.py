@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from core.cli import main
 from core.config import load_settings, redact_url
 from core.errors import ConfigError
-from main import main
 
 BAD_SETTINGS = [
     ("DATABASE_URL", "mysql://u:pw@db/x", "must be a sqlite:/// or postgresql:// URL"),

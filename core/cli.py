@@ -1,0 +1,192 @@
+"""groupsync command line: a thin face over core/ (`groupsync --help` lists the verbs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+
+from core.config import Settings, load_settings
+from core.errors import ConfigError, GroupsyncError
+from core.observability import configure_logging, init_sentry
+
+EXIT_CONFIG = 2
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [
+        secret.get_secret_value()
+        for secret in (settings.discord_bot_token, settings.admin_token, settings.sentry_dsn)
+        if secret is not None
+    ]
+
+
+def _prepare(settings: Settings) -> None:
+    configure_logging(settings.log_format, settings.log_level, _secrets(settings))
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
+    init_sentry(dsn, settings.sentry_environment, _secrets(settings))
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from core.clients.factory import require_credentials
+    from core.daemon import install_stop_signals, run_daemon
+
+    require_credentials(settings)  # before anything starts: real services are never faked
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        return await run_daemon(settings, stop)
+
+    return asyncio.run(main())
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from core.config import redact_url
+    from core.db.migrate import upgrade
+
+    upgrade(settings.database_url, args.revision)
+    print(f"database at {redact_url(settings.database_url)} upgraded to {args.revision}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from core.demo import DemoOptions, run_demo
+
+    options = DemoOptions(workdir=Path(args.workdir), time_scale=args.time_scale)
+    return asyncio.run(run_demo(settings, options))
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from core.admin.status import overview, render_text
+    from core.db.session import create_engine, create_session_factory
+
+    async def read() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            view = await overview(create_session_factory(engine))
+        finally:
+            await engine.dispose()
+        return json.dumps(view.to_json(), indent=2) if args.json else render_text(view)
+
+    print(asyncio.run(read()))
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from core.lifecycle import sync_group
+
+    result = asyncio.run(sync_group(args.sync_type, args.group_id))
+    print(json.dumps(result, default=str))
+    return 0 if not ("error" in result or result.get("failed")) else 1
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from core.sandbox.__main__ import run
+
+    run(args)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="groupsync",
+        description="groupsync: keeps Discord, Google Calendar, reminders and RSVPs in step "
+        "with group membership. Settings come from the environment (see README).",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser(
+        "run",
+        help="run the long-lived daemon",
+        description="Run the daemon "
+        "until SIGTERM/SIGINT. Refuses to start on a schema not at head.",
+    )
+    run.set_defaults(handler=cmd_run)
+
+    migrate = verbs.add_parser(
+        "migrate",
+        help="upgrade the database schema",
+        description="Apply Alembic migrations (default: to head).",
+    )
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    demo = verbs.add_parser(
+        "demo",
+        help="run the daemon against the sandbox with scripted changes and faults",
+        description="Start the fake Discord and Calendar servers, a fresh SQLite database "
+        "with sample data and the daemon; script joins, leaves and switches while injecting "
+        "429s, 5xx and an outage; stop once everything has converged.",
+    )
+    demo.add_argument("--workdir", default="var/demo", help="where the demo database lives")
+    demo.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.2,
+        help="engine and sandbox time factor (1.0 = real backoff)",
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    status = verbs.add_parser(
+        "status",
+        help="what is stuck and why",
+        description="Counts of sync keys per status, then every key that is not ok: "
+        "attempt, failing since, next attempt and the service's own error message.",
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+    retry = verbs.add_parser(
+        "retry",
+        help="run one sync now",
+        description="Run one (sync type, group) now in this process, under the same lease "
+        "as the daemon; a failure is recorded and retried by the daemon as usual.",
+    )
+    retry.add_argument("sync_type", help="discord, calendar, reminders or rsvps")
+    retry.add_argument("group_id", type=int)
+    retry.set_defaults(handler=cmd_retry)
+
+    from core.sandbox.__main__ import add_arguments
+
+    sandbox = verbs.add_parser(
+        "sandbox",
+        help="serve the fake Discord and Google Calendar APIs on 127.0.0.1",
+        description="Run the sandbox servers until SIGTERM/SIGINT; prints one JSON line "
+        "with their URLs once ready. See docs/sandbox.md.",
+    )
+    add_arguments(sandbox)
+    sandbox.set_defaults(handler=cmd_sandbox)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"groupsync: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _prepare(settings)
+    try:
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"groupsync: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except GroupsyncError as exc:
+        print(f"groupsync: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
