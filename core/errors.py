@@ -7,7 +7,8 @@
     └── SyncError                   an external sync failed
         ├── TransientError          retry with backoff; retry_after when the service gave one
         │   ├── RateLimitedError    the service said "slow down" (429 / rateLimitExceeded)
-        │   └── CircuitOpenError    we refused to call a service whose breaker is open
+        │   ├── CircuitOpenError    we refused to call a service whose breaker is open
+        │   └── LeaseLostError      this run no longer holds its key's lease: stop, stay owed
         └── NeedsAttentionError     401/403/404 and the like: an operator must act; still retried
                                     at the capped interval
 
@@ -80,6 +81,13 @@ class RateLimitedError(TransientError):
 
 class CircuitOpenError(TransientError):
     kind = "circuit_open"
+
+
+class LeaseLostError(TransientError):
+    """The run's lease expired or was taken: it must make no further external call and
+    record nothing; the key stays owed for whoever holds the lease now."""
+
+    kind = "lease_lost"
 
 
 class NeedsAttentionError(SyncError):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.engine import state
 from core.engine.backoff import retry_delay
+from core.engine.fencing import LeaseFence
 from core.engine.outcomes import (
     Milestones,
     Outcome,
@@ -68,9 +69,10 @@ async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncR
         if claim is None:
             return {"skipped": "not owed, or running elsewhere"}
         started = time.monotonic()
+        fence = LeaseFence(rt.session_factory, claim, rt.clock)
         renewer = asyncio.get_running_loop().create_task(_keep_lease(rt, claim))
         try:
-            outcome = await _call_syncer(rt, claim, lane)
+            outcome = await _call_syncer(rt, claim, lane, fence)
         except asyncio.CancelledError:
             # Shutdown: the generation stays owed, the lease goes back.
             renewer.cancel()
@@ -83,9 +85,11 @@ async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncR
         return await _record(rt, claim, outcome, duration_ms, reason)
 
 
-async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane) -> Outcome:
+async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane, fence: LeaseFence) -> Outcome:
     syncer = rt.syncers[claim.key.sync_type]
-    context = SyncContext(lane=lane, now=rt.clock.now(), attempt=claim.streak.attempt)
+    context = SyncContext(
+        lane=lane, now=rt.clock.now(), attempt=claim.streak.attempt, fence=fence
+    )
     try:
         result = await syncer.sync(claim.key.group_id, context)
     except Exception as exc:

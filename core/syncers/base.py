@@ -8,14 +8,46 @@ dict (DESIGN §2). It signals failure by raising a ``core.errors.SyncError`` sub
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core.db.models import SyncType
+from core.db.session import SessionFactory
 from core.lanes import Lane
 
 SyncResult = dict[str, Any]
+
+
+class Fence(Protocol):
+    """What a syncer writes its delivery records through (DESIGN §3 Fencing).
+
+    ``ensure_held()`` before every external call: raises ``LeaseLostError`` once the run
+    lost its lease. ``transaction()`` yields a session whose transaction commits only if
+    the lease is still held (the engine's ``LeaseFence``)."""
+
+    def ensure_held(self) -> None: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+
+class Unfenced:
+    """For code paths with no lease (a syncer driven directly by a test or a tool)."""
+
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self._sessions = session_factory
+
+    def ensure_held(self) -> None:
+        return None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session, session.begin():
+            yield session
 
 
 @dataclass(frozen=True)
@@ -23,6 +55,10 @@ class SyncContext:
     lane: Lane
     now: datetime
     attempt: int = 0
+    fence: Fence | None = None  # None: the syncer writes unfenced through its own sessions
+
+    def fence_or(self, session_factory: SessionFactory) -> Fence:
+        return self.fence if self.fence is not None else Unfenced(session_factory)
 
 
 class Syncer(Protocol):
