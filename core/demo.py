@@ -32,7 +32,7 @@ from core.notifications import scheduler as scheduler_module
 from core.observability import get_logger
 from core.sandbox import Sandbox, start_sandbox
 from core.syncers.discord_plan import TEXT_ALLOW
-from core.syncers.snapshot import load_snapshot
+from core.syncers.snapshot_loader import load_snapshot
 
 log = get_logger("groupsync.demo")
 # A scripted membership change: runs in a transaction, returns (group to sync, previous).

@@ -24,7 +24,8 @@ from core.syncers.calendar_plan import (
     fingerprint,
     plan_calendar,
 )
-from core.syncers.snapshot import GroupSnapshot, load_snapshot
+from core.syncers.snapshot import GroupSnapshot
+from core.syncers.snapshot_loader import load_snapshot
 
 SEND_UPDATES = "all"
 

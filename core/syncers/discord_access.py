@@ -16,7 +16,7 @@ from core.errors import NeedsAttentionError
 from core.observability import get_logger
 from core.syncers.base import SyncContext, SyncResult
 from core.syncers.discord_plan import CHANNEL_OVERWRITE, ROLE, Grant, plan_discord
-from core.syncers.snapshot import load_snapshot
+from core.syncers.snapshot_loader import load_snapshot
 
 log = get_logger("groupsync.syncers.discord")
 UNKNOWN_CHANNEL = 10003

@@ -31,7 +31,7 @@ from core.syncers.reminder_plan import (
     plan_reminders,
     reminder_text,
 )
-from core.syncers.snapshot import load_snapshot
+from core.syncers.snapshot_loader import load_snapshot
 
 log = get_logger("groupsync.reminders")
 PENDING = ("scheduled", "sending")

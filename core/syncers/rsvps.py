@@ -16,7 +16,8 @@ from core.lanes import Lane
 from core.syncers.base import SyncContext, SyncResult
 from core.syncers.calendar_plan import GROUP_TAG, MEETING_TAG
 from core.syncers.rsvp_plan import plan_rsvps
-from core.syncers.snapshot import GroupSnapshot, load_snapshot
+from core.syncers.snapshot import GroupSnapshot
+from core.syncers.snapshot_loader import load_snapshot
 
 
 class RsvpsSyncer:

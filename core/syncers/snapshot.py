@@ -1,16 +1,12 @@
-"""Reads one group's desired state from the database into plain values (the only DB read
-a syncer needs before planning). A missing or archived group yields an empty snapshot, so
-every syncer converges it to empty."""
+"""One group's desired state as plain values: what the pure plan modules compute from.
+
+No I/O here (the plan modules import this and must stay pure); the database read that
+fills it is ``core.syncers.snapshot_loader.load_snapshot``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from core.db.models import Group, Meeting, Membership, User
 
 
 @dataclass(frozen=True)
@@ -41,38 +37,3 @@ class GroupSnapshot:
     calendar_id: str | None = None
     members: tuple[Member, ...] = ()
     upcoming: tuple[MeetingInfo, ...] = ()
-
-
-async def load_snapshot(session: AsyncSession, group_id: int, now: datetime) -> GroupSnapshot:
-    group = await session.get(Group, group_id)
-    if group is None or group.archived:
-        return GroupSnapshot(group_id=group_id, exists=False)
-    members = (
-        await session.execute(
-            select(User)
-            .join(Membership, Membership.user_id == User.id)
-            .where(Membership.group_id == group_id, Membership.left_at.is_(None))
-            .order_by(User.id)
-        )
-    ).scalars()
-    meetings = (
-        await session.execute(
-            select(Meeting)
-            .where(Meeting.group_id == group_id, Meeting.starts_at > now)
-            .order_by(Meeting.starts_at)
-        )
-    ).scalars()
-    return GroupSnapshot(
-        group_id=group_id,
-        exists=True,
-        name=group.name,
-        guild_id=group.discord_guild_id,
-        text_channel_id=group.discord_text_channel_id,
-        voice_channel_id=group.discord_voice_channel_id,
-        role_id=group.discord_role_id,
-        calendar_id=group.calendar_id,
-        members=tuple(Member(u.id, u.email, u.discord_user_id, u.display_name) for u in members),
-        upcoming=tuple(
-            MeetingInfo(m.id, m.sequence, m.starts_at, m.duration_minutes) for m in meetings
-        ),
-    )
