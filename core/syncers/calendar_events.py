@@ -16,7 +16,7 @@ from core.db.models import CalendarEventRecord, Meeting, Rsvp, SyncType, User
 from core.db.session import SessionFactory
 from core.errors import NeedsAttentionError
 from core.lanes import Lane
-from core.syncers.base import SyncContext, SyncResult
+from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.calendar_plan import (
     AppliedEvent,
     EventSpec,
@@ -53,14 +53,19 @@ class CalendarEventsSyncer:
             "failed": 0,
         }
         problems: list[NeedsAttentionError] = []
+        fence = context.fence_or(self._sessions)
         # Cancels first: a meeting whose group moved to another calendar has its old event
         # cancelled (and its record closed) before the new one is inserted.
         for current in plan.cancel:
-            await self._attempt(self._cancel(current, context), "cancelled", result, problems)
+            await self._attempt(
+                self._cancel(current, context, fence), "cancelled", result, problems
+            )
         for spec in plan.insert:
-            await self._attempt(self._insert(spec, context), "created", result, problems)
+            await self._attempt(self._insert(spec, context, fence), "created", result, problems)
         for spec, current in plan.update:
-            await self._attempt(self._update(spec, current, context), "updated", result, problems)
+            await self._attempt(
+                self._update(spec, current, context, fence), "updated", result, problems
+            )
         if problems:
             raise problems[0]
         return result
@@ -78,29 +83,37 @@ class CalendarEventsSyncer:
         else:
             result[counter] += 1
 
-    async def _insert(self, spec: EventSpec, context: SyncContext) -> None:
+    async def _insert(self, spec: EventSpec, context: SyncContext, fence: Fence) -> None:
+        fence.ensure_held()
         event = await self._calendar.insert_event(
             spec.calendar_id, spec.body, SEND_UPDATES, context.lane
         )
         if _needs_rewrite(event, spec):
             # A retried insert met our own earlier event (409), or a cancelled one: bring it
             # to the desired state with a full update.
-            event = await self._write(spec, event.get("etag"), context.lane)
-        await self._record(spec, event.get("etag"), context.now)
+            event = await self._write(spec, event.get("etag"), context.lane, fence)
+        await self._record(fence, spec, event.get("etag"), context.now)
 
-    async def _update(self, spec: EventSpec, current: AppliedEvent, context: SyncContext) -> None:
-        event = await self._write(spec, current.etag, context.lane)
-        await self._record(spec, event.get("etag"), context.now)
+    async def _update(
+        self, spec: EventSpec, current: AppliedEvent, context: SyncContext, fence: Fence
+    ) -> None:
+        event = await self._write(spec, current.etag, context.lane, fence)
+        await self._record(fence, spec, event.get("etag"), context.now)
 
-    async def _write(self, spec: EventSpec, etag: str | None, lane: Lane) -> dict[str, Any]:
+    async def _write(
+        self, spec: EventSpec, etag: str | None, lane: Lane, fence: Fence
+    ) -> dict[str, Any]:
         body = {**spec.body, "status": "confirmed"}
+        fence.ensure_held()
         event = await self._calendar.update_event(
             spec.calendar_id, spec.event_id, body, etag, SEND_UPDATES, lane
         )
         if event is not None:
             return event
         # 412: someone changed the event since we read it. Re-read, re-apply once.
+        fence.ensure_held()
         latest = await self._calendar.get_event(spec.calendar_id, spec.event_id, lane)
+        fence.ensure_held()
         if latest is None:
             return await self._calendar.insert_event(
                 spec.calendar_id, spec.body, SEND_UPDATES, lane
@@ -114,11 +127,12 @@ class CalendarEventsSyncer:
             )
         return event
 
-    async def _cancel(self, current: AppliedEvent, context: SyncContext) -> None:
+    async def _cancel(self, current: AppliedEvent, context: SyncContext, fence: Fence) -> None:
+        fence.ensure_held()
         await self._calendar.delete_event(
             current.calendar_id, current.event_id, SEND_UPDATES, context.lane
         )
-        async with self._sessions() as session, session.begin():
+        async with fence.transaction() as session:
             await session.execute(
                 update(CalendarEventRecord)
                 .where(
@@ -133,8 +147,8 @@ class CalendarEventsSyncer:
                 .values(calendar_event_id=None)
             )
 
-    async def _record(self, spec: EventSpec, etag: str | None, now: datetime) -> None:
-        async with self._sessions() as session, session.begin():
+    async def _record(self, fence: Fence, spec: EventSpec, etag: str | None, now: datetime) -> None:
+        async with fence.transaction() as session:
             record = await session.scalar(
                 select(CalendarEventRecord).where(CalendarEventRecord.meeting_id == spec.meeting_id)
             )

@@ -14,7 +14,7 @@ from core.db.models import DiscordGrant, SyncType
 from core.db.session import SessionFactory
 from core.errors import NeedsAttentionError
 from core.observability import get_logger
-from core.syncers.base import SyncContext, SyncResult
+from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.discord_plan import CHANNEL_OVERWRITE, ROLE, Grant, plan_discord
 from core.syncers.snapshot_loader import load_snapshot
 
@@ -44,13 +44,14 @@ class DiscordAccessSyncer:
             "foreign": 0,
         }
         problems: list[NeedsAttentionError] = []
-        current = await self._current_overwrites(plan.grant, context, problems)
+        fence = context.fence_or(self._sessions)
+        current = await self._current_overwrites(plan.grant, context, fence, problems)
         for grant in plan.grant:
             await self._grant(
-                grant, group_id, snapshot.guild_id or "", current, context, result, problems
+                grant, group_id, snapshot.guild_id or "", current, context, fence, result, problems
             )
         for grant in plan.revoke:
-            await self._revoke(grant, group_id, context, result, problems)
+            await self._revoke(grant, group_id, context, fence, result, problems)
         if problems:
             # Everything that could be applied was; the first problem names what needs fixing.
             raise problems[0]
@@ -60,12 +61,14 @@ class DiscordAccessSyncer:
         self,
         grants: tuple[Grant, ...],
         context: SyncContext,
+        fence: Fence,
         problems: list[NeedsAttentionError],
     ) -> dict[str, dict[str, Overwrite] | None]:
         """One read per channel we are about to grant on, to leave people's overwrites be."""
         channels = sorted({g.target_id for g in grants if g.kind == CHANNEL_OVERWRITE})
         current: dict[str, dict[str, Overwrite] | None] = {}
         for channel in channels:
+            fence.ensure_held()
             try:
                 current[channel] = await self._discord.channel_overwrites(channel, context.lane)
             except NeedsAttentionError as exc:
@@ -80,6 +83,7 @@ class DiscordAccessSyncer:
         guild_id: str,
         current: dict[str, dict[str, Overwrite] | None],
         context: SyncContext,
+        fence: Fence,
         result: SyncResult,
         problems: list[NeedsAttentionError],
     ) -> None:
@@ -94,10 +98,12 @@ class DiscordAccessSyncer:
                     result["foreign"] += 1  # a person's overwrite: never changed
                     return
                 if existing is None:
+                    fence.ensure_held()
                     await self._discord.set_member_overwrite(
                         grant.target_id, grant.discord_user_id, grant.allow, 0, context.lane, REASON
                     )
             else:
+                fence.ensure_held()
                 await self._discord.add_member_role(
                     guild_id, grant.discord_user_id, grant.target_id, context.lane, REASON
                 )
@@ -105,7 +111,7 @@ class DiscordAccessSyncer:
             result["failed"] += 1
             problems.append(exc)
             return
-        await self._record(grant, guild_id, context.now, group_id)
+        await self._record(fence, grant, guild_id, context.now, group_id)
         result["granted"] += 1
 
     async def _revoke(
@@ -113,16 +119,19 @@ class DiscordAccessSyncer:
         grant: Grant,
         group_id: int,
         context: SyncContext,
+        fence: Fence,
         result: SyncResult,
         problems: list[NeedsAttentionError],
     ) -> None:
         try:
             if grant.kind == CHANNEL_OVERWRITE:
+                fence.ensure_held()
                 await self._discord.delete_member_overwrite(
                     grant.target_id, grant.discord_user_id, context.lane, REASON
                 )
             else:
                 guild_id = await self._guild_of(group_id, grant)
+                fence.ensure_held()
                 await self._discord.remove_member_role(
                     guild_id, grant.discord_user_id, grant.target_id, context.lane, REASON
                 )
@@ -132,11 +141,13 @@ class DiscordAccessSyncer:
                 problems.append(exc)
                 return
             # The channel itself is gone, and with it every overwrite on it.
-        await self._forget(group_id, grant)
+        await self._forget(fence, group_id, grant)
         result["revoked"] += 1
 
-    async def _record(self, grant: Grant, guild_id: str, now: datetime, group_id: int) -> None:
-        async with self._sessions() as session, session.begin():
+    async def _record(
+        self, fence: Fence, grant: Grant, guild_id: str, now: datetime, group_id: int
+    ) -> None:
+        async with fence.transaction() as session:
             session.add(
                 DiscordGrant(
                     group_id=group_id,
@@ -148,8 +159,8 @@ class DiscordAccessSyncer:
                 )
             )
 
-    async def _forget(self, group_id: int, grant: Grant) -> None:
-        async with self._sessions() as session, session.begin():
+    async def _forget(self, fence: Fence, group_id: int, grant: Grant) -> None:
+        async with fence.transaction() as session:
             await session.execute(
                 delete(DiscordGrant).where(
                     DiscordGrant.group_id == group_id,
