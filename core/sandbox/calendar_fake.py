@@ -220,7 +220,11 @@ class CalendarFake(FakeService):
         self._charge(route.name, req.query, principal, record)
         if body is not None and not isinstance(body, dict):
             raise bad_request("parseError", "Parse Error")
-        return self._call(route.name, params, req, body or {}, principal)
+        response = self._call(route.name, params, req, body or {}, principal)
+        late = first(fired, "late_answer")
+        if late is not None:
+            await asyncio.sleep(self.clock.scaled(late.latency or 1.0))
+        return response
 
     def _call(self, name: str, params: dict[str, str], req: CalRequest, body: dict[str, Any],
               principal: Principal) -> CalResponse:

@@ -170,8 +170,12 @@ class DiscordFake(FakeService):
         bucket_headers, refused = self._route_limit(token, route.key, params, now)
         if refused is not None:
             return self._invalid_response(ip, refused)
-        return self._invalid_response(ip, self._answer(route.name, params, body, fired,
-                                                       bucket_headers))
+        response = self._invalid_response(ip, self._answer(route.name, params, body, fired,
+                                                           bucket_headers))
+        late = first(fired, "late_answer")
+        if late is not None:
+            await asyncio.sleep(self.clock.scaled(late.latency or 1.0))
+        return response
 
     def _answer(self, name: str, params: dict[str, str], body: Any, fired: list[Any],
                 headers: dict[str, str]) -> web.Response:

@@ -7,7 +7,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = frozenset({"5xx", "429", "latency", "outage", "revoked_token", "quota_exceeded"})
+# "late_answer": the request is applied, then answered only after ``latency`` (scaled)
+# seconds, so a client that gives up first cannot know whether its write took effect.
+KINDS = frozenset({
+    "5xx", "429", "latency", "late_answer", "outage", "revoked_token", "quota_exceeded",
+})
 
 
 @dataclass

@@ -161,3 +161,23 @@ async def test_calendar_revoked_token_with_service_account(sb: Sandbox, tmp_path
         service.close()
     assert sb.calendar.counts()[("POST /token", 200)] == 1  # the first token works again
     assert sb.calendar.counts()[("POST /token", 400)] == 1  # refresh refused while revoked
+
+
+# ---- applied, answered too late ----------------------------------------------------------------
+async def test_discord_late_answer_applies_the_write_before_the_client_gives_up(
+        sb: Sandbox, bot: discord.Client, ids: Seeded) -> None:
+    member = discord.Object(ids.alice)
+    channel = await bot.fetch_channel(ids.text)
+    sb.discord.inject("late_answer", latency=50, count=1)  # 0.5 s at time_scale 0.01
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await bot.http.edit_channel_permissions(channel.id, member.id, "1024", "0", 1)
+    assert str(ids.alice) in sb.discord.overwrites(ids.text)  # applied all the same
+
+
+async def test_calendar_late_answer_applies_the_insert(sb: Sandbox, calendar: Any) -> None:
+    sb.calendar.inject("late_answer", latency=50, count=1)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await run(calendar.events().insert(calendarId=CALENDAR, body=event_body("late00001")))
+    assert [e["id"] for e in sb.calendar.events(CALENDAR)] == ["late00001"]
