@@ -26,6 +26,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -34,7 +35,7 @@ from discord.http import Route, handle_message_parameters
 from discord.utils import MISSING
 
 from core.clients.invalid_requests import InvalidRequestGuard
-from core.clients.ports import Overwrite
+from core.clients.ports import Overwrite, PostedMessage
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.status import ServiceStatus
 from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
@@ -232,6 +233,21 @@ class DiscordAdapter:
             return str(data["id"])
 
         return await self._call(lane, op, f"post to channel {channel_id}")
+
+    async def own_messages_since(
+        self, channel_id: str, since: datetime, lane: Lane, limit: int = 100
+    ) -> list[PostedMessage]:
+        async def op(client: discord.Client) -> list[PostedMessage]:
+            after = discord.utils.time_snowflake(since, high=False) - 1  # inclusive
+            data: Any = await client.http.logs_from(channel_id, limit, after=after)
+            bot_id = str(client.user.id) if client.user is not None else None
+            return [
+                PostedMessage(str(m["id"]), str(m.get("content") or ""))
+                for m in sorted(data, key=lambda m: int(m["id"]))
+                if str(m.get("author", {}).get("id")) == bot_id
+            ]
+
+        return await self._call(lane, op, f"read recent messages of channel {channel_id}")
 
     # ---- status ------------------------------------------------------------------------------
     def status(self) -> ServiceStatus:

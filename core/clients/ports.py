@@ -9,6 +9,7 @@ message and code). Ids are strings (Discord snowflakes, Google ids).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from core.lanes import Lane
@@ -23,6 +24,12 @@ class Overwrite:
     type: int  # ROLE_OVERWRITE or MEMBER_OVERWRITE
     allow: int
     deny: int
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    message_id: str
+    content: str
 
 
 class DiscordPort(Protocol):
@@ -54,6 +61,14 @@ class DiscordPort(Protocol):
     async def send_message(self, channel_id: str, content: str, nonce: str, lane: Lane) -> str:
         """Post with Discord's nonce + enforce_nonce so a retried post is not doubled.
         Returns the message id."""
+        ...
+
+    async def own_messages_since(
+        self, channel_id: str, since: datetime, lane: Lane, limit: int = 100
+    ) -> list[PostedMessage]:
+        """The bot's own messages among the first ``limit`` posted in the channel at or
+        after ``since`` (GET /channels/{id}/messages?after=…), oldest first: how a sender
+        finds out whether a post whose outcome it never learned did land."""
         ...
 
 

@@ -22,12 +22,13 @@ class Context:
     """Everything a handler may use for one request."""
 
     def __init__(self, state: DiscordState, params: dict[str, str], body: Any, now: float,
-                 nonce_window: float) -> None:
+                 nonce_window: float, query: dict[str, str] | None = None) -> None:
         self.state = state
         self.params = params
         self.body = body if isinstance(body, dict) else {}
         self.now = now
-        self.nonce_window = nonce_window
+        self.nonce_window = nonce_window  # real seconds (already scaled)
+        self.query = query or {}
 
 
 ROUTES = RouteTable([
@@ -39,6 +40,7 @@ ROUTES = RouteTable([
     ("PUT", "/channels/{channel_id}/permissions/{target}", "put_overwrite"),
     ("DELETE", "/channels/{channel_id}/permissions/{target}", "delete_overwrite"),
     ("POST", "/channels/{channel_id}/messages", "create_message"),
+    ("GET", "/channels/{channel_id}/messages", "list_messages"),
     ("GET", "/guilds/{guild_id}", "get_guild"),
     ("GET", "/guilds/{guild_id}/roles", "get_roles"),
     ("GET", "/guilds/{guild_id}/members/{user_id}", "get_member"),
@@ -130,6 +132,34 @@ def create_message(ctx: Context) -> Result:
     return 200, message
 
 
+def list_messages(ctx: Context) -> Result:
+    """GET /channels/{id}/messages: newest first, ``limit`` 1-100 (default 50), at most one
+    of ``before`` / ``after`` (snowflakes). With ``after``, the messages right after that id
+    (the oldest ones), still newest first, as Discord answers. No ``nonce`` in the listing:
+    Discord returns it only to the create call."""
+    channel = ctx.state.visible_channel(ctx.params["channel_id"])
+    limit = _int_query(ctx.query, "limit", 50)
+    if not 1 <= limit <= 100:
+        raise invalid_field("limit", "NUMBER_TYPE_MAX", "int value should be <= 100 and >= 1.")
+    before, after = _int_query(ctx.query, "before", 0), _int_query(ctx.query, "after", 0)
+    stored = ctx.state.messages.get(channel.id, [])
+    if after:
+        picked = [m for m in stored if int(m["id"]) > after][:limit]
+    else:
+        picked = [m for m in stored if not before or int(m["id"]) < before][-limit:]
+    return 200, [{k: v for k, v in m.items() if k != "nonce"} for m in reversed(picked)]
+
+
+def _int_query(query: dict[str, str], name: str, default: int) -> int:
+    value = query.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid_field(name, "NUMBER_TYPE_COERCE", f"Value \"{value}\" is not int.") from None
+
+
 def _message(state: DiscordState, channel_id: str, content: str, body: dict[str, Any]) -> dict:
     return {
         "id": new_snowflake(), "channel_id": channel_id, "type": 0, "content": content,
@@ -144,6 +174,7 @@ HANDLERS: dict[str, Callable[[Context], Result]] = {
     "get_me": get_me, "get_application": get_application, "get_user": get_user,
     "get_channel": get_channel, "put_overwrite": put_overwrite,
     "delete_overwrite": delete_overwrite, "create_message": create_message,
+    "list_messages": list_messages,
     "get_guild": get_guild, "get_roles": get_roles, "get_member": get_member,
     "add_member_role": add_member_role, "remove_member_role": remove_member_role,
     "create_dm": create_dm,

@@ -171,14 +171,14 @@ class DiscordFake(FakeService):
         if refused is not None:
             return self._invalid_response(ip, refused)
         response = self._invalid_response(ip, self._answer(route.name, params, body, fired,
-                                                           bucket_headers))
+                                                           bucket_headers, record.query))
         late = first(fired, "late_answer")
         if late is not None:
             await asyncio.sleep(self.clock.scaled(late.latency or 1.0))
         return response
 
     def _answer(self, name: str, params: dict[str, str], body: Any, fired: list[Any],
-                headers: dict[str, str]) -> web.Response:
+                headers: dict[str, str], query: dict[str, str]) -> web.Response:
         injected_429 = first(fired, "429")
         if injected_429 is not None:
             # A sub-limit: 429 while the bucket still reports Remaining > 0.
@@ -188,8 +188,10 @@ class DiscordFake(FakeService):
         if error is not None:
             status = error.status or 500
             return json_response(status, {"message": f"{status}: Server Error", "code": 0}, headers)
+        # The nonce window is nominal like every other duration: at time_scale 0.01
+        # Discord's few minutes pass in seconds, so tests can outlive it.
         ctx = discord_api.Context(self.state, params, body, self.clock.now(),
-                                  self.limits.nonce_window)
+                                  self.clock.scaled(self.limits.nonce_window), query)
         try:
             status, payload = discord_api.HANDLERS[name](ctx)
         except DiscordError as exc:

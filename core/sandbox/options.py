@@ -37,6 +37,7 @@ def _default_routes() -> Mapping[str, RouteLimit]:
         "DELETE /guilds/{guild_id}/members/{user_id}/roles/{role_id}": member_role,
         "POST /users/@me/channels": RouteLimit("create-dm", 5, 5.0),
         "POST /channels/{channel_id}/messages": RouteLimit("create-message", 5, 5.0),
+        "GET /channels/{channel_id}/messages": RouteLimit("channel-messages", 5, 5.0),
         "GET /guilds/{guild_id}": RouteLimit("guild", 5, 5.0),
         "GET /guilds/{guild_id}/roles": RouteLimit("guild-roles", 5, 5.0),
         "GET /guilds/{guild_id}/members/{user_id}": RouteLimit("guild-member", 5, 5.0),
@@ -54,7 +55,7 @@ class DiscordLimits:
     invalid_window: float = 600.0
     routes: Mapping[str, RouteLimit] = field(default_factory=_default_routes)
     default_route: RouteLimit = RouteLimit("default", 5, 5.0)
-    # How long a message nonce is remembered ("the past few minutes").
+    # How long a message nonce is remembered ("the past few minutes"), nominal seconds.
     nonce_window: float = 300.0
 
 

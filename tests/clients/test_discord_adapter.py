@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -67,6 +68,23 @@ async def test_a_retried_post_with_the_same_nonce_is_one_message(
     assert first == second
     assert [m["content"] for m in sandbox.discord.messages(TEXT)] == ["Meeting tomorrow"]
     assert len(discord_nonce(nonce)) == 25
+
+
+async def test_own_messages_since_finds_a_post_made_before_a_crash(
+        discord_client: DiscordAdapter, sandbox: Sandbox) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    await discord_client.send_message(TEXT, "Reminder: Group 1 meets in 1 hour", "gsr1o60", INTER)
+    await discord_client.send_message(TEXT, "Reminder: Group 1 meets in 1 minutes", "gsr1o1", INTER)
+
+    found = await discord_client.own_messages_since(TEXT, since, INTER)
+    none_later = await discord_client.own_messages_since(
+        TEXT, datetime.now(UTC) + timedelta(seconds=5), INTER
+    )
+
+    assert [m.content for m in found] == [
+        "Reminder: Group 1 meets in 1 hour", "Reminder: Group 1 meets in 1 minutes",
+    ]
+    assert none_later == []
 
 
 async def test_unknown_channel_needs_attention_with_discords_message(
