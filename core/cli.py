@@ -29,15 +29,17 @@ def _prepare(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from core.admin.face import AdminFace
     from core.clients.factory import require_credentials
     from core.daemon import install_stop_signals, run_daemon
 
     require_credentials(settings)  # before anything starts: real services are never faked
+    face = AdminFace(settings)  # refuses a public ADMIN_HOST without ADMIN_TOKEN
 
     async def main() -> int:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        return await run_daemon(settings, stop)
+        return await run_daemon(settings, stop, face=face)
 
     return asyncio.run(main())
 

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.config import Settings
 from core.db.migrate import schema_status
@@ -27,7 +31,7 @@ from core.errors import GroupsyncError
 from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SyncScheduler
 from core.observability import get_logger
-from core.runtime import Runtime, open_runtime
+from core.runtime import Runtime, lease_owner_id, open_runtime
 
 log = get_logger("groupsync.daemon")
 
@@ -38,13 +42,27 @@ class StartupRefused(GroupsyncError):
     """The daemon will not start; the message says what to do."""
 
 
+class DaemonFace(Protocol):
+    """What the daemon serves to operators (core.admin.face.AdminFace), passed in by the
+    caller so this composition root does not import the faces above it. ``open`` runs
+    before leadership (a standby serves health and reads), ``activate`` once we lead."""
+
+    async def open(self, engine: AsyncEngine, owner: str, stack: AsyncExitStack) -> None: ...
+
+    async def activate(
+        self, runtime: Runtime, wake: Callable[[], None], stack: AsyncExitStack
+    ) -> None: ...
+
+
 def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> int:
+async def run_daemon(
+    settings: Settings, stop: asyncio.Event | None = None, *, face: DaemonFace | None = None
+) -> int:
     stop = stop or asyncio.Event()
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.database_url)
@@ -52,6 +70,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         status = await schema_status(engine, settings.database_url)
         if not status.at_head:
             raise StartupRefused(status.problem())
+        if face is not None:
+            await face.open(engine, lease_owner_id("daemon"), stack)
         lost = await stack.enter_async_context(leadership(settings.database_url, stop))
         if stop.is_set():
             log.info("daemon_stopped_while_standing_by")
@@ -66,6 +86,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         schedule_periodic(scheduler, runtime)
         sweeper = OutboxSweeper(runtime)
         await sweeper.listen(stack)
+        if face is not None:
+            await face.activate(runtime, sweeper.wake.set, stack)
         log.info("daemon_started", settings=settings.public_summary(), owner=runtime.owner)
         sweep = asyncio.get_running_loop().create_task(sweeper.run(stop))
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]

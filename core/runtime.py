@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock, TimeScale
 from core.config import Settings
 from core.db.models import SyncType
 from core.db.session import SessionFactory, create_engine, create_session_factory
 from core.engine.coordinator import Coordinator
+from core.engine.pauses import PauseFlags
 from core.errors import ConfigError
 from core.syncers.base import Syncer
 
@@ -42,6 +44,7 @@ class SyncerDeps:
     time_scale: TimeScale
     scheduler: SyncScheduler | None
     exit_stack: AsyncExitStack
+    client_board: ClientBoard = field(default_factory=ClientBoard)  # for core/admin
 
 
 SyncerFactory = Callable[[SyncerDeps], Awaitable[Mapping[SyncType, Syncer]]]
@@ -59,6 +62,8 @@ class Runtime:
     owner: str  # lease owner id of this process's runs
     coordinator: Coordinator = field(default_factory=lambda: Coordinator(window=0.0))
     limiter: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    pauses: PauseFlags = field(default_factory=lambda: PauseFlags(None))
+    client_board: ClientBoard = field(default_factory=ClientBoard)
 
 
 def lease_owner_id(kind: str) -> str:
@@ -93,7 +98,8 @@ async def open_runtime(
     clock = clock or SystemClock()
     time_scale = TimeScale(settings.time_scale)
     session_factory = create_session_factory(engine)
-    deps = SyncerDeps(settings, session_factory, clock, time_scale, scheduler, stack)
+    board = ClientBoard()
+    deps = SyncerDeps(settings, session_factory, clock, time_scale, scheduler, stack, board)
     syncers = dict(await load_factory(settings.syncer_factory)(deps))
     missing = [t.value for t in SyncType if t not in syncers]
     if missing:
@@ -109,6 +115,8 @@ async def open_runtime(
         owner=lease_owner_id(owner_kind),
         coordinator=Coordinator(window=time_scale.seconds(settings.coalesce_window_seconds)),
         limiter=asyncio.Semaphore(settings.sync_concurrency),
+        pauses=PauseFlags(session_factory),
+        client_board=board,
     )
     if scheduler is not None:
         scheduler.runtime = runtime

@@ -75,6 +75,13 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 @pytest.fixture(autouse=True)
+def _admin_api_on_a_free_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Daemons started by tests (in process or as subprocesses) bind their admin API to a
+    free port, never the default 8765 that parallel test runs would fight over."""
+    monkeypatch.setenv("ADMIN_PORT", "0")
+
+
+@pytest.fixture(autouse=True)
 def _discord_route_base_restored() -> Iterator[None]:
     """discord.py's base URL is a class attribute the Discord adapter sets: undo it."""
     before = Route.BASE

@@ -111,6 +111,14 @@ class CircuitBreaker:
             return None
         return None
 
+    def reset(self, now: float) -> Transition | None:
+        """An operator closed the circuit by hand: the next call goes ahead."""
+        self._failures = 0
+        self._probe_started = None
+        if self._state is BreakerState.CLOSED:
+            return None
+        return self._move(BreakerState.CLOSED, now)
+
     def on_neutral(self, now: float) -> None:
         """The call ended without saying anything about health (e.g. a rate limit)."""
         self._probe_started = None

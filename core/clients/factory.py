@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.clients.calendar_adapter import CalendarAdapter, load_service_account
 from core.clients.discord_adapter import DiscordAdapter
@@ -34,6 +34,7 @@ class Clients:
     discord: DiscordPort | None
     calendar: CalendarPort | None
     status_sources: tuple[Callable[[], ServiceStatus], ...] = ()
+    breaker_resets: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     def statuses(self) -> list[ServiceStatus]:
         """Breaker state, rate-limit pauses (and Discord's invalid-request count) per service."""
@@ -83,6 +84,7 @@ async def open_clients(
         discord=discord_adapter,
         calendar=calendar_adapter,
         status_sources=tuple(a.status for a in adapters),
+        breaker_resets={a.service: a.guard.reset_breaker for a in adapters},
     )
 
 

@@ -139,6 +139,16 @@ class LaneLimiter:
         now = self._now() if now is None else now
         return max(0.0, self._pauses[lane].until - now)
 
+    def remaining(self, lane: Lane, now: float | None = None) -> tuple[int, float]:
+        """Whole calls ``lane`` may make at once now, and seconds until its buckets are full."""
+        now = self._now() if now is None else now
+        buckets = list(self._service_buckets)
+        if lane is Lane.BACKGROUND:
+            buckets.append(self._background_bucket)
+        remaining = min(int(b.available(now)) for b in buckets)
+        reset_in = max((b.capacity - b.available(now)) / b.rate.per_second for b in buckets)
+        return max(0, remaining), max(0.0, reset_in)
+
     # ---- acquiring ---------------------------------------------------------------------------
     async def acquire(self, lane: Lane) -> None:
         if lane is Lane.INTERACTIVE:

@@ -119,12 +119,18 @@ class ServiceGuard:
             **extra,
         )
 
+    def reset_breaker(self) -> None:
+        self._log(self.breaker.reset(self._now()), Lane.INTERACTIVE, reason="operator")
+
     def status(self) -> ServiceStatus:
         now = self._now()
+        remaining = {lane.value: self.limiter.remaining(lane, now) for lane in Lane}
         return ServiceStatus(
             service=self.service,
             breaker_state=self.breaker.state(now).value,
             seconds_until_half_open=self.breaker.seconds_until_half_open(now),
             consecutive_failures=self.breaker.consecutive_failures,
             rate_limited_for={lane.value: self.limiter.paused_for(lane, now) for lane in Lane},
+            rate_limit_remaining={lane: r for lane, (r, _) in remaining.items()},
+            rate_limit_reset_in={lane: s for lane, (_, s) in remaining.items()},
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +16,9 @@ class ServiceStatus:
     rate_limited_for: dict[str, float] = field(default_factory=dict)  # lane → seconds left
     invalid_requests: int | None = None  # Discord only: 401/403/429 in the current window
     invalid_request_budget: int | None = None
+    # lane → whole calls the client-side buckets allow right now, and seconds until full
+    rate_limit_remaining: dict[str, int] = field(default_factory=dict)
+    rate_limit_reset_in: dict[str, float] = field(default_factory=dict)
 
     @property
     def available(self) -> bool:
@@ -24,4 +28,35 @@ class ServiceStatus:
         data = asdict(self)
         data["seconds_until_half_open"] = round(self.seconds_until_half_open, 3)
         data["rate_limited_for"] = {k: round(v, 3) for k, v in self.rate_limited_for.items()}
+        data["rate_limit_reset_in"] = {
+            k: round(v, 3) for k, v in self.rate_limit_reset_in.items()
+        }
         return data
+
+
+class ClientBoard:
+    """Where a runtime's clients show themselves to operators (core/admin): their live
+    status, and a way to close a breaker on request. Filled by the syncer factory; empty
+    when a factory builds no clients (fakes, or no service enabled)."""
+
+    def __init__(self) -> None:
+        self._sources: list[Callable[[], ServiceStatus]] = []
+        self._resets: dict[str, Callable[[], None]] = {}
+
+    def publish(
+        self,
+        sources: Iterable[Callable[[], ServiceStatus]],
+        breaker_resets: dict[str, Callable[[], None]] | None = None,
+    ) -> None:
+        self._sources.extend(sources)
+        self._resets.update(breaker_resets or {})
+
+    def statuses(self) -> list[ServiceStatus]:
+        return [source() for source in self._sources]
+
+    def reset_breaker(self, service: str) -> bool:
+        reset = self._resets.get(service)
+        if reset is None:
+            return False
+        reset()
+        return True

@@ -197,6 +197,9 @@ class ServiceState(Base):
     service: Mapped[str] = mapped_column(String(16), primary_key=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # An operator asked to close this service's circuit; each daemon resets its breaker
+    # once for every request newer than the last one it applied.
+    breaker_reset_requested_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
 
@@ -260,3 +263,81 @@ class ReminderDelivery(Base):
     nonce: Mapped[str] = mapped_column(String(25))
     message_id: Mapped[str | None] = mapped_column(String(32))
     decided_at: Mapped[datetime | None]
+
+
+class SyncAttempt(Base):
+    """One finished run of a key, for the operator's history view (bounded per key)."""
+
+    __tablename__ = "sync_attempts"
+    __table_args__ = (Index("ix_sync_attempts_key_at", "sync_type", "group_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sync_type: Mapped[str] = mapped_column(String(16))
+    group_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(24))
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None]
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BulkJob(Base):
+    """A confirmed bulk retry: its items are the durable progress, run by the active daemon."""
+
+    __tablename__ = "bulk_jobs"
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'running', 'done', 'cancelled')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="retry")
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    requested_by: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class BulkJobItem(Base):
+    __tablename__ = "bulk_job_items"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('queued', 'running', 'done', 'failed', 'cancelled')", name="state"
+        ),
+        Index("ix_bulk_job_items_job_state", "job_id", "state"),
+    )
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("bulk_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    sync_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    updated_at: Mapped[datetime]
+
+
+class DaemonHeartbeat(Base):
+    """A daemon's liveness and its in-memory client state, published every half second."""
+
+    __tablename__ = "daemon_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime]
+    last_heartbeat: Mapped[datetime]
+    clients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class IdempotentRequest(Base):
+    """The answer to a mutating API request, replayed when its Idempotency-Key comes again."""
+
+    __tablename__ = "idempotent_requests"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]

@@ -11,7 +11,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from core.engine import state
+from core.engine import history, state
 from core.engine.backoff import retry_delay
 from core.engine.fencing import LeaseFence
 from core.engine.outcomes import (
@@ -61,6 +61,10 @@ async def run_key_quietly(rt: Runtime, key: SyncKey, *, reason: str) -> None:
 
 
 async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncResult:
+    if await rt.pauses.is_paused(key.sync_type):
+        # An operator paused the service: no call; the key stays owed for the resume.
+        log.info("sync_paused", sync_type=key.sync_type.value, group_id=key.group_id)
+        return {"skipped": "service paused"}
     async with rt.limiter:
         now = rt.clock.now()
         claim = await state.claim(
@@ -82,7 +86,9 @@ async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncR
         finally:
             renewer.cancel()
         duration_ms = round((time.monotonic() - started) * 1000, 1)
-        return await _record(rt, claim, outcome, duration_ms, reason)
+        result = await _record(rt, claim, outcome, duration_ms, reason)
+        await history.note_run(rt.session_factory, claim, outcome, duration_ms, rt.clock.now())
+        return result
 
 
 async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane, fence: LeaseFence) -> Outcome:

@@ -40,6 +40,7 @@ class DisabledServiceSyncer:
 async def build_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
     settings = deps.settings
     clients = await open_clients(settings, deps.exit_stack, deps.clock, deps.time_scale)
+    deps.client_board.publish(clients.status_sources, clients.breaker_resets)
     grace = timedelta(seconds=settings.reminder_grace_seconds)
     sender = ReminderSender(
         deps.session_factory, clients.discord, deps.clock, grace, deps.time_scale

@@ -1,0 +1,1 @@
+"""The admin HTTP API (FastAPI on uvicorn, in the daemon's event loop)."""

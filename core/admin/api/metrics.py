@@ -1,0 +1,100 @@
+"""/metrics: process counters (core.metrics) plus gauges read from the rows at scrape
+time, so what Prometheus sees agrees with the database and with /api/overview."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from core import metrics
+from core.admin.bulk import list_jobs
+from core.admin.service import AdminService
+from core.db.models import ReminderDelivery
+from core.engine.pauses import SERVICE_OF
+
+BREAKER_STATES = ("closed", "half_open", "open")
+
+
+class _Snapshot(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+async def _reminders(service: AdminService) -> dict[str, int]:
+    async with service.session_factory() as session:
+        rows = await session.execute(
+            select(ReminderDelivery.status, func.count()).group_by(ReminderDelivery.status))
+        return {status: int(n) for status, n in rows}
+
+
+async def snapshot_families(service: AdminService) -> list[Metric]:
+    view = await service.overview()
+    keys = GaugeMetricFamily("groupsync_sync_keys", "Sync keys by sync type, service and status.",
+                             labels=["sync_type", "service", "status"])
+    services = {t.value: s or "none" for t, s in SERVICE_OF.items()}
+    for sync_type, counts in sorted(view["sync_types"].items()):
+        for status, n in sorted(counts.items()):
+            keys.add_metric([sync_type, services.get(sync_type, "none"), status], n)
+    paused = GaugeMetricFamily("groupsync_service_paused", "1 while an operator paused it.",
+                               labels=["service"])
+    breaker = GaugeMetricFamily("groupsync_circuit_breaker_state",
+                                "1 for the breaker's current state (from the active daemon).",
+                                labels=["service", "state"])
+    remaining = GaugeMetricFamily("groupsync_rate_limit_remaining",
+                                  "Calls the client-side limit allows now, per lane.",
+                                  labels=["service", "lane"])
+    invalid = GaugeMetricFamily("groupsync_discord_invalid_requests",
+                                "401/403/429 answers in the current 10-minute window.",
+                                labels=["service", "budget"])
+    for entry in view["services"]:
+        name = entry["name"]
+        paused.add_metric([name], 1.0 if entry["paused"] else 0.0)
+        state = entry["breaker"].get("state")
+        if state in BREAKER_STATES:
+            for candidate in BREAKER_STATES:
+                breaker.add_metric([name, candidate], 1.0 if candidate == state else 0.0)
+        for lane in entry["rate_limits"]:
+            if lane.get("remaining") is not None:
+                remaining.add_metric([name, lane["lane"]], float(lane["remaining"]))
+        used = entry["invalid_requests"].get("used")
+        if used is not None:
+            invalid.add_metric([name, str(entry["invalid_requests"].get("budget"))], float(used))
+    reminders = GaugeMetricFamily("groupsync_reminders",
+                                  "Reminder deliveries by status (sent, skipped = missed, ...).",
+                                  labels=["status"])
+    for status, n in sorted((await _reminders(service)).items()):
+        reminders.add_metric([status], n)
+    bulk = GaugeMetricFamily("groupsync_bulk_job_items", "Items of recent bulk jobs by state.",
+                             labels=["job_id", "state"])
+    for job in await list_jobs(service.session_factory, limit=10):
+        for state in ("done", "failed", "remaining", "cancelled"):
+            bulk.add_metric([str(job["id"]), state], job[state])
+    daemons = GaugeMetricFamily("groupsync_daemons", "Daemons with a fresh heartbeat, by role.",
+                                labels=["role"])
+    alive: dict[str, int] = {"active": 0, "standby": 0}
+    for daemon in view["daemons"]:
+        if daemon["alive"]:
+            alive[daemon["role"]] = alive.get(daemon["role"], 0) + 1
+    for role, n in sorted(alive.items()):
+        daemons.add_metric([role], n)
+    return [keys, paused, breaker, remaining, invalid, reminders, bulk, daemons]
+
+
+async def render(service: AdminService) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(await snapshot_families(service)))
+    return generate_latest(metrics.REGISTRY) + generate_latest(registry)
+
+
+def content_type() -> Any:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return CONTENT_TYPE_LATEST

@@ -1,0 +1,183 @@
+"""The /api routes: thin translations of HTTP to the admin service layer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.admin.api.auth import Operator, require_operator
+from core.admin.api.idempotency import idempotent
+from core.admin.bulk import BulkScope
+from core.admin.errors import Invalid
+from core.admin.keys import KeyFilter
+from core.admin.service import AdminService
+
+MAX_ID = 2**31 - 1
+GroupId = Annotated[int, Path(ge=1, le=MAX_ID)]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+SyncTypeParam = Annotated[str, Path(max_length=32)]
+ServiceParam = Annotated[str, Path(max_length=32)]
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_operator)])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScopeIn(Strict):
+    service: str | None = Field(None, max_length=32, description="discord, calendar or a sync type")
+    status: str | None = Field(None, max_length=32,
+                               description="failing (default), retrying or needs_attention")
+
+    def scope(self) -> BulkScope:
+        return BulkScope(service=self.service, status=self.status)
+
+
+class BulkIn(ScopeIn):
+    confirm: bool = Field(description="must be true: the preview was shown and accepted")
+
+
+class GroupIn(Strict):
+    group_id: int = Field(ge=1, le=MAX_ID)
+
+
+class ResyncIn(GroupIn):
+    confirm: bool = Field(description="must be true: the preview was shown and accepted")
+
+
+class PauseIn(Strict):
+    reason: str | None = Field(None, max_length=500)
+
+
+def service_of(request: Request) -> AdminService:
+    service: AdminService = request.app.state.service
+    return service
+
+
+Service = Annotated[AdminService, Depends(service_of)]
+Caller = Annotated[Operator, Depends(require_operator)]
+
+
+def _require_confirm(confirm: bool) -> None:
+    if confirm is not True:
+        raise Invalid("confirm must be true (look at the preview first)")
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@router.get("/overview", summary="Services, their pause, breaker and rate-limit state; daemons")
+async def overview(service: Service) -> dict[str, Any]:
+    return await service.overview()
+
+
+@router.get("/keys", summary="Sync keys with filters and pagination")
+async def list_keys(
+    service: Service,
+    service_name: Annotated[str | None, Query(alias="service", max_length=32)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    group_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    failing_since: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> dict[str, Any]:
+    where = KeyFilter(service=service_name, status=status, group_id=group_id,
+                      failing_since=_aware(failing_since))
+    return await service.list_keys(where, limit, offset)
+
+
+@router.get("/keys/{sync_type}/{group_id}", summary="One key with its recent attempts")
+async def key_detail(service: Service, sync_type: SyncTypeParam, group_id: GroupId
+                     ) -> dict[str, Any]:
+    return await service.key(sync_type, group_id)
+
+
+@router.post("/keys/{sync_type}/{group_id}/retry", status_code=202,
+             summary="Run one key now (409 while it runs or when it is already due)",
+             responses={404: {"description": "unknown group"}, 409: {"description": "busy"}})
+async def retry(request: Request, service: Service, caller: Caller,
+                sync_type: SyncTypeParam, group_id: GroupId) -> JSONResponse:
+    async def act() -> tuple[int, dict[str, Any]]:
+        return 202, await service.retry(sync_type, group_id, via=caller.via)
+    return await idempotent(request, service.session_factory, service.clock.now(), act)
+
+
+@router.post("/bulk-retry/preview", summary="How many groups, keys and calls a bulk retry means")
+async def bulk_preview(service: Service, body: ScopeIn) -> dict[str, Any]:
+    return await service.bulk_preview(body.scope())
+
+
+@router.post("/bulk-retry", status_code=202, summary="Start a durable bulk retry job")
+async def bulk_retry(request: Request, service: Service, caller: Caller, body: BulkIn
+                     ) -> JSONResponse:
+    _require_confirm(body.confirm)
+
+    async def act() -> tuple[int, dict[str, Any]]:
+        return 202, {"job": await service.bulk_start(body.scope(), via=caller.via)}
+    return await idempotent(request, service.session_factory, service.clock.now(), act)
+
+
+@router.get("/bulk-jobs", summary="Recent bulk jobs with their progress")
+async def bulk_jobs(service: Service) -> dict[str, Any]:
+    return {"items": await service.bulk_jobs()}
+
+
+@router.get("/bulk-jobs/{job_id}", summary="One bulk job's progress")
+async def bulk_job(service: Service, job_id: JobId) -> dict[str, Any]:
+    return await service.bulk_job(job_id)
+
+
+@router.post("/bulk-jobs/{job_id}/cancel", summary="Cancel what has not started yet")
+async def bulk_cancel(request: Request, service: Service, caller: Caller, job_id: JobId
+                      ) -> JSONResponse:
+    async def act() -> tuple[int, dict[str, Any]]:
+        return 200, await service.bulk_cancel(job_id, via=caller.via)
+    return await idempotent(request, service.session_factory, service.clock.now(), act)
+
+
+@router.post("/resync/preview", summary="What a force re-sync of a group will send")
+async def resync_preview(service: Service, body: GroupIn) -> dict[str, Any]:
+    return await service.resync_preview(body.group_id)
+
+
+@router.post("/resync", status_code=202, summary="Force re-sync: forget records, send again")
+async def resync(request: Request, service: Service, caller: Caller, body: ResyncIn
+                 ) -> JSONResponse:
+    _require_confirm(body.confirm)
+
+    async def act() -> tuple[int, dict[str, Any]]:
+        return 202, await service.resync(body.group_id, via=caller.via)
+    return await idempotent(request, service.session_factory, service.clock.now(), act)
+
+
+@router.post("/services/{name}/pause", summary="Pause a service: no calls, keys stay owed")
+async def pause(request: Request, service: Service, caller: Caller, name: ServiceParam,
+                body: PauseIn | None = None) -> JSONResponse:
+    async def act() -> tuple[int, dict[str, Any]]:
+        reason = body.reason if body else None
+        return 200, await service.pause(name, via=caller.via, reason=reason)
+    return await idempotent(request, service.session_factory, service.clock.now(), act)
+
+
+@router.post("/services/{name}/resume", summary="Resume a paused service")
+async def resume(request: Request, service: Service, caller: Caller, name: ServiceParam
+                 ) -> JSONResponse:
+    async def act() -> tuple[int, dict[str, Any]]:
+        return 200, await service.resume(name, via=caller.via)
+    return await idempotent(request, service.session_factory, service.clock.now(), act)
+
+
+@router.post("/services/{name}/breaker/reset", summary="Close a service's circuit breaker")
+async def breaker_reset(request: Request, service: Service, caller: Caller, name: ServiceParam
+                        ) -> JSONResponse:
+    async def act() -> tuple[int, dict[str, Any]]:
+        return 200, await service.reset_breaker(name, via=caller.via)
+    return await idempotent(request, service.session_factory, service.clock.now(), act)

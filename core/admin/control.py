@@ -1,0 +1,141 @@
+"""Operator switches on keys and services, written to the rows every process reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, text, update
+
+from core.admin.errors import Conflict, Invalid, NotFound
+from core.admin.keys import parse_sync_type
+from core.config import Service
+from core.db.models import Group, ServiceState, SyncState
+from core.db.session import SessionFactory, dialect_name
+from core.engine.outbox import OUTBOX_CHANNEL, mark_owed
+from core.engine.state import SyncKey
+
+
+def parse_service(value: str) -> Service:
+    try:
+        return Service(value)
+    except ValueError:
+        valid = ", ".join(s.value for s in Service)
+        raise Invalid(f"unknown service {value!r}; use one of: {valid}") from None
+
+
+def require_positive(value: int, name: str = "group_id") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise Invalid(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _running(row: SyncState, now: datetime) -> bool:
+    return row.lease_owner is not None and (
+        row.lease_expires_at is None or row.lease_expires_at >= now
+    )
+
+
+def _due_now(row: SyncState, now: datetime) -> bool:
+    owed = row.requested_generation > row.completed_generation
+    return owed and (row.next_attempt_at is None or row.next_attempt_at <= now)
+
+
+async def retry_one(
+    session_factory: SessionFactory, sync_type: str, group_id: int, now: datetime
+) -> SyncKey:
+    """Make one key due now (keeping its attempt count, so its backoff continues if it
+    fails again). Refused while it runs or when it is already due; an unknown group with
+    no key is refused too (a deleted group that has a key may be retried to empty)."""
+    key = SyncKey(parse_sync_type(sync_type), require_positive(group_id))
+    async with session_factory() as session, session.begin():
+        row = await session.get(SyncState, (key.sync_type.value, key.group_id))
+        if row is None:
+            if await session.get(Group, key.group_id) is None:
+                raise NotFound(f"unknown group {key.group_id}: no such group and no sync key")
+            await mark_owed(session, [key.group_id], now, [key.sync_type])
+            return key
+        if _running(row, now):
+            raise Conflict(f"{key.sync_type.value}:{key.group_id} is running now")
+        if _due_now(row, now):
+            raise Conflict(f"{key.sync_type.value}:{key.group_id} is already due to run now")
+        if row.requested_generation > row.completed_generation:
+            result = await session.execute(
+                update(SyncState)
+                .where(SyncState.sync_type == key.sync_type.value,
+                       SyncState.group_id == key.group_id,
+                       or_(SyncState.lease_owner.is_(None), SyncState.lease_expires_at < now))
+                .values(next_attempt_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if not getattr(result, "rowcount", 0):
+                raise Conflict(f"{key.sync_type.value}:{key.group_id} is running now")
+            await _notify(session)
+        else:
+            await mark_owed(session, [key.group_id], now, [key.sync_type])
+    return key
+
+
+async def make_due(session_factory: SessionFactory, key: SyncKey, now: datetime) -> bool:
+    """For bulk work: owed keys become due now, settled keys owed again. False while the
+    key runs elsewhere (that run is its retry)."""
+    async with session_factory() as session, session.begin():
+        row = await session.get(SyncState, (key.sync_type.value, key.group_id))
+        if row is not None and _running(row, now):
+            return False
+        if row is not None and row.requested_generation > row.completed_generation:
+            await session.execute(
+                update(SyncState)
+                .where(SyncState.sync_type == key.sync_type.value,
+                       SyncState.group_id == key.group_id,
+                       or_(SyncState.next_attempt_at.is_(None),
+                           and_(SyncState.next_attempt_at > now)))
+                .values(next_attempt_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        else:
+            await mark_owed(session, [key.group_id], now, [key.sync_type])
+    return True
+
+
+async def _notify(session: Any) -> None:
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+
+
+async def set_paused(
+    session_factory: SessionFactory, service: str, paused: bool, now: datetime,
+    reason: str | None = None,
+) -> bool:
+    """Returns whether the flag changed."""
+    name = parse_service(service).value
+    async with session_factory() as session, session.begin():
+        row = await session.get(ServiceState, name)
+        if row is None:
+            row = ServiceState(service=name, paused=False, updated_at=now)
+            session.add(row)
+        changed = bool(row.paused) != paused
+        row.paused = paused
+        row.paused_reason = reason if paused else None
+        row.updated_at = now
+        if not paused:
+            await _notify(session)  # wake the daemon: the paused keys are owed and due
+    return changed
+
+
+async def request_breaker_reset(session_factory: SessionFactory, service: str, now: datetime
+                                ) -> None:
+    name = parse_service(service).value
+    async with session_factory() as session, session.begin():
+        row = await session.get(ServiceState, name)
+        if row is None:
+            row = ServiceState(service=name, paused=False, updated_at=now)
+            session.add(row)
+        row.breaker_reset_requested_at = now
+        row.updated_at = now
+
+
+async def service_rows(session_factory: SessionFactory) -> dict[str, ServiceState]:
+    async with session_factory() as session:
+        rows = (await session.scalars(select(ServiceState))).all()
+    return {r.service: r for r in rows}

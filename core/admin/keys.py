@@ -1,0 +1,144 @@
+"""Reading sync keys: filtered pages, counts, one key with its recent history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from core.admin.errors import Invalid, NotFound
+from core.db.models import SyncAttempt, SyncState, SyncStatus, SyncType
+from core.db.session import SessionFactory
+from core.engine.pauses import SERVICE_OF
+
+MAX_LIMIT = 500
+HISTORY_SHOWN = 20
+FAILING = (SyncStatus.RETRYING.value, SyncStatus.NEEDS_ATTENTION.value)
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    service: str | None = None  # a service (discord, calendar) or a sync type
+    status: str | None = None
+    group_id: int | None = None
+    failing_since: datetime | None = None  # failing at least since then
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if self.service is not None:
+            found.append(SyncState.sync_type.in_(sync_types_for(self.service)))
+        if self.status is not None:
+            if self.status == "failing":
+                found.append(SyncState.status.in_(FAILING))
+            else:
+                found.append(SyncState.status == parse_status(self.status))
+        if self.group_id is not None:
+            found.append(SyncState.group_id == self.group_id)
+        if self.failing_since is not None:
+            found.append(SyncState.failing_since <= self.failing_since)
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        shown = {"service": self.service, "status": self.status, "group_id": self.group_id,
+                 "failing_since": self.failing_since.isoformat() if self.failing_since else None}
+        return {k: v for k, v in shown.items() if v is not None}
+
+
+def sync_types_for(service: str) -> list[str]:
+    types = [t.value for t, s in SERVICE_OF.items() if s == service or t.value == service]
+    if not types:
+        valid = sorted({*(s for s in SERVICE_OF.values() if s), *(t.value for t in SyncType)})
+        raise Invalid(f"unknown service {service!r}; use one of: {', '.join(valid)}")
+    return types
+
+
+def parse_status(status: str) -> str:
+    valid = [s.value for s in SyncStatus]
+    if status not in valid:
+        raise Invalid(f"unknown status {status!r}; use one of: {', '.join(valid)}, failing")
+    return status
+
+
+def parse_sync_type(value: str) -> SyncType:
+    try:
+        return SyncType(value)
+    except ValueError:
+        valid = ", ".join(t.value for t in SyncType)
+        raise Invalid(f"unknown sync type {value!r}; use one of: {valid}") from None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def key_item(row: SyncState) -> dict[str, Any]:
+    return {
+        "sync_type": row.sync_type,
+        "group_id": row.group_id,
+        "status": row.status,
+        "attempt": row.attempt,
+        "owed": row.requested_generation > row.completed_generation,
+        "next_attempt_at": _iso(row.next_attempt_at),
+        "last_error": row.last_error,
+        "error_kind": row.error_kind,
+        "failing_since": _iso(row.failing_since),
+        "last_success_at": _iso(row.last_success_at),
+    }
+
+
+async def list_keys(
+    session_factory: SessionFactory, where: KeyFilter, limit: int = 50, offset: int = 0
+) -> dict[str, Any]:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Invalid(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    if offset < 0:
+        raise Invalid(f"offset must not be negative, got {offset}")
+    conditions = where.conditions()
+    async with session_factory() as session:
+        total = await session.scalar(select(func.count()).select_from(SyncState).where(*conditions))
+        rows = (await session.scalars(
+            select(SyncState).where(*conditions)
+            .order_by(SyncState.failing_since.is_(None), SyncState.failing_since,
+                      SyncState.sync_type, SyncState.group_id)
+            .limit(limit).offset(offset)
+        )).all()
+    return {"items": [key_item(r) for r in rows], "total": int(total or 0),
+            "limit": limit, "offset": offset}
+
+
+async def counts_by_type(session_factory: SessionFactory) -> dict[str, dict[str, int]]:
+    """sync type → status → keys."""
+    async with session_factory() as session:
+        rows = await session.execute(
+            select(SyncState.sync_type, SyncState.status, func.count())
+            .group_by(SyncState.sync_type, SyncState.status)
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for sync_type, status, n in rows:
+            counts.setdefault(sync_type, {})[status] = int(n)
+    return counts
+
+
+async def key_detail(session_factory: SessionFactory, sync_type: str, group_id: int
+                     ) -> dict[str, Any]:
+    kind = parse_sync_type(sync_type)
+    async with session_factory() as session:
+        row = await session.get(SyncState, (kind.value, group_id))
+        if row is None:
+            raise NotFound(f"no sync key {kind.value}:{group_id}")
+        attempts = (await session.scalars(
+            select(SyncAttempt)
+            .where(SyncAttempt.sync_type == kind.value, SyncAttempt.group_id == group_id)
+            .order_by(SyncAttempt.id.desc()).limit(HISTORY_SHOWN)
+        )).all()
+    return {
+        **key_item(row),
+        "history": [
+            {"at": a.at.isoformat(), "outcome": a.outcome, "error": a.error,
+             "duration_ms": a.duration_ms, "attempt": a.attempt}
+            for a in attempts
+        ],
+    }

@@ -1,0 +1,147 @@
+"""Daemon heartbeats: who is alive, who is active, and each daemon's live client state.
+
+Every daemon (active or standby) writes its row every ``HEARTBEAT_SECONDS``. The active
+one also publishes its clients' breaker and rate-limit state there, so the CLI, reading
+only the database, shows what the daemon's memory holds. The same loop applies breaker
+resets requested through the ``service_state`` rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from core.admin.control import service_rows
+from core.clients.status import ClientBoard, ServiceStatus
+from core.clock import Clock
+from core.db.models import DaemonHeartbeat
+from core.db.session import SessionFactory
+from core.observability import get_logger
+
+log = get_logger("groupsync.presence")
+
+HEARTBEAT_SECONDS = 0.5
+STALE_AFTER_SECONDS = 5.0  # ten missed beats: the daemon is gone (or its database is)
+FORGET_AFTER = timedelta(hours=1)
+
+
+def client_json(status: ServiceStatus, now: datetime) -> dict[str, Any]:
+    """Durations made wall-clock times, so a reader later still sees when things end."""
+    def at(seconds: float) -> str | None:
+        return (now + timedelta(seconds=seconds)).isoformat() if seconds > 0 else None
+
+    lanes = sorted(set(status.rate_limit_remaining) | set(status.rate_limited_for))
+    return {
+        "service": status.service,
+        "breaker": {
+            "state": status.breaker_state,
+            "half_open_at": at(status.seconds_until_half_open),
+            "consecutive_failures": status.consecutive_failures,
+        },
+        "rate_limits": [
+            {
+                "lane": lane,
+                "remaining": status.rate_limit_remaining.get(lane),
+                "reset_at": at(status.rate_limit_reset_in.get(lane, 0.0)),
+                "limited_until": at(status.rate_limited_for.get(lane, 0.0)),
+            }
+            for lane in lanes
+        ],
+        "invalid_requests": {
+            "used": status.invalid_requests, "budget": status.invalid_request_budget,
+        },
+    }
+
+
+class Presence:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        clock: Clock,
+        owner: str,
+        board: Callable[[], ClientBoard | None] = lambda: None,
+    ) -> None:
+        self.sessions = session_factory
+        self.clock = clock
+        self.id = owner
+        self.host = socket.gethostname()[:255]
+        self.pid = os.getpid()
+        self.role = "standby"
+        self.since = clock.now()
+        self.board = board
+        self._resets_applied: dict[str, datetime] = {}
+
+    def become_active(self) -> None:
+        self.role = "active"
+        self.since = self.clock.now()
+
+    async def beat(self) -> None:
+        now = self.clock.now()
+        board = self.board()
+        clients = [client_json(s, now) for s in board.statuses()] if board else []
+        async with self.sessions() as session, session.begin():
+            row = await session.get(DaemonHeartbeat, self.id)
+            if row is None:
+                row = DaemonHeartbeat(id=self.id, host=self.host, pid=self.pid)
+                session.add(row)
+            row.role, row.since, row.last_heartbeat, row.clients = (
+                self.role, self.since, now, clients)
+            await session.execute(
+                delete(DaemonHeartbeat).where(DaemonHeartbeat.last_heartbeat < now - FORGET_AFTER)
+            )
+
+    async def apply_breaker_resets(self) -> int:
+        board = self.board()
+        if board is None:
+            return 0
+        applied = 0
+        for service, row in (await service_rows(self.sessions)).items():
+            requested = row.breaker_reset_requested_at
+            if requested is None or requested <= self._resets_applied.get(service, self.since):
+                continue
+            self._resets_applied[service] = requested
+            if board.reset_breaker(service):
+                applied += 1
+                log.info("breaker_reset_applied", service=service, daemon=self.id)
+        return applied
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.beat()
+                await self.apply_breaker_resets()
+            except Exception as exc:  # the database blinked: the next beat tries again
+                log.warning("heartbeat_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=HEARTBEAT_SECONDS)
+
+    async def leave(self) -> None:
+        with contextlib.suppress(Exception):
+            async with self.sessions() as session, session.begin():
+                await session.execute(delete(DaemonHeartbeat).where(DaemonHeartbeat.id == self.id))
+
+
+def daemon_json(row: DaemonHeartbeat, now: datetime) -> dict[str, Any]:
+    alive = row.last_heartbeat >= now - timedelta(seconds=STALE_AFTER_SECONDS)
+    return {"id": row.id, "host": row.host, "pid": row.pid, "role": row.role,
+            "since": row.since.isoformat(), "last_heartbeat": row.last_heartbeat.isoformat(),
+            "alive": alive}
+
+
+async def daemons(session_factory: SessionFactory) -> list[DaemonHeartbeat]:
+    async with session_factory() as session:
+        return list((await session.scalars(
+            select(DaemonHeartbeat).order_by(DaemonHeartbeat.since))).all())
+
+
+def active_of(rows: list[DaemonHeartbeat], now: datetime) -> DaemonHeartbeat | None:
+    fresh = [r for r in rows if r.role == "active"
+             and r.last_heartbeat >= now - timedelta(seconds=STALE_AFTER_SECONDS)]
+    return max(fresh, key=lambda r: r.last_heartbeat, default=None)

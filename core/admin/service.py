@@ -1,0 +1,164 @@
+"""The admin service layer: every operator action, for the CLI, the HTTP API and the
+dashboard alike. State lives in database rows, so any process sees the same truth; the
+optional live hooks (this process's clients, its sweep) only make things faster.
+
+Every mutating action takes ``via`` (cli, api, dashboard) and writes one audit line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.admin import bulk, control, keys, presence, resync
+from core.admin.audit import audit
+from core.admin.errors import AdminError
+from core.admin.keys import KeyFilter
+from core.clients.status import ClientBoard
+from core.clock import Clock, SystemClock
+from core.config import Service, Settings
+from core.db.session import SessionFactory
+from core.engine.pauses import SERVICE_OF, PauseFlags
+
+
+@dataclass
+class LiveHooks:
+    """What a daemon process adds: its clients, its sweep's wake-up, its presence."""
+
+    board: Callable[[], ClientBoard | None] = lambda: None
+    wake: Callable[[], None] = lambda: None
+    presence: presence.Presence | None = None
+    pauses: PauseFlags | None = None
+
+
+@dataclass
+class AdminService:
+    session_factory: SessionFactory
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    live: LiveHooks = field(default_factory=LiveHooks)
+
+    # ---- reads -------------------------------------------------------------------------------
+    async def overview(self) -> dict[str, Any]:
+        now = self.clock.now()
+        counts = await keys.counts_by_type(self.session_factory)
+        switches = await control.service_rows(self.session_factory)
+        rows = await presence.daemons(self.session_factory)
+        active = presence.active_of(rows, now)
+        clients = self._live_clients(now) or (active.clients if active else [])
+        by_service = {c["service"]: c for c in clients}
+        services = []
+        for service in Service:
+            service_counts: dict[str, int] = {}
+            for sync_type, name in SERVICE_OF.items():
+                if name == service.value:
+                    for status, n in counts.get(sync_type.value, {}).items():
+                        service_counts[status] = service_counts.get(status, 0) + n
+            client = by_service.get(service.value, {})
+            switch = switches.get(service.value)
+            services.append({
+                "name": service.value,
+                "enabled": self.settings.service_enabled(service),
+                "paused": bool(switch and switch.paused),
+                "paused_reason": switch.paused_reason if switch else None,
+                "counts": service_counts,
+                "breaker": client.get("breaker", {"state": "unknown", "half_open_at": None}),
+                "rate_limits": client.get("rate_limits", []),
+                "invalid_requests": client.get(
+                    "invalid_requests", {"used": None, "budget": None}),
+            })
+        return {
+            "now": now.isoformat(),
+            "services": services,
+            "sync_types": counts,
+            "daemons": [presence.daemon_json(r, now) for r in rows],
+            "active_daemon": active.id if active else None,
+        }
+
+    def _live_clients(self, now: Any) -> list[dict[str, Any]]:
+        board = self.live.board()
+        if board is None:
+            return []
+        return [presence.client_json(s, now) for s in board.statuses()]
+
+    async def list_keys(self, where: KeyFilter, limit: int = 50, offset: int = 0
+                        ) -> dict[str, Any]:
+        return await keys.list_keys(self.session_factory, where, limit, offset)
+
+    async def key(self, sync_type: str, group_id: int) -> dict[str, Any]:
+        return await keys.key_detail(self.session_factory, sync_type, group_id)
+
+    def role(self) -> str:
+        return self.live.presence.role if self.live.presence else "none"
+
+    # ---- actions -----------------------------------------------------------------------------
+    async def retry(self, sync_type: str, group_id: int, *, via: str) -> dict[str, Any]:
+        scope = {"sync_type": sync_type, "group_id": group_id}
+        try:
+            key = await control.retry_one(self.session_factory, sync_type, group_id,
+                                          self.clock.now())
+        except AdminError as exc:
+            audit("retry", scope, via, outcome="refused", reason=str(exc))
+            raise
+        self.live.wake()
+        audit("retry", scope, via, outcome="accepted")
+        return {"sync_type": key.sync_type.value, "group_id": key.group_id, "queued": True}
+
+    async def pause(self, service: str, *, via: str, reason: str | None = None
+                    ) -> dict[str, Any]:
+        changed = await control.set_paused(
+            self.session_factory, service, True, self.clock.now(), reason)
+        self._pauses_changed()
+        audit("pause", {"service": service}, via, changed=changed, reason=reason)
+        return {"service": service, "paused": True, "changed": changed}
+
+    async def resume(self, service: str, *, via: str) -> dict[str, Any]:
+        changed = await control.set_paused(self.session_factory, service, False, self.clock.now())
+        self._pauses_changed()
+        self.live.wake()
+        audit("resume", {"service": service}, via, changed=changed)
+        return {"service": service, "paused": False, "changed": changed}
+
+    def _pauses_changed(self) -> None:
+        if self.live.pauses is not None:
+            self.live.pauses.forget()
+
+    async def reset_breaker(self, service: str, *, via: str) -> dict[str, Any]:
+        await control.request_breaker_reset(self.session_factory, service, self.clock.now())
+        board = self.live.board()
+        applied_here = board.reset_breaker(service) if board is not None else False
+        audit("breaker_reset", {"service": service}, via, applied_here=applied_here)
+        return {"service": service, "reset_requested": True}
+
+    # ---- bulk retry --------------------------------------------------------------------------
+    async def bulk_preview(self, scope: bulk.BulkScope) -> dict[str, Any]:
+        return await bulk.preview(self.session_factory, scope, self.clock.now(), self.settings)
+
+    async def bulk_start(self, scope: bulk.BulkScope, *, via: str) -> dict[str, Any]:
+        job = await bulk.create(self.session_factory, scope, self.clock.now(), via)
+        self.live.wake()
+        audit("bulk_retry", scope.to_json(), via, job=job["id"], keys=job["total"])
+        return job
+
+    async def bulk_jobs(self) -> list[dict[str, Any]]:
+        return await bulk.list_jobs(self.session_factory)
+
+    async def bulk_job(self, job_id: int) -> dict[str, Any]:
+        return await bulk.get_job(self.session_factory, job_id)
+
+    async def bulk_cancel(self, job_id: int, *, via: str) -> dict[str, Any]:
+        job = await bulk.cancel(self.session_factory, job_id, self.clock.now())
+        audit("bulk_cancel", {"job": job_id}, via, cancelled=job["cancelled"])
+        return job
+
+    # ---- force re-sync -----------------------------------------------------------------------
+    async def resync_preview(self, group_id: int) -> dict[str, Any]:
+        return (await resync.preview(self.session_factory, self.settings, group_id,
+                                     self.clock.now())).to_json()
+
+    async def resync(self, group_id: int, *, via: str) -> dict[str, Any]:
+        plan = await resync.run(self.session_factory, self.settings, group_id, self.clock.now())
+        self.live.wake()
+        audit("resync", {"group_id": group_id}, via, **plan.to_json())
+        return {"group_id": group_id, **plan.to_json()}

@@ -1,0 +1,70 @@
+"""Attempt history: one row per finished run of a key, the newest ``KEEP_PER_KEY`` kept.
+
+Written after the run's own record, in its own short transaction; losing a history row
+(the database blinked) must never fail or repeat a sync, so errors are swallowed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from core import metrics
+from core.db.models import SyncAttempt
+from core.db.session import SessionFactory
+from core.engine.outcomes import Outcome
+from core.engine.state import Claim, SyncKey
+
+KEEP_PER_KEY = 50
+
+
+def outcome_label(outcome: Outcome) -> str:
+    return "ok" if outcome.ok else (outcome.error_kind or "failed")
+
+
+async def note_run(
+    session_factory: SessionFactory,
+    claim: Claim,
+    outcome: Outcome,
+    duration_ms: float,
+    at: datetime,
+) -> None:
+    """A run finished: count it, time it and keep it in the key's history."""
+    label = outcome_label(outcome)
+    metrics.sync_finished(claim.key.sync_type.value, label, duration_ms / 1000)
+    await record_attempt(
+        session_factory, claim.key, at=at, outcome=label, error=outcome.error,
+        duration_ms=duration_ms, attempt=claim.streak.attempt,
+    )
+
+
+async def record_attempt(
+    session_factory: SessionFactory,
+    key: SyncKey,
+    *,
+    at: datetime,
+    outcome: str,
+    error: str | None,
+    duration_ms: float,
+    attempt: int,
+    keep: int = KEEP_PER_KEY,
+) -> None:
+    with contextlib.suppress(Exception):
+        async with session_factory() as session, session.begin():
+            session.add(SyncAttempt(
+                sync_type=key.sync_type.value, group_id=key.group_id, at=at, outcome=outcome,
+                error=(error or None) and error[:2000], duration_ms=duration_ms, attempt=attempt,
+            ))
+            await session.flush()
+            same_key = (SyncAttempt.sync_type == key.sync_type.value,
+                        SyncAttempt.group_id == key.group_id)
+            cutoff = await session.scalar(
+                select(SyncAttempt.id).where(*same_key)
+                .order_by(SyncAttempt.id.desc()).offset(keep).limit(1)
+            )
+            if cutoff is not None:
+                await session.execute(
+                    delete(SyncAttempt).where(*same_key, SyncAttempt.id <= cutoff)
+                )

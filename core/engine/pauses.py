@@ -1,0 +1,74 @@
+"""Operator pause flags (the ``service_state`` rows), as the engine reads them.
+
+A paused service is never called: its keys stay owed and run after the resume. Every
+process reads the rows through a short cache, so a pause written by any process (the
+CLI, another daemon's API) is honoured everywhere within ``PAUSE_CACHE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from core.db.models import ServiceState, SyncType
+from core.db.session import SessionFactory
+
+PAUSE_CACHE_SECONDS = 0.5  # well inside the one second the operator is promised
+
+# The external service each sync type calls; reminders only write rows (their delivery
+# reads the discord flag itself).
+SERVICE_OF: dict[SyncType, str | None] = {
+    SyncType.DISCORD: "discord",
+    SyncType.CALENDAR: "calendar",
+    SyncType.REMINDERS: None,
+    SyncType.RSVPS: "calendar",
+}
+
+
+def service_of(sync_type: SyncType) -> str | None:
+    return SERVICE_OF[sync_type]
+
+
+def sync_types_of(services: set[str]) -> set[SyncType]:
+    return {t for t, s in SERVICE_OF.items() if s is not None and s in services}
+
+
+class PauseFlags:
+    def __init__(
+        self,
+        session_factory: SessionFactory | None,
+        ttl: float = PAUSE_CACHE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = session_factory
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._paused: frozenset[str] = frozenset()
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def paused_services(self) -> frozenset[str]:
+        if self._sessions is None:
+            return frozenset()
+        if self._monotonic() - self._read_at < self._ttl:
+            return self._paused
+        async with self._lock:
+            if self._monotonic() - self._read_at >= self._ttl:
+                async with self._sessions() as session:
+                    rows = await session.scalars(
+                        select(ServiceState.service).where(ServiceState.paused.is_(True))
+                    )
+                    self._paused = frozenset(rows)
+                self._read_at = self._monotonic()
+        return self._paused
+
+    async def is_paused(self, sync_type: SyncType) -> bool:
+        service = service_of(sync_type)
+        return service is not None and service in await self.paused_services()
+
+    def forget(self) -> None:
+        """Re-read on the next question (after this process changed a flag itself)."""
+        self._read_at = float("-inf")

@@ -1,0 +1,52 @@
+"""Process-wide Prometheus instruments (served at the admin API's /metrics).
+
+Counters and histograms count what this process did; gauges that must agree with the
+database (keys per status, reminders, bulk progress) are read from the rows at scrape
+time by ``core.admin.api.metrics`` instead. One registry of our own, so tests and an
+embedding application's default registry do not collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+SYNC_ATTEMPTS = Counter(
+    "groupsync_sync_attempts",
+    "Finished sync runs by sync type and outcome (ok, or the failure kind).",
+    ["sync_type", "outcome"],
+    registry=REGISTRY,
+)
+SYNC_DURATION = Histogram(
+    "groupsync_sync_duration_seconds",
+    "Wall time of one sync run, lease claim to record.",
+    ["sync_type"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+EXTERNAL_CALLS = Counter(
+    "groupsync_external_calls",
+    "HTTP responses from external services by service and status code "
+    "('error' when no response came).",
+    ["service", "status_code"],
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "groupsync_rate_limited_responses",
+    "429 responses from external services.",
+    ["service"],
+    registry=REGISTRY,
+)
+
+
+def external_call(service: str, status: int | str) -> None:
+    """One answer (or a failure to get one) from an external service."""
+    EXTERNAL_CALLS.labels(service=service, status_code=str(status)).inc()
+    if status == 429:
+        RATE_LIMITED.labels(service=service).inc()
+
+
+def sync_finished(sync_type: str, outcome: str, duration_seconds: float) -> None:
+    SYNC_ATTEMPTS.labels(sync_type=sync_type, outcome=outcome).inc()
+    SYNC_DURATION.labels(sync_type=sync_type).observe(duration_seconds)

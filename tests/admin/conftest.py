@@ -1,0 +1,80 @@
+"""A real daemon (run_daemon with the admin face) in this event loop, its API on a free
+loopback port, driven with httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from core.admin.face import AdminFace
+from core.config import Settings
+from core.daemon import run_daemon
+from core.db.session import SessionFactory
+from tests.engine.conftest import Fakes, engine_settings, fakes  # noqa: F401 (fixture)
+from tests.waiting import wait_for
+
+TOKEN = "test-admin-token-0123456789"
+
+
+@dataclass
+class AdminDaemon:
+    url: str
+    settings: Settings
+    face: AdminFace
+    stop: asyncio.Event
+    task: asyncio.Task[int]
+
+    def client(self, token: str | None = TOKEN, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10, **kwargs)
+
+
+DaemonMaker = Callable[..., Awaitable[AdminDaemon]]
+
+
+@pytest.fixture
+async def start_daemon(database_url: str, fakes: Fakes  # noqa: F811
+                       ) -> AsyncIterator[DaemonMaker]:
+    started: list[AdminDaemon] = []
+
+    async def start(**overrides: Any) -> AdminDaemon:
+        values = {"admin_token": TOKEN, "enabled_services": "", **overrides}
+        settings = engine_settings(database_url, **values)
+        face = AdminFace(settings)
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(run_daemon(settings, stop, face=face))
+        await wait_for(lambda: face.url is not None or task.done(), timeout=20,
+                       message="admin API listening")
+        if task.done():
+            task.result()
+        assert face.url is not None
+        daemon = AdminDaemon(face.url, settings, face, stop, task)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(daemon.task, timeout=15)
+
+
+@pytest.fixture
+async def daemon(start_daemon: DaemonMaker) -> AdminDaemon:
+    running = await start_daemon()
+    await wait_for(lambda: running.face.presence is not None
+                   and running.face.presence.role == "active", timeout=20,
+                   message="daemon active")
+    return running
+
+
+@pytest.fixture
+def admin_sessions(daemon: AdminDaemon) -> SessionFactory:
+    assert daemon.face.service is not None
+    return daemon.face.service.session_factory
