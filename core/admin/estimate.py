@@ -22,7 +22,8 @@ from core.syncers.reminder_plan import (
     desired_reminders,
     plan_reminders,
 )
-from core.syncers.snapshot import GroupSnapshot, load_snapshot
+from core.syncers.snapshot import GroupSnapshot
+from core.syncers.snapshot_loader import load_snapshot
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from core.db.session import SessionFactory
 from core.engine.outbox import mark_owed
 from core.syncers.calendar_plan import desired_events
 from core.syncers.discord_plan import desired_grants
-from core.syncers.snapshot import load_snapshot
+from core.syncers.snapshot_loader import load_snapshot
 
 RESENT = (SyncType.DISCORD, SyncType.CALENDAR, SyncType.REMINDERS)
 
