@@ -16,14 +16,21 @@ discord.py's own behaviour that we rely on (discord/http.py, 2.7.1):
 - it retries 500/502/504/524 after 1, 3, 5, 7, 9 s; our in-call deadline cuts that short;
 - it ignores the ``X-RateLimit-Scope`` header, so an aiohttp trace hook reads every
   response instead: it feeds the invalid-request guard (the library's own retries
-  included) and tells a global 429 from a route one.
+  included) and tells a global 429 from a route one;
+- every request URL is ``Route.BASE`` (a class attribute) + path. Assigning it would send
+  every discord.py client of the process to one host, so each adapter's ``HTTPClient``
+  rewrites its own routes onto its own base URL instead (``BasedHTTPClient``);
+- without ``allowed_mentions`` Discord parses every mention in ``content`` (``@everyone``
+  in a group's name would ping the server), so each message sends one that parses
+  nothing but the users it names on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,7 +38,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import discord
-from discord.http import Route, handle_message_parameters
+from discord.http import HTTPClient, Route, handle_message_parameters
 from discord.utils import MISSING
 
 from core.clients.invalid_requests import InvalidRequestGuard
@@ -48,6 +55,7 @@ SERVICE = "discord"
 MAX_NONCE = 25
 # 404 codes that mean "already gone" for a revoke: unknown overwrite, member, role, user.
 GONE_CODES = frozenset({10007, 10009, 10011, 10013})
+LIBRARY_RETRIED = frozenset({500, 502, 504, 524})
 
 T = TypeVar("T")
 
@@ -61,6 +69,8 @@ class DiscordOptions:
     max_rate_limit_wait: float = 30.0  # a longer server wait raises instead of sleeping
     invalid_request_budget: int = 5000
     invalid_request_window: float = 600.0
+    in_call_retries: int = 2  # for 5xx discord.py does not retry itself (503)
+    retry_pause: float = 0.5  # first pause; doubled for the next
 
 
 @dataclass
@@ -104,6 +114,10 @@ def translate(exc: BaseException, *, global_429: bool = False) -> SyncError | No
 def _translate_http(exc: discord.HTTPException) -> SyncError:
     status, code = exc.status, exc.code
     message = exc.text or getattr(exc.response, "reason", "") or f"HTTP {status}"
+    if is_html(exc.text):
+        # Cloudflare's error page in front of Discord: say so instead of quoting the page.
+        reason = getattr(exc.response, "reason", None) or "error"
+        message = f"{reason} (an HTML page from Cloudflare, not Discord's JSON)"
     if status == 429:
         # No Via header or an HTML body: Cloudflare, not Discord (an invalid-request ban).
         return RateLimitedError(
@@ -114,6 +128,57 @@ def _translate_http(exc: discord.HTTPException) -> SyncError:
     if status >= 500:
         return TransientError(f"Discord {status}: {message}", service=SERVICE)
     return NeedsAttentionError(message, service=SERVICE, status=status, code=code)
+
+
+def is_html(text: str | None) -> bool:
+    return bool(text) and str(text).lstrip()[:1] == "<"
+
+
+def _retry_in_call(exc: BaseException) -> bool:
+    """A 5xx discord.py did not retry itself (it retries 500/502/504/524 with 1-9 s
+    sleeps, not 503, which Cloudflare often answers for a moment)."""
+    return isinstance(exc, discord.DiscordServerError) and exc.status not in LIBRARY_RETRIED
+
+
+class BasedHTTPClient(HTTPClient):
+    """discord.py's HTTP client, sending to its own base URL instead of ``Route.BASE``.
+
+    ``HTTPClient``'s methods build ``Route`` objects whose URL starts with the class-wide
+    ``Route.BASE``; ``request`` swaps that prefix for this client's ``base_url``. Installed
+    on a constructed client by ``use_base_url`` (the ``Client`` builds its own HTTPClient,
+    which its connection state also holds, so the object stays and only its class changes).
+    """
+
+    base_url: str
+
+    async def request(self, route: Route, **kwargs: Any) -> Any:
+        return await super().request(rebased(route, self.base_url), **kwargs)
+
+
+def use_base_url(client: discord.Client, base_url: str) -> None:
+    http = client.http
+    http.__class__ = BasedHTTPClient
+    assert isinstance(http, BasedHTTPClient)
+    http.base_url = base_url.rstrip("/")
+
+
+def rebased(route: Route, base_url: str) -> Route:
+    """A copy of ``route`` whose URL starts with ``base_url`` instead of ``Route.BASE``."""
+    prefix = Route.BASE
+    if not route.url.startswith(prefix):
+        raise RuntimeError(f"discord.py route {route.key} does not start with {prefix}")
+    moved = copy.copy(route)
+    moved.url = base_url + route.url[len(prefix):]
+    return moved
+
+
+def allowed_mentions(user_ids: Sequence[str] = ()) -> discord.AllowedMentions:
+    """Ping nobody but ``user_ids``: no @everyone/@here, no roles, no other users."""
+    users: list[discord.abc.Snowflake] | bool = (
+        [discord.Object(int(u)) for u in user_ids] if user_ids else False
+    )
+    return discord.AllowedMentions(everyone=False, users=users, roles=False,
+                                   replied_user=False)
 
 
 class DiscordAdapter:
@@ -132,12 +197,9 @@ class DiscordAdapter:
         self._client: discord.Client | None = None
         self._logged_in = False
         self._login_lock = asyncio.Lock()
-        self._previous_base: str | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._previous_base = Route.BASE
-        Route.BASE = self.options.base_url.rstrip("/")
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(self._on_response)
         # Voice is never used; these class flags are discord.py's own switch for its
@@ -149,15 +211,13 @@ class DiscordAdapter:
         client = discord.Client(intents=intents, http_trace=trace, max_ratelimit_timeout=30.0)
         # The constructor clamps to >= 30 s (unscaled); the request loop reads the attribute.
         client.http.max_ratelimit_timeout = self.options.max_rate_limit_wait
+        use_base_url(client, self.options.base_url)
         self._client = client
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
-        if self._previous_base is not None:
-            Route.BASE = self._previous_base
-            self._previous_base = None
 
     async def _ensure_login(self) -> discord.Client:
         client = self._client
@@ -226,9 +286,20 @@ class DiscordAdapter:
 
         await self._call(lane, op, f"remove role {role_id} from {user_id}", gone_ok=True)
 
-    async def send_message(self, channel_id: str, content: str, nonce: str, lane: Lane) -> str:
+    async def send_message(
+        self,
+        channel_id: str,
+        content: str,
+        nonce: str,
+        lane: Lane,
+        mention_user_ids: Sequence[str] = (),
+    ) -> str:
+        mentions = allowed_mentions(mention_user_ids)
+
         async def op(client: discord.Client) -> str:
-            with handle_message_parameters(content=content, nonce=discord_nonce(nonce)) as params:
+            with handle_message_parameters(
+                content=content, nonce=discord_nonce(nonce), allowed_mentions=mentions
+            ) as params:
                 data: Any = await client.http.send_message(channel_id, params=params)
             return str(data["id"])
 
@@ -272,7 +343,7 @@ class DiscordAdapter:
             observed = _Observed()
             token = _observed.set(observed)
             try:
-                return await op(await self._ensure_login())
+                return await self._with_retries(op, what)
             except discord.NotFound as exc:
                 if gone_ok and exc.code in GONE_CODES:
                     return None  # type: ignore[return-value]  # already gone: done
@@ -286,6 +357,20 @@ class DiscordAdapter:
                 _observed.reset(token)
 
         return await self.guard.call(lane, attempt, what)
+
+    async def _with_retries(self, op: Callable[[discord.Client], Awaitable[T]], what: str) -> T:
+        pause = self.options.retry_pause
+        for attempt in range(self.options.in_call_retries + 1):
+            try:
+                return await op(await self._ensure_login())
+            except discord.DiscordServerError as exc:
+                if attempt >= self.options.in_call_retries or not _retry_in_call(exc):
+                    raise
+                log.info("client.in_call_retry", service=SERVICE, what=what,
+                         attempt=attempt + 1, delay=pause, status=exc.status)
+                await asyncio.sleep(pause)
+                pause *= 2
+        raise AssertionError("unreachable")
 
     def _check_invalid_budget(self, what: str) -> None:
         now = self._now()

@@ -47,6 +47,8 @@ class ClientLimits:
     calendar_http_timeout_seconds: float = 10.0
     calendar_in_call_retries: int = 2
     calendar_retry_pause_seconds: float = 0.5
+    discord_in_call_retries: int = 2
+    discord_retry_pause_seconds: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Any) -> ClientLimits:
@@ -83,6 +85,8 @@ class ClientLimits:
             max_rate_limit_wait=scale.seconds(max(30.0, self.discord_max_rate_limit_wait_seconds)),
             invalid_request_budget=self.discord_invalid_request_budget,
             invalid_request_window=scale.seconds(self.discord_invalid_request_window_seconds),
+            in_call_retries=self.discord_in_call_retries,
+            retry_pause=scale.seconds(self.discord_retry_pause_seconds),
         )
 
     def calendar(self, endpoint: str, scale: TimeScale) -> CalendarOptions:

@@ -8,6 +8,7 @@ message and code). Ids are strings (Discord snowflakes, Google ids).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -58,9 +59,17 @@ class DiscordPort(Protocol):
         """Idempotent: a member or role already gone is not an error."""
         ...
 
-    async def send_message(self, channel_id: str, content: str, nonce: str, lane: Lane) -> str:
+    async def send_message(
+        self,
+        channel_id: str,
+        content: str,
+        nonce: str,
+        lane: Lane,
+        mention_user_ids: Sequence[str] = (),
+    ) -> str:
         """Post with Discord's nonce + enforce_nonce so a retried post is not doubled.
-        Returns the message id."""
+        Mentions in ``content`` ping nobody (no @everyone, @here or roles) except the
+        users in ``mention_user_ids``. Returns the message id."""
         ...
 
     async def own_messages_since(

@@ -23,8 +23,10 @@ EVENT_ID = re.compile(r"^[a-v0-9]{5,1024}$")
 RESPONSES = frozenset({"needsAction", "declined", "tentative", "accepted"})
 READ_ONLY = frozenset({
     "kind", "etag", "id", "htmlLink", "created", "updated", "iCalUID", "creator",
-    "organizer", "sequence", "status",
+    "organizer", "sequence",
 })
+# Event.status is writable (discovery document): "cancelled" → "confirmed" restores an event.
+STATUSES = frozenset({"confirmed", "tentative", "cancelled"})
 
 
 def rfc3339(epoch: float | None = None) -> str:
@@ -79,7 +81,8 @@ class CalendarStore:
         now = rfc3339()
         data = {k: copy.deepcopy(v) for k, v in body.items() if k not in READ_ONLY}
         data.update(
-            kind="calendar#event", id=event_id, status="confirmed", created=now, updated=now,
+            kind="calendar#event", id=event_id, status=_status(body, "confirmed"), created=now,
+            updated=now,
             iCalUID=body.get("iCalUID") or f"{event_id}@google.com", sequence=0,
             htmlLink=f"https://www.google.com/calendar/event?eid={event_id}",
             creator={"email": organizer}, organizer={"email": calendar_id, "self": True},
@@ -101,6 +104,7 @@ class CalendarStore:
         old = stored.data
         data = {k: v for k, v in old.items() if k in READ_ONLY}
         data.update({k: copy.deepcopy(v) for k, v in body.items() if k not in READ_ONLY})
+        data["status"] = _status(body, old["status"])
         data["attendees"] = _attendees(body.get("attendees"), old.get("attendees", []))
         if not data["attendees"]:
             del data["attendees"]
@@ -222,12 +226,23 @@ def merge_patch(old: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
                     props[scope] = {k: v for k, v in merged.items() if v is not None}
         elif key == "attendees":
             data["attendees"] = _attendees(value, old.get("attendees", []))
+        elif key == "status":
+            data["status"] = _status(body, old["status"])
         elif value is None:
             data.pop(key, None)
         else:
             data[key] = copy.deepcopy(value)
     _check_times(data)
     return data
+
+
+def _status(body: dict[str, Any], default: str) -> str:
+    value = body.get("status")
+    if value is None:
+        return default
+    if value not in STATUSES:
+        raise bad_request("invalid", "Invalid value for: status")
+    return str(value)
 
 
 def _attendees(new: Any, old: list[dict[str, Any]]) -> list[dict[str, Any]]:

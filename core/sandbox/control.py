@@ -30,7 +30,7 @@ ALLOWED = {
     "discord": COMMON | {
         "add_guild", "add_role", "add_channel", "delete_channel", "add_user", "add_member",
         "remove_member", "set_foreign_overwrite", "overwrites", "member_roles", "messages",
-        "dm_messages", "invalid_requests",
+        "dm_messages", "invalid_requests", "pings", "set_bot_permissions",
     },
     "calendar": COMMON | {
         "add_calendar", "events", "get_event", "set_attendee_response", "edit_event_as_person",

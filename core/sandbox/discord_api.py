@@ -9,9 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from core.sandbox import discord_mentions as mentions
 from core.sandbox import discord_payloads as payloads
 from core.sandbox.discord_errors import invalid_field
-from core.sandbox.discord_state import MAX_CONTENT, MAX_NONCE, DiscordState, now_iso
+from core.sandbox.discord_state import (
+    MAX_CONTENT,
+    MAX_NONCE,
+    MENTION_EVERYONE,
+    Channel,
+    DiscordState,
+    now_iso,
+)
 from core.sandbox.routing import RouteTable
 from core.sandbox.snowflake import new_snowflake
 
@@ -119,13 +127,23 @@ def create_message(ctx: Context) -> Result:
     nonce = body.get("nonce")
     if nonce is not None and len(str(nonce)) > MAX_NONCE:
         raise invalid_field("nonce", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    allowed = mentions.allowed_from(body)
     state.check_can_post(channel)
     key = (state.bot.id, str(nonce))
     if nonce is not None and body.get("enforce_nonce"):
         seen = state.nonces.get(key)
         if seen is not None and ctx.now - seen[0] < ctx.nonce_window:
             return 200, seen[1]
+    pinged = _pings(state, channel, content, allowed)
     message = _message(state, channel.id, content, body)
+    message.update(
+        mention_everyone=pinged.everyone,
+        mentions=[payloads.user(state.users[u]) for u in pinged.users],
+        mention_roles=list(pinged.roles),
+    )
+    state.pings.append({"message_id": message["id"], "channel_id": channel.id,
+                        "everyone": pinged.everyone, "users": list(pinged.users),
+                        "roles": list(pinged.roles)})
     state.messages.setdefault(channel.id, []).append(message)
     if nonce is not None:
         state.nonces[key] = (ctx.now, message)
@@ -158,6 +176,22 @@ def _int_query(query: dict[str, str], name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise invalid_field(name, "NUMBER_TYPE_COERCE", f"Value \"{value}\" is not int.") from None
+
+
+def _pings(state: DiscordState, channel: Channel, content: str,
+           allowed: mentions.Allowed) -> mentions.Pings:
+    if channel.guild_id is None:  # a DM: only its recipient could be mentioned
+        return mentions.pings(content, allowed, known_users={channel.recipient_id or ""},
+                              mentionable_roles=set(), known_roles=set(),
+                              can_mention_everyone=False)
+    guild = state.guild(channel.guild_id)
+    return mentions.pings(
+        content, allowed,
+        known_users=set(guild.members),
+        mentionable_roles={r.id for r in guild.roles.values() if r.mentionable},
+        known_roles=set(guild.roles) - {guild.id},
+        can_mention_everyone=bool(state.bot_permissions_in(channel) & MENTION_EVERYONE),
+    )
 
 
 def _message(state: DiscordState, channel_id: str, content: str, body: dict[str, Any]) -> dict:

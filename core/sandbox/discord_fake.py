@@ -24,6 +24,11 @@ from core.sandbox.reqlog import RequestRecord
 from core.sandbox.service_base import FakeService
 
 API_PREFIX = "/api/v10"
+CLOUDFLARE_5XX_HTML = (
+    "<!DOCTYPE html><html><head><title>discord.com | {status}: {reason}</title></head><body>"
+    "<h1>Error {status}</h1><p>{reason}</p><p>Cloudflare Ray ID: 8f1c2d3e4a5b6c7d</p>"
+    "<p>Performance &amp; security by Cloudflare</p></body></html>"
+)
 CLOUDFLARE_BAN_HTML = (
     "<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to "
     "restrict access</title></head><body>Error 1015: You are being rate limited.</body></html>"
@@ -66,13 +71,27 @@ class DiscordFake(FakeService):
         self.state.add_guild(guild_id, name=name, bot_role_position=bot_role_position, **extra)
 
     def add_role(self, guild_id: int | str, role_id: int | str, position: int, *,
-                 name: str | None = None) -> None:
-        self.state.add_role(guild_id, role_id, position, name=name)
+                 name: str | None = None, permissions: int = 0,
+                 mentionable: bool = False) -> None:
+        self.state.add_role(guild_id, role_id, position, name=name, permissions=permissions,
+                            mentionable=mentionable)
+
+    def set_bot_permissions(self, guild_id: int | str, permissions: int) -> None:
+        """What the bot's role grants (before channel and category overwrites)."""
+        self.state.set_bot_permissions(guild_id, permissions)
 
     def add_channel(self, channel_id: int | str, guild_id: int | str, name: str, type: int = 0,
-                    *, bot_can_view: bool = True) -> None:
-        """type 0 text, 2 voice; ``bot_can_view=False`` makes the bot get 403/50001."""
-        self.state.add_channel(channel_id, guild_id, name, type, bot_can_view=bot_can_view)
+                    *, bot_can_view: bool = True, parent_id: int | str | None = None) -> None:
+        """type 0 text, 2 voice, 4 category; ``bot_can_view=False`` makes the bot get
+        403/50001; ``parent_id`` puts it in a category whose overwrites then apply."""
+        self.state.add_channel(channel_id, guild_id, name, type, bot_can_view=bot_can_view,
+                               parent_id=parent_id)
+
+    def pings(self, channel_id: int | str | None = None) -> list[dict[str, Any]]:
+        """Who each posted message pinged (after allowed_mentions and permissions):
+        ``{"message_id", "channel_id", "everyone", "users", "roles"}``."""
+        wanted = None if channel_id is None else str(channel_id)
+        return [dict(p) for p in self.state.pings if wanted in (None, p["channel_id"])]
 
     def delete_channel(self, channel_id: int | str) -> None:
         self.state.delete_channel(channel_id)
@@ -157,6 +176,12 @@ class DiscordFake(FakeService):
         latency = first(fired, "latency")
         if latency is not None:
             await asyncio.sleep(self.clock.scaled(latency.latency or 1.0))
+        edge = first(fired, "html_5xx")
+        if edge is not None:  # Cloudflare answers before Discord sees the request
+            status = edge.status or 502
+            reason = _REASONS.get(status, "Server Error")
+            return web.Response(status=status, content_type="text/html",
+                                text=CLOUDFLARE_5XX_HTML.format(status=status, reason=reason))
         token = request.headers.get("Authorization", "")
         if token != f"Bot {self.bot_token}" or first(fired, "revoked_token"):
             return self._invalid_response(ip, json_response(401, unauthorized_body()))
@@ -259,6 +284,10 @@ class DiscordFake(FakeService):
             {**headers, "Retry-After": str(math.ceil(retry_after)), "X-RateLimit-Scope": scope,
              "Via": "1.1 google"},
         )
+
+
+_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+            504: "Gateway Timeout", 520: "Web server is returning an unknown error"}
 
 
 def _audit_reason(request: web.Request) -> str | None:

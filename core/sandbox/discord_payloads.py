@@ -31,7 +31,7 @@ def role(r: Role) -> dict[str, Any]:
     return {
         "id": r.id, "name": r.name, "color": 0, "colors": {"primary_color": 0},
         "hoist": False, "icon": None, "unicode_emoji": None, "position": r.position,
-        "permissions": str(r.permissions), "managed": False, "mentionable": False,
+        "permissions": str(r.permissions), "managed": False, "mentionable": r.mentionable,
         "flags": 0,
     }
 

@@ -23,11 +23,18 @@ from core.sandbox.discord_errors import (
     DiscordError,
     invalid_field,
 )
+from core.sandbox.discord_permissions import (
+    MANAGE_ROLES,
+    MENTION_EVERYONE,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+    OverwriteBits,
+    base_permissions,
+    channel_permissions,
+)
 from core.sandbox.snowflake import new_snowflake, sid
 
-VIEW_CHANNEL = 1 << 10
-SEND_MESSAGES = 1 << 11
-MANAGE_ROLES = 1 << 28
+__all__ = ["MANAGE_ROLES", "MENTION_EVERYONE", "SEND_MESSAGES", "VIEW_CHANNEL", "DiscordState"]
 # What the bot's role grants unless a test says otherwise: text and voice basics,
 # MANAGE_ROLES and MANAGE_CHANNELS, not ADMINISTRATOR.
 DEFAULT_BOT_PERMISSIONS = (
@@ -57,6 +64,7 @@ class Role:
     name: str
     position: int
     permissions: int = 0
+    mentionable: bool = False
 
 
 @dataclass
@@ -97,6 +105,7 @@ class Channel:
     overwrites: dict[str, Overwrite] = field(default_factory=dict)
     bot_can_view: bool = True
     recipient_id: str | None = None
+    parent_id: str | None = None  # the category (type 4) it sits in
 
 
 class DiscordState:
@@ -110,6 +119,9 @@ class DiscordState:
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.dm_channels: dict[str, str] = {}  # recipient user id -> DM channel id
         self.nonces: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        # Who each posted message pinged: {"message_id", "channel_id", "everyone",
+        # "users", "roles"}, in posting order.
+        self.pings: list[dict[str, Any]] = []
 
     # ---- seeding -----------------------------------------------------------------
     def add_guild(
@@ -130,17 +142,29 @@ class DiscordState:
         self.guilds[gid] = guild
 
     def add_role(self, guild_id: int | str, role_id: int | str, position: int, *,
-                 name: str | None = None) -> None:
+                 name: str | None = None, permissions: int = 0,
+                 mentionable: bool = False) -> None:
         guild = self.guild(guild_id)
         rid = sid(role_id)
-        guild.roles[rid] = Role(rid, guild.id, name or f"role-{rid}", position)
+        guild.roles[rid] = Role(rid, guild.id, name or f"role-{rid}", position, permissions,
+                                mentionable)
+
+    def set_bot_permissions(self, guild_id: int | str, permissions: int) -> None:
+        """What the bot's role grants in the guild (before channel overwrites)."""
+        guild = self.guild(guild_id)
+        guild.bot_permissions = permissions
+        guild.roles[guild.bot_role_id].permissions = permissions
 
     def add_channel(self, channel_id: int | str, guild_id: int | str, name: str, type: int = 0,
-                    *, bot_can_view: bool = True) -> None:
+                    *, bot_can_view: bool = True, parent_id: int | str | None = None) -> None:
         guild = self.guild(guild_id)
         cid = sid(channel_id)
+        parent = None if parent_id is None else sid(parent_id)
+        if parent is not None and self.channel(parent).type != 4:
+            raise ValueError(f"parent {parent} is not a category (type 4)")
         position = sum(1 for c in self.channels.values() if c.guild_id == guild.id)
-        self.channels[cid] = Channel(cid, type, name, guild.id, position, bot_can_view=bot_can_view)
+        self.channels[cid] = Channel(cid, type, name, guild.id, position,
+                                     bot_can_view=bot_can_view, parent_id=parent)
 
     def delete_channel(self, channel_id: int | str) -> None:
         self.channels.pop(sid(channel_id), None)
@@ -198,9 +222,27 @@ class DiscordState:
 
     def visible_channel(self, channel_id: str) -> Channel:
         channel = self.channel(channel_id)
-        if not channel.bot_can_view:
+        if not self.bot_permissions_in(channel) & VIEW_CHANNEL:
             raise DiscordError(MISSING_ACCESS)
         return channel
+
+    def bot_permissions_in(self, channel: Channel) -> int:
+        """The bot's permissions in a guild channel: roles, then category and channel
+        overwrites (``discord_permissions``)."""
+        guild = self.guild(channel.guild_id or "")
+        member = guild.members[self.bot.id]
+        base = base_permissions(
+            guild.roles[guild.id].permissions,
+            [guild.roles[r].permissions for r in member.roles if r in guild.roles],
+        )
+        overwrites: dict[str, OverwriteBits] = {}
+        parent = self.channels.get(channel.parent_id or "")
+        for source in ([parent] if parent is not None else []) + [channel]:
+            overwrites.update(
+                {k: OverwriteBits(o.type, o.allow, o.deny) for k, o in source.overwrites.items()}
+            )
+        bits = channel_permissions(base, guild.id, self.bot.id, member.roles, overwrites)
+        return bits if channel.bot_can_view else bits & ~VIEW_CHANNEL
 
     def user(self, user_id: str) -> User:
         user = self.users.get(user_id)
@@ -228,7 +270,10 @@ class DiscordState:
         if kind not in (0, 1, "0", "1"):
             raise invalid_field("type", "BASE_TYPE_CHOICES", "Value must be one of {0, 1}.")
         allow, deny = _bits(body, "allow"), _bits(body, "deny")
-        if not guild.bot_permissions & MANAGE_ROLES or (allow | deny) & ~guild.bot_permissions:
+        # MANAGE_ROLES in this channel, and only bits the bot holds here itself: a
+        # channel or category overwrite denying the bot counts as much as its role.
+        held = self.bot_permissions_in(channel)
+        if not held & MANAGE_ROLES or (allow | deny) & ~held:
             raise DiscordError(MISSING_PERMISSIONS)
         if int(kind) == 0:
             self.role(guild, target)
@@ -238,8 +283,7 @@ class DiscordState:
 
     def delete_overwrite(self, channel_id: str, target: str) -> None:
         channel = self.visible_channel(channel_id)
-        guild = self.guild(channel.guild_id or "")
-        if not guild.bot_permissions & MANAGE_ROLES:
+        if not self.bot_permissions_in(channel) & MANAGE_ROLES:
             raise DiscordError(MISSING_PERMISSIONS)
         if channel.overwrites.pop(target, None) is None:
             raise DiscordError(UNKNOWN_OVERWRITE)
@@ -273,10 +317,10 @@ class DiscordState:
             if not recipient.accepts_dms:
                 raise DiscordError(CANNOT_MESSAGE_USER)
             return
-        if not channel.bot_can_view:
+        held = self.bot_permissions_in(channel)
+        if not held & VIEW_CHANNEL:
             raise DiscordError(MISSING_ACCESS)
-        guild = self.guild(channel.guild_id or "")
-        if not guild.bot_permissions & SEND_MESSAGES:
+        if not held & SEND_MESSAGES:
             raise DiscordError(MISSING_PERMISSIONS)
 
 

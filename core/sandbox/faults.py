@@ -9,8 +9,10 @@ from typing import Any
 
 # "late_answer": the request is applied, then answered only after ``latency`` (scaled)
 # seconds, so a client that gives up first cannot know whether its write took effect.
+# "html_5xx" is a 502/503 answered by Cloudflare in front of Discord: an HTML page, not JSON.
 KINDS = frozenset({
     "5xx", "429", "latency", "late_answer", "outage", "revoked_token", "quota_exceeded",
+    "html_5xx",
 })
 
 

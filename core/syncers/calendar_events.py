@@ -8,11 +8,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clients.ports import CalendarPort
-from core.db.models import CalendarEventRecord, Meeting, Rsvp, SyncType, User
+from core.db.models import (
+    CalendarEventRecord,
+    Meeting,
+    Rsvp,
+    RsvpResponse,
+    SyncType,
+    User,
+)
 from core.db.session import SessionFactory
 from core.errors import NeedsAttentionError
 from core.lanes import Lane
@@ -22,12 +29,15 @@ from core.syncers.calendar_plan import (
     EventSpec,
     desired_events,
     fingerprint,
+    live_answers,
     plan_calendar,
+    with_live_answers,
 )
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
 
 SEND_UPDATES = "all"
+RESPONSES = frozenset(r.value for r in RsvpResponse)
 
 
 class CalendarEventsSyncer:
@@ -90,27 +100,36 @@ class CalendarEventsSyncer:
         )
         if _needs_rewrite(event, spec):
             # A retried insert met our own earlier event (409), or a cancelled one: bring it
-            # to the desired state with a full update.
-            event = await self._write(spec, event.get("etag"), context.lane, fence)
-        await self._record(fence, spec, event.get("etag"), context.now)
+            # to the desired state with a full update that keeps the answers it holds.
+            event = await self._write(spec, event.get("etag"), context.lane, fence, live=event)
+        await self._record(fence, spec, event, context.now)
 
     async def _update(
         self, spec: EventSpec, current: AppliedEvent, context: SyncContext, fence: Fence
     ) -> None:
         event = await self._write(spec, current.etag, context.lane, fence)
-        await self._record(fence, spec, event.get("etag"), context.now)
+        await self._record(fence, spec, event, context.now)
 
     async def _write(
-        self, spec: EventSpec, etag: str | None, lane: Lane, fence: Fence
+        self,
+        spec: EventSpec,
+        etag: str | None,
+        lane: Lane,
+        fence: Fence,
+        live: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = {**spec.body, "status": "confirmed"}
+        # Every write carries the attendees' answers of the event it was based on: with
+        # If-Match, an unchanged etag means the live answers are the ones we last wrote
+        # (and imported), and a changed one gives 412 and a re-read below.
+        body = {**with_live_answers(spec.body, live), "status": "confirmed"}
         fence.ensure_held()
         event = await self._calendar.update_event(
             spec.calendar_id, spec.event_id, body, etag, SEND_UPDATES, lane
         )
         if event is not None:
             return event
-        # 412: someone changed the event since we read it. Re-read, re-apply once.
+        # 412: someone changed the event since we read it (a person answered, say).
+        # Re-read and re-apply once, carrying the answers it holds now.
         fence.ensure_held()
         latest = await self._calendar.get_event(spec.calendar_id, spec.event_id, lane)
         fence.ensure_held()
@@ -118,6 +137,7 @@ class CalendarEventsSyncer:
             return await self._calendar.insert_event(
                 spec.calendar_id, spec.body, SEND_UPDATES, lane
             )
+        body = {**with_live_answers(spec.body, latest), "status": "confirmed"}
         event = await self._calendar.update_event(
             spec.calendar_id, spec.event_id, body, latest.get("etag"), SEND_UPDATES, lane
         )
@@ -147,8 +167,14 @@ class CalendarEventsSyncer:
                 .values(calendar_event_id=None)
             )
 
-    async def _record(self, fence: Fence, spec: EventSpec, etag: str | None, now: datetime) -> None:
+    async def _record(
+        self, fence: Fence, spec: EventSpec, event: dict[str, Any], now: datetime
+    ) -> None:
+        etag = event.get("etag")
         async with fence.transaction() as session:
+            members = {email.lower() for email in spec.attendees}
+            answers = {e: a for e, a in live_answers(event).items() if e in members}
+            await _import_answers(session, spec.meeting_id, answers, now)
             record = await session.scalar(
                 select(CalendarEventRecord).where(CalendarEventRecord.meeting_id == spec.meeting_id)
             )
@@ -193,6 +219,39 @@ async def _applied(session: AsyncSession, group_id: int) -> list[AppliedEvent]:
         )
         for r in rows
     ]
+
+
+async def _import_answers(
+    session: AsyncSession, meeting_id: int, answers: dict[str, str], now: datetime
+) -> None:
+    """The answers the calendar holds for this meeting become our RSVPs (they are the
+    people's own words, newer than any copy we kept). A new row is added only for a real
+    answer; rows for plain members are the rsvps sync's job."""
+    if not answers:
+        return
+    users = (
+        await session.execute(
+            select(User.id, User.email).where(func.lower(User.email).in_(list(answers)))
+        )
+    ).all()
+    rows = await session.execute(
+        select(Rsvp.user_id, Rsvp.response).where(Rsvp.meeting_id == meeting_id)
+    )
+    existing: dict[int, str] = {row.user_id: row.response for row in rows}
+    for user_id, email in users:
+        answer = answers[email.lower()]
+        if answer not in RESPONSES:
+            continue
+        if user_id in existing:
+            if existing[user_id] != answer:
+                await session.execute(
+                    update(Rsvp)
+                    .where(Rsvp.meeting_id == meeting_id, Rsvp.user_id == user_id)
+                    .values(response=answer, updated_at=now)
+                )
+        elif answer != RsvpResponse.NEEDS_ACTION:
+            session.add(Rsvp(meeting_id=meeting_id, user_id=user_id, response=answer,
+                             updated_at=now))
 
 
 async def _known_responses(

@@ -83,6 +83,32 @@ def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(essential, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def live_answers(event: dict[str, Any] | None) -> dict[str, str]:
+    """Attendees' answers as the calendar holds them now (lower-case email → responseStatus)."""
+    if not event:
+        return {}
+    return {
+        str(a["email"]).lower(): str(a.get("responseStatus") or "needsAction")
+        for a in event.get("attendees", [])
+        if isinstance(a, dict) and a.get("email")
+    }
+
+
+def with_live_answers(body: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
+    """``body`` with each attendee's answer taken from the live event where it has one.
+
+    A full update replaces the attendee list, so whatever responseStatus it carries wins:
+    sending our (possibly older) copy would reset an "accepted" given in Google since."""
+    answers = live_answers(event)
+    if not answers:
+        return body
+    attendees = [
+        {**a, "responseStatus": answers.get(str(a["email"]).lower(), a.get("responseStatus"))}
+        for a in body.get("attendees", [])
+    ]
+    return {**body, "attendees": attendees}
+
+
 def desired_events(
     snapshot: GroupSnapshot, responses: dict[int, dict[str, str]] | None = None
 ) -> list[EventSpec]:

@@ -194,15 +194,13 @@ class ReminderSender:
         if meeting is None or not snapshot.text_channel_id or self._discord is None:
             await self._finish(key, "cancelled", None, now)
             return "cancelled"
-        text = reminder_text(
-            snapshot.name,
-            meeting.starts_at,
-            [m.discord_user_id for m in snapshot.members if m.discord_user_id],
-            offset_minutes,
-        )
+        members = [m.discord_user_id for m in snapshot.members if m.discord_user_id]
+        text = reminder_text(snapshot.name, meeting.starts_at, members, offset_minutes)
         try:
+            # Only the members are pinged: the group's name may hold "@everyone" or "<@&…>".
             message_id = await self._discord.send_message(
-                snapshot.text_channel_id, text, nonce, Lane.INTERACTIVE
+                snapshot.text_channel_id, text, nonce, Lane.INTERACTIVE,
+                mention_user_ids=members,
             )
         except SyncError as exc:
             retry_in = max(self._scale.seconds(5.0), getattr(exc, "retry_after", None) or 0.0)
