@@ -26,6 +26,7 @@ from core.config import Settings
 from core.db.models import SyncType
 from core.db.session import SessionFactory, create_engine, create_session_factory
 from core.engine.coordinator import Coordinator
+from core.engine.outage import DatabaseOutage
 from core.engine.pauses import PauseFlags
 from core.errors import ConfigError
 from core.syncers.base import Syncer
@@ -64,6 +65,8 @@ class Runtime:
     limiter: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
     pauses: PauseFlags = field(default_factory=lambda: PauseFlags(None))
     client_board: ClientBoard = field(default_factory=ClientBoard)
+    # Shared by every loop of the process: one log line pair per database outage.
+    outage: DatabaseOutage = field(default_factory=DatabaseOutage)
 
 
 def lease_owner_id(kind: str) -> str:
@@ -90,6 +93,7 @@ async def open_runtime(
     engine: AsyncEngine | None = None,
     clock: Clock | None = None,
     owner_kind: str = "app",
+    outage: DatabaseOutage | None = None,
 ) -> Runtime:
     """Build a runtime whose resources close when ``stack`` does."""
     if engine is None:
@@ -117,6 +121,7 @@ async def open_runtime(
         limiter=asyncio.Semaphore(settings.sync_concurrency),
         pauses=PauseFlags(session_factory),
         client_board=board,
+        outage=outage or DatabaseOutage(),
     )
     if scheduler is not None:
         scheduler.runtime = runtime

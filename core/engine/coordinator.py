@@ -33,6 +33,11 @@ class Coordinator:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _closed: bool = False
 
+    @property
+    def size(self) -> int:
+        """Keys with an entry: in flight, queued, or inside their window."""
+        return len(self._keys)
+
     def busy(self, key: Hashable) -> bool:
         state = self._keys.get(key)
         return state is not None and (state.current is not None or state.queued is not None)
@@ -56,6 +61,8 @@ class Coordinator:
         if state.queued is None:
             wait = state.current is not None or loop.time() < state.last_start + self.window
             state.queued = self.spawn(self._start(key, state, fn, wait, still_needed))
+            # A queued run cancelled before it ever started never reaches its ``finally``.
+            state.queued.add_done_callback(lambda task: self._settle(key, state, task))
         # shield: a caller that gives up does not cancel a run others share.
         return await asyncio.shield(state.queued)
 
@@ -68,30 +75,38 @@ class Coordinator:
         still_needed: Callable[[], Awaitable[T | None]] | None,
     ) -> T:
         loop = asyncio.get_running_loop()
-        if wait:
-            if state.current is not None:
-                await asyncio.wait([state.current])
-            if still_needed is not None:
-                done = await still_needed()
-                if done is not None:
-                    if state.queued is asyncio.current_task():
-                        state.queued = None
-                    return done
-            delay = state.last_start + self.window - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        # From here on, new callers queue behind this run rather than join it: they may
-        # carry a change this run has already missed.
         me = asyncio.current_task()
-        state.queued, state.current, state.last_start = None, me, loop.time()
         try:
+            if wait:
+                if state.current is not None:
+                    await asyncio.wait([state.current])
+                if still_needed is not None:
+                    done = await still_needed()
+                    if done is not None:
+                        return done
+                delay = state.last_start + self.window - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            # From here on, new callers queue behind this run rather than join it: they
+            # may carry a change this run has already missed.
+            state.queued, state.current, state.last_start = None, me, loop.time()
             return await fn()
         finally:
-            if state.current is me:
-                state.current = None
-            if state.current is None and state.queued is None:
-                # Keep the state for the window so a caller right after still waits.
-                loop.call_later(max(self.window, 0), self._forget, key, state)
+            if me is not None:
+                self._settle(key, state, me)
+
+    def _settle(self, key: Hashable, state: _KeyState, task: asyncio.Task[Any]) -> None:
+        """Whatever the outcome (ran, found the work done, failed, was cancelled, even
+        before it started), the entry goes once nothing is in flight or queued."""
+        if state.queued is task:
+            state.queued = None
+        if state.current is task:
+            state.current = None
+        if state.current is None and state.queued is None:
+            # Keep the state for the window so a caller right after still waits.
+            asyncio.get_running_loop().call_later(
+                max(self.window, 0), self._forget, key, state
+            )
 
     def _forget(self, key: Hashable, state: _KeyState) -> None:
         if self._keys.get(key) is state and state.current is None and state.queued is None:

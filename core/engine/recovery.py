@@ -1,6 +1,12 @@
-"""What a daemon does when it starts or takes over: free the dead daemon's leases and
-re-arm every owed retry from the rows, with the attempt count and due time they had
-(an overdue one fires at once)."""
+"""What a daemon does when it starts or takes over: free leases that expired by
+heartbeat and re-arm every owed retry from the rows, with the attempt count and due time
+they had (an overdue one fires at once).
+
+Winning the advisory lock does not prove the previous leader dead: its lock connection
+may only have dropped while its runs go on renewing their leases. Those leases are left
+alone; their keys run here once their runs end or their leases expire (see
+docs/decisions.md, "How long a key may wait after failover").
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,10 @@ if TYPE_CHECKING:
 
 log = get_logger("groupsync.recovery")
 
-DAEMON_OWNER_PREFIX = "daemon:"
-
 
 async def recover(rt: Runtime, scheduler: SyncScheduler) -> int:
     now = rt.clock.now()
-    freed = await state.reclaim_leases(rt.session_factory, now, owner_prefix=DAEMON_OWNER_PREFIX)
+    freed = await state.reclaim_leases(rt.session_factory, now)
     retries = await state.owed_retries(rt.session_factory)
     for retry in retries:
         scheduler.arm_retry(retry.key, max(retry.next_attempt_at, now), retry.attempt)

@@ -7,13 +7,15 @@ timer, ``sentry_reporting`` sends. This module only sequences them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from core.engine import history, state
 from core.engine.backoff import retry_delay
 from core.engine.fencing import LeaseFence
+from core.engine.outage import is_database_unavailable, reconnect_delay
 from core.engine.outcomes import (
     Milestones,
     Outcome,
@@ -23,6 +25,7 @@ from core.engine.outcomes import (
 )
 from core.engine.sentry_reporting import report_failure
 from core.engine.state import Claim, SyncKey
+from core.errors import LeaseLostError
 from core.lanes import Lane
 from core.observability import get_logger
 from core.syncers.base import SyncContext, SyncResult
@@ -56,7 +59,13 @@ async def run_key_quietly(rt: Runtime, key: SyncKey, *, reason: str) -> None:
         await run_key(rt, key, reason=reason)
     except asyncio.CancelledError:
         raise
-    except Exception:  # a bug in the engine itself: log it, the row still says owed
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            # One line per outage (not per key): the row still says owed, the sweep
+            # runs the key once the database is back.
+            rt.outage.failed(exc, where="run")
+            return
+        # A bug in the engine itself: log it, the row still says owed.
         log.exception("sync_run_crashed", sync_type=key.sync_type.value, group_id=key.group_id)
 
 
@@ -74,21 +83,58 @@ async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncR
             return {"skipped": "not owed, or running elsewhere"}
         started = time.monotonic()
         fence = LeaseFence(rt.session_factory, claim, rt.clock)
-        renewer = asyncio.get_running_loop().create_task(_keep_lease(rt, claim))
+        loop = asyncio.get_running_loop()
+        work = loop.create_task(_call_syncer(rt, claim, lane, fence))
+        renewer = loop.create_task(_keep_lease(rt, claim, fence, work))
         try:
-            outcome = await _call_syncer(rt, claim, lane, fence)
+            outcome = await _outcome_of(work)
+            if outcome is None or fence.lost or outcome.error_kind == LeaseLostError.kind:
+                return _lost(claim, reason)
+            duration_ms = round((time.monotonic() - started) * 1000, 1)
+            # The renewer keeps the lease alive while the outcome is written.
+            result = await _record(rt, claim, fence, outcome, duration_ms, reason)
+            await history.note_run(
+                rt.session_factory, claim, outcome, duration_ms, rt.clock.now()
+            )
+            return result
         except asyncio.CancelledError:
-            # Shutdown: the generation stays owed, the lease goes back.
-            renewer.cancel()
-            await state.release(rt.session_factory, claim, rt.clock.now())
-            log.info("sync_interrupted", sync_type=key.sync_type.value, group_id=key.group_id)
+            await _abandon(rt, claim, fence, work)
             raise
         finally:
             renewer.cancel()
-        duration_ms = round((time.monotonic() - started) * 1000, 1)
-        result = await _record(rt, claim, outcome, duration_ms, reason)
-        await history.note_run(rt.session_factory, claim, outcome, duration_ms, rt.clock.now())
-        return result
+
+
+async def _outcome_of(work: asyncio.Task[Outcome]) -> Outcome | None:
+    """The syncer's outcome, or None when the renewer cancelled it (lease lost). A
+    cancellation of our own caller still propagates (asyncio.wait raises it)."""
+    await asyncio.wait({work})
+    return None if work.cancelled() else work.result()
+
+
+async def _abandon(rt: Runtime, claim: Claim, fence: LeaseFence, work: asyncio.Task[Any]) -> None:
+    """Shutdown or leadership loss: stop the syncer, then give the lease back (unless it
+    is already lost) so the key, still owed, runs elsewhere without waiting it out."""
+    key = claim.key
+    work.cancel()
+    await asyncio.wait({work}, timeout=5)
+    if not fence.lost:
+        fence.mark_lost()
+        try:
+            await state.release(rt.session_factory, claim, rt.clock.now())
+        except Exception as exc:  # unreachable database: the lease expires by itself
+            log.warning("lease_not_released", sync_type=key.sync_type.value,
+                        group_id=key.group_id, error=str(exc)[:300])
+    log.info("sync_interrupted", sync_type=key.sync_type.value, group_id=key.group_id)
+
+
+def _lost(claim: Claim, reason: str) -> SyncResult:
+    """A run that lost its lease records nothing: the key stays owed for whoever holds
+    the lease now (or for the next claim once it has expired)."""
+    key = claim.key
+    log.warning("sync_lease_lost", sync_type=key.sync_type.value, group_id=key.group_id,
+                reason=reason, outcome="lease_lost", keys_remain="owed")
+    return {"error": "lease lost before the run finished; the key stays owed",
+            "lease_lost": True}
 
 
 async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane, fence: LeaseFence) -> Outcome:
@@ -103,17 +149,73 @@ async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane, fence: LeaseFence)
     return classify_result(result)
 
 
-async def _keep_lease(rt: Runtime, claim: Claim) -> None:
-    """Renew the lease at a third of its length for as long as the run lasts."""
-    interval = rt.settings.lease_seconds / 3
+async def _keep_lease(
+    rt: Runtime, claim: Claim, fence: LeaseFence, work: asyncio.Task[Any]
+) -> None:
+    """Renew the lease every third of its length while the run lasts.
+
+    A renewal the database refuses (the lease expired or passed to another process), or
+    one that cannot be confirmed before two thirds of the lease have gone by (the
+    database is unreachable), marks the fence lost and cancels the syncer: it makes no
+    further external call, and the last third of the lease is the margin in which a call
+    already sent may still land before anyone else may claim the key."""
+    loop = asyncio.get_running_loop()
+    lease = rt.settings.lease_seconds
+    interval = lease / 3
+    held_until = loop.time() + lease  # conservative: the claim was written before now
+    renew_at = loop.time() + interval
+    key = claim.key
     while True:
-        await asyncio.sleep(interval)
-        with contextlib.suppress(Exception):  # a missed renewal is retried next interval
-            await state.renew(rt.session_factory, claim, rt.clock.now(), rt.settings.lease_seconds)
+        await asyncio.sleep(max(renew_at - loop.time(), 0.0))
+        asked = loop.time()
+        deadline = held_until - interval
+        try:
+            held = await asyncio.wait_for(
+                state.renew(rt.session_factory, claim, rt.clock.now(), lease),
+                timeout=max(deadline - asked, 0.001),
+            )
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                rt.outage.failed(exc, where="lease_renewal")
+            if loop.time() < deadline:
+                renew_at = loop.time() + min(interval / 3, 1.0)  # try again soon
+                continue
+            why = "renewal not confirmed before the lease ran out"
+        else:
+            if held:
+                held_until, renew_at = asked + lease, asked + interval
+                continue
+            why = "renewal refused: the lease expired or another process holds it"
+        fence.mark_lost()
+        work.cancel()
+        log.warning("lease_lost", sync_type=key.sync_type.value, group_id=key.group_id,
+                    reason=why)
+        return
+
+
+async def _persist(
+    rt: Runtime, fence: LeaseFence, write: Callable[[datetime], Awaitable[bool]]
+) -> bool:
+    """Write the outcome, riding out a database outage for as long as the lease is
+    still held (the renewer decides that); False when the lease is gone."""
+    attempt = 0
+    while not fence.lost:
+        try:
+            kept = await write(rt.clock.now())
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            rt.outage.failed(exc, where="record")
+            await asyncio.sleep(reconnect_delay(attempt, rt.time_scale.factor))
+            attempt += 1
+            continue
+        return kept
+    return False
 
 
 async def _record(
-    rt: Runtime, claim: Claim, outcome: Outcome, duration_ms: float, reason: str
+    rt: Runtime, claim: Claim, fence: LeaseFence, outcome: Outcome, duration_ms: float,
+    reason: str,
 ) -> SyncResult:
     key, now = claim.key, rt.clock.now()
     fields: dict[str, Any] = {
@@ -121,7 +223,9 @@ async def _record(
         "duration_ms": duration_ms, "reason": reason,
     }
     if outcome.ok:
-        kept = await state.record_success(rt.session_factory, claim, outcome, now)
+        kept = await _persist(
+            rt, fence, lambda at: state.record_success(rt.session_factory, claim, outcome, at)
+        )
         if rt.scheduler is not None:
             rt.scheduler.cancel_retry(key)
         log.info("sync_succeeded", result=outcome.result, attempt=0,
@@ -140,7 +244,11 @@ async def _record(
             ),
         ),
     )
-    kept = await state.record_failure(rt.session_factory, claim, outcome, decision, now)
+    kept = await _persist(
+        rt,
+        fence,
+        lambda at: state.record_failure(rt.session_factory, claim, outcome, decision, at),
+    )
     if kept:
         _arm(rt, key, decision.next_attempt_at, decision.attempt)
         if decision.report_to_sentry:

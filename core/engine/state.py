@@ -1,8 +1,9 @@
 """The sync-state rows as a small repository: claim a lease, renew it, record the outcome.
 
 Every write is one short transaction of its own, and every write after the claim is
-fenced on ``lease_owner``: a process whose lease expired and was taken over cannot
-overwrite the new holder's record.
+fenced in its own statement: it matches only while ``lease_owner`` is this run and the
+lease has not expired, so a process whose lease lapsed (and may have been taken over)
+cannot overwrite anyone's record nor extend a lease it no longer holds.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ async def claim(
 async def renew(
     session_factory: SessionFactory, claim_: Claim, now: datetime, lease_seconds: float
 ) -> bool:
+    """Extend a lease still held; False once it expired or passed to someone else."""
     return await _fenced(
-        session_factory, claim_, lease_expires_at=now + timedelta(seconds=lease_seconds)
+        session_factory, claim_, now, lease_expires_at=now + timedelta(seconds=lease_seconds)
     )
 
 
@@ -105,6 +107,7 @@ async def record_success(
     return await _fenced(
         session_factory,
         claim_,
+        now,
         completed_generation=claim_.generation,
         status=case(
             (SyncState.requested_generation > claim_.generation, SyncStatus.PENDING.value),
@@ -134,6 +137,7 @@ async def record_failure(
     return await _fenced(
         session_factory,
         claim_,
+        now,
         status=decision.status.value,
         attempt=decision.attempt,
         next_attempt_at=decision.next_attempt_at,
@@ -149,10 +153,12 @@ async def record_failure(
 
 
 async def release(session_factory: SessionFactory, claim_: Claim, now: datetime) -> bool:
-    """Give the lease back without completing anything (shutdown): the key stays owed."""
+    """Give the lease back without completing anything (shutdown): the key stays owed.
+    Matches on the owner only: giving back an expired lease of ours is harmless."""
     return await _fenced(
         session_factory,
         claim_,
+        None,
         status=_status_when_idle(),
         lease_owner=None,
         lease_expires_at=None,
@@ -160,10 +166,16 @@ async def release(session_factory: SessionFactory, claim_: Claim, now: datetime)
     )
 
 
-async def _fenced(session_factory: SessionFactory, claim_: Claim, **values: Any) -> bool:
+async def _fenced(
+    session_factory: SessionFactory, claim_: Claim, held_at: datetime | None, **values: Any
+) -> bool:
+    """One UPDATE that matches only while ``claim_`` holds the lease (at ``held_at``)."""
+    held = [_key(claim_.key), SyncState.lease_owner == claim_.owner]
+    if held_at is not None:
+        held.append(SyncState.lease_expires_at > held_at)
     stmt = (
         update(SyncState)
-        .where(_key(claim_.key), SyncState.lease_owner == claim_.owner)
+        .where(*held)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -202,17 +214,13 @@ async def owed_retries(session_factory: SessionFactory) -> list[OwedRetry]:
     return [OwedRetry(SyncKey(SyncType(t), g), a, n) for t, g, a, n in rows if n is not None]
 
 
-async def reclaim_leases(
-    session_factory: SessionFactory, now: datetime, *, owner_prefix: str | None = None
-) -> int:
-    """Free expired leases, and (at takeover) every lease of a previous daemon: the
-    advisory lock or file lock proves that daemon is gone."""
-    condition = SyncState.lease_expires_at < now
-    if owner_prefix is not None:
-        condition = or_(condition, SyncState.lease_owner.startswith(owner_prefix))
+async def reclaim_leases(session_factory: SessionFactory, now: datetime) -> int:
+    """Free leases that expired by heartbeat, and only those. A lost advisory lock does
+    not prove its daemon dead (its lock connection may merely have dropped): a live
+    holder keeps renewing, and its lease is never taken from it."""
     stmt = (
         update(SyncState)
-        .where(SyncState.lease_owner.is_not(None), condition)
+        .where(SyncState.lease_owner.is_not(None), SyncState.lease_expires_at < now)
         .values(status=_status_when_idle(), lease_owner=None, lease_expires_at=None,
                 updated_at=now)
         .execution_options(synchronize_session=False)

@@ -1,6 +1,7 @@
 """The rsvps sync: a row for every active member and upcoming meeting, none for people
 who left. Membership-driven runs touch only the database; the periodic refresh (the
 background lane) also reads attendees' answers from the calendar, one list call per group.
+The rows are written through the run's fence: they commit only while it holds its lease.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ class RsvpsSyncer:
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
         async with self._sessions() as session:
             snapshot = await load_snapshot(session, group_id, context.now)
+        fence = context.fence_or(self._sessions)
         answers = None
         if context.lane is Lane.BACKGROUND:
+            fence.ensure_held()
             answers = await self._read_answers(snapshot, context.lane)
-        async with self._sessions() as session, session.begin():
+        async with fence.transaction() as session:
             existing = await _existing(session, group_id, context)
             plan = plan_rsvps(snapshot, existing, answers)
             for meeting_id, user_id, response in plan.insert:
