@@ -71,7 +71,7 @@ async def test_sentry_hears_again_when_a_streak_passes_an_age_milestone(
 async def test_recovery_rearms_owed_retries_from_the_rows(
     make_runtime: RuntimeMaker,
 ) -> None:
-    # Given rows a dead daemon left: one overdue, one due later, one mid-run
+    # Given rows a dead daemon left: one overdue, one due later, one mid-run (lease expired)
     rt = await make_runtime(paused=True)
     assert rt.scheduler is not None
     now = rt.clock.now()
@@ -87,7 +87,7 @@ async def test_recovery_rearms_owed_retries_from_the_rows(
         await session.execute(update(SyncState).where(SyncState.group_id == 2,
                               SyncState.sync_type == "rsvps").values(
             status="running", lease_owner="daemon:old:1:x",
-            lease_expires_at=now + timedelta(minutes=4)))
+            lease_expires_at=now - timedelta(seconds=1)))  # its renewals stopped
 
     count = await recover(rt, rt.scheduler)
 
