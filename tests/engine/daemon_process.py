@@ -28,6 +28,8 @@ class Daemon:
             "TIME_SCALE": "0.01",
             "OUTBOX_POLL_SECONDS": "0.2",
             "SHUTDOWN_TIMEOUT_SECONDS": "2",
+            # A killed daemon's leases expire this soon (a takeover frees no live lease).
+            "LEASE_SECONDS": "2",
             "PYTHONPATH": str(ROOT),
             **env,
         }

@@ -36,7 +36,7 @@ def daemon(database_url: str, fakes: Fakes, tmp_path: Path) -> Iterator[DaemonMa
         process.close()
 
 
-async def started(process: Daemon, timeout: float = 20) -> None:
+async def started(process: Daemon, timeout: float = 60) -> None:
     def up() -> bool:
         assert process.process.poll() is None, process.output()[-3000:]
         return bool(process.events("daemon_started"))
