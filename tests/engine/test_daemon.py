@@ -154,7 +154,9 @@ async def test_two_postgres_daemons_never_overlap_and_standby_takes_over(
     fakes.set(f"discord:{G}", "raise", sleep=0.05)  # keeps a retry owed across failover
     a, b = daemon(), daemon()
     await wait_for(
-        lambda: bool(a.events("daemon_started") or b.events("daemon_started")), message="a leader"
+        lambda: bool(a.events("daemon_started") or b.events("daemon_started")),
+        timeout=60,
+        message="a leader",
     )
     leader, standby = (a, b) if a.events("daemon_started") else (b, a)
     await wait_for(lambda: bool(standby.events("standing_by")), message="a standby")
