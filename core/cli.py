@@ -62,34 +62,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_demo(settings, options))
 
 
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
-    from core.admin.status import overview, render_text
-    from core.db.session import create_engine, create_session_factory
-
-    async def read() -> str:
-        engine = create_engine(settings.database_url)
-        try:
-            view = await overview(create_session_factory(engine))
-        finally:
-            await engine.dispose()
-        return json.dumps(view.to_json(), indent=2) if args.json else render_text(view)
-
-    print(asyncio.run(read()))
-    return 0
-
-
-def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
-    from core.lifecycle import sync_group
-
-    result = asyncio.run(sync_group(args.sync_type, args.group_id))
-    print(json.dumps(result, default=str))
-    return 0 if not ("error" in result or result.get("failed")) else 1
-
-
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from core.sandbox.__main__ import run
 
@@ -137,24 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=cmd_demo)
 
-    status = verbs.add_parser(
-        "status",
-        help="what is stuck and why",
-        description="Counts of sync keys per status, then every key that is not ok: "
-        "attempt, failing since, next attempt and the service's own error message.",
-    )
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(handler=cmd_status)
+    from core.admin.commands import add_verbs
 
-    retry = verbs.add_parser(
-        "retry",
-        help="run one sync now",
-        description="Run one (sync type, group) now in this process, under the same lease "
-        "as the daemon; a failure is recorded and retried by the daemon as usual.",
-    )
-    retry.add_argument("sync_type", help="discord, calendar, reminders or rsvps")
-    retry.add_argument("group_id", type=int)
-    retry.set_defaults(handler=cmd_retry)
+    add_verbs(verbs)  # status, retry, bulk-retry, bulk-cancel, resync, pause, resume, ...
 
     from core.sandbox.__main__ import add_arguments
 

@@ -1,0 +1,306 @@
+"""The operator verbs of the CLI, on the admin service layer: straight on the database,
+or through a remote daemon's API with ``--api URL`` (token from ADMIN_TOKEN)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TextIO
+
+from core.admin.bulk import BulkScope
+from core.admin.client import ApiClient
+from core.admin.keys import KeyFilter
+from core.config import Settings
+
+VIA = "cli"
+POLL_SECONDS = 0.5
+
+
+class Admin(Protocol):
+    """What the verbs need: ``AdminService`` locally, ``ApiClient`` remotely."""
+
+    async def overview(self) -> dict[str, Any]: ...
+    async def list_keys(self, where: KeyFilter, limit: int = 50, offset: int = 0
+                        ) -> dict[str, Any]: ...
+    async def retry(self, sync_type: str, group_id: int, *, via: str) -> dict[str, Any]: ...
+    async def bulk_preview(self, scope: BulkScope) -> dict[str, Any]: ...
+    async def bulk_start(self, scope: BulkScope, *, via: str) -> dict[str, Any]: ...
+    async def bulk_jobs(self) -> list[dict[str, Any]]: ...
+    async def bulk_job(self, job_id: int) -> dict[str, Any]: ...
+    async def bulk_cancel(self, job_id: int, *, via: str) -> dict[str, Any]: ...
+    async def resync_preview(self, group_id: int) -> dict[str, Any]: ...
+    async def resync(self, group_id: int, *, via: str) -> dict[str, Any]: ...
+    async def pause(self, service: str, *, via: str, reason: str | None = None
+                    ) -> dict[str, Any]: ...
+    async def resume(self, service: str, *, via: str) -> dict[str, Any]: ...
+    async def reset_breaker(self, service: str, *, via: str) -> dict[str, Any]: ...
+
+
+@asynccontextmanager
+async def open_admin(settings: Settings, api: str | None) -> AsyncIterator[Admin]:
+    if api:
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        client = ApiClient(api, token)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+        return
+    from core.admin.service import AdminService
+    from core.db.session import create_engine, create_session_factory
+
+    engine = create_engine(settings.database_url)
+    try:
+        yield AdminService(create_session_factory(engine), settings)
+    finally:
+        await engine.dispose()
+
+
+Verb = Callable[[Admin, argparse.Namespace, TextIO], Awaitable[int]]
+
+
+def runner(verb: Verb) -> Callable[[argparse.Namespace, Settings], int]:
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        async def main() -> int:
+            async with open_admin(settings, args.api) as admin:
+                return await verb(admin, args, sys.stdout)
+        return asyncio.run(main())
+    return handler
+
+
+def _print_json(value: Any, out: TextIO) -> None:
+    print(json.dumps(value, indent=2, default=str), file=out)
+
+
+def _confirmed(args: argparse.Namespace, question: str, out: TextIO) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"{question}\nnot confirmed: add --yes to run it (or --dry-run to only look)",
+              file=out)
+        return False
+    answer = input(f"{question} [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+# ---- verbs -------------------------------------------------------------------------------------
+async def status(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    view = await admin.overview()
+    failing = await admin.list_keys(KeyFilter(status="failing"), limit=100)
+    jobs = await admin.bulk_jobs()
+    if args.json:
+        _print_json({**view, "failing": failing, "bulk_jobs": jobs}, out)
+        return 0
+    print(render_status(view, failing, jobs), file=out)
+    return 0
+
+
+def render_status(view: dict[str, Any], failing: dict[str, Any],
+                  jobs: list[dict[str, Any]]) -> str:
+    lines = []
+    alive = [d for d in view["daemons"] if d.get("alive", True)]
+    if not alive:
+        lines.append("daemons: none alive")
+    for d in alive:
+        lines.append(f"daemon {d['role']:8} {d['host']} pid {d['pid']} since {d['since']} "
+                     f"(last heartbeat {d['last_heartbeat']})")
+    for s in view["services"]:
+        state = "disabled" if not s["enabled"] else ("PAUSED" if s["paused"] else "enabled")
+        if s["paused"] and s.get("paused_reason"):
+            state += f" ({s['paused_reason']})"
+        breaker = s["breaker"]
+        parts = [f"{s['name']}: {state}", f"breaker {breaker.get('state')}"]
+        if breaker.get("half_open_at"):
+            parts[-1] += f" until {breaker['half_open_at']}"
+        for lane in s["rate_limits"]:
+            text = f"{lane['lane']} {lane['remaining']} left"
+            if lane.get("limited_until"):
+                text += f", limited until {lane['limited_until']}"
+            parts.append(text)
+        invalid = s["invalid_requests"]
+        if invalid.get("used") is not None:
+            parts.append(f"invalid requests {invalid['used']}/{invalid['budget']}")
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(s["counts"].items()))
+        parts.append(f"keys: {counts or 'none'}")
+        lines.append(" | ".join(parts))
+    for k in failing["items"]:
+        since = f" failing since {k['failing_since']}" if k["failing_since"] else ""
+        due = f", next attempt {k['next_attempt_at']}" if k["next_attempt_at"] else ""
+        lines.append(f"{k['status']:15} {k['sync_type']}:{k['group_id']} attempt "
+                     f"{k['attempt']}{since}{due}")
+        if k["last_error"]:
+            lines.append(f"{'':15} {k['last_error']}")
+    if failing["total"] > len(failing["items"]):
+        lines.append(f"... and {failing['total'] - len(failing['items'])} more failing keys")
+    for job in jobs[:5]:
+        lines.append(f"bulk job {job['id']}: {job['state']}, {job['done']}/{job['total']} done, "
+                     f"{job['failed']} failed, {job['remaining']} remaining, "
+                     f"{job['cancelled']} cancelled")
+    return "\n".join(lines)
+
+
+async def retry(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    if args.here:
+        from core.lifecycle import sync_group
+
+        result = await sync_group(args.sync_type, args.group_id)
+        _print_json(result, out)
+        return 0 if not ("error" in result or result.get("failed")) else 1
+    _print_json(await admin.retry(args.sync_type, args.group_id, via=VIA), out)
+    return 0
+
+
+def _scope(args: argparse.Namespace) -> BulkScope:
+    return BulkScope(service=args.service, status=args.status)
+
+
+async def bulk_retry(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    preview = await admin.bulk_preview(_scope(args))
+    question = (f"retry {preview['keys']} failing keys in {preview['groups']} groups "
+                f"(about {preview['estimated_calls']} external calls)?")
+    if args.dry_run:
+        _print_json(preview, out) if args.json else print(question.rstrip("?"), file=out)
+        return 0
+    if not _confirmed(args, question, out):
+        return 1
+    job = await admin.bulk_start(_scope(args), via=VIA)
+    print(f"bulk job {job['id']} queued: {job['total']} keys", file=out)
+    if args.no_wait:
+        return 0
+    job = await follow(admin, job["id"], out)
+    return 0 if job["failed"] == 0 else 1
+
+
+async def follow(admin: Admin, job_id: int, out: TextIO) -> dict[str, Any]:
+    """Poll the job until it ends: a bar on a terminal, a line per change otherwise."""
+    shown = None
+    while True:
+        job = await admin.bulk_job(job_id)
+        progress = (job["done"], job["failed"], job["remaining"], job["cancelled"])
+        if progress != shown:
+            shown = progress
+            print(progress_line(job, out.isatty()), end="\r" if out.isatty() else "\n",
+                  file=out, flush=True)
+        if job["state"] in ("done", "cancelled") and job["remaining"] == 0:
+            if out.isatty():
+                print(file=out)
+            print(f"bulk job {job_id} {job['state']}: {job['done']} done, {job['failed']} "
+                  f"failed, {job['cancelled']} cancelled", file=out)
+            return job
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def progress_line(job: dict[str, Any], bar: bool, width: int = 30) -> str:
+    total = max(1, job["total"])
+    finished = job["done"] + job["failed"] + job["cancelled"]
+    text = (f"{finished}/{job['total']} ({job['done']} done, {job['failed']} failed, "
+            f"{job['remaining']} remaining)")
+    if not bar:
+        return text
+    filled = round(width * finished / total)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {text}"
+
+
+async def bulk_cancel(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    job = await admin.bulk_cancel(args.job_id, via=VIA)
+    print(f"bulk job {job['id']} cancelled: {job['cancelled']} keys not started are left as "
+          f"they were; {job['remaining']} still running", file=out)
+    return 0
+
+
+async def resync(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    preview = await admin.resync_preview(args.group_id)
+    summary = (f"force re-sync of group {args.group_id}: {preview['overwrites']} Discord "
+               f"overwrites, {preview['events']} calendar events, {preview['reminders']} "
+               f"reminders still due, about {preview['calls']} external calls")
+    if args.dry_run:
+        _print_json(preview, out) if args.json else print(summary, file=out)
+        return 0
+    if not _confirmed(args, summary + "?", out):
+        return 1
+    _print_json(await admin.resync(args.group_id, via=VIA), out)
+    return 0
+
+
+async def pause(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    _print_json(await admin.pause(args.service, via=VIA, reason=args.reason), out)
+    return 0
+
+
+async def resume(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    _print_json(await admin.resume(args.service, via=VIA), out)
+    return 0
+
+
+async def breaker_reset(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    _print_json(await admin.reset_breaker(args.service, via=VIA), out)
+    return 0
+
+
+# ---- parser ------------------------------------------------------------------------------------
+def add_verbs(verbs: Any) -> None:
+    def verb(name: str, fn: Verb, help_: str, description: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = verbs.add_parser(name, help=help_,
+                                                           description=description)
+        parser.add_argument("--api", metavar="URL", help="talk to a daemon's admin API "
+                            "(e.g. http://127.0.0.1:8765; token from ADMIN_TOKEN) instead of "
+                            "the database")
+        parser.set_defaults(handler=runner(fn))
+        return parser
+
+    p = verb("status", status, "what is stuck and why, pauses, breakers, daemons",
+             "Daemons alive (active and standbys), each service's pause, breaker and "
+             "rate-limit state, keys per status, every failing key with the service's own "
+             "message, and recent bulk jobs.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = verb("retry", retry, "run one key now",
+             "Make one (sync type, group) due now; the daemon runs it within a second. "
+             "Refused while it runs or when it is already due.")
+    p.add_argument("sync_type", help="discord, calendar, reminders or rsvps")
+    p.add_argument("group_id", type=int)
+    p.add_argument("--here", action="store_true", help="run it in this process now, under "
+                   "the same lease as the daemon, and print its result")
+
+    for name, fn, help_ in (("bulk-retry", bulk_retry, "retry every failing key in a scope"),):
+        p = verb(name, fn, help_,
+                 "Preview how many keys, groups and external calls, then (confirmed) start a "
+                 "durable bulk job the active daemon runs in the background lane; shows "
+                 "progress until it ends (Ctrl-C stops watching, not the job).")
+        p.add_argument("--service", help="discord, calendar or a sync type (default: all)")
+        p.add_argument("--status", help="failing (default), retrying or needs_attention")
+        p.add_argument("--dry-run", action="store_true", help="only print the preview")
+        p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        p.add_argument("--no-wait", action="store_true", help="start the job and return")
+        p.add_argument("--json", action="store_true", help="--dry-run preview as JSON")
+
+    p = verb("bulk-cancel", bulk_cancel, "cancel what a bulk job has not started",
+             "Keys the job has not started are left untouched; running ones finish.")
+    p.add_argument("job_id", type=int)
+
+    p = verb("resync", resync, "force re-sync of one group",
+             "Forget the delivery records of everything the group should have and send it "
+             "all again (Discord overwrites, calendar events; reminders still due are "
+             "re-planned, a reminder already sent never again).")
+    p.add_argument("group_id", type=int)
+    p.add_argument("--dry-run", action="store_true", help="only print what would be re-sent")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="--dry-run preview as JSON")
+
+    p = verb("pause", pause, "pause a service everywhere",
+             "No call is made to the service by any daemon (within a second); its keys stay "
+             "owed and converge after resume.")
+    p.add_argument("service", help="discord or calendar")
+    p.add_argument("--reason", help="shown in status and on the dashboard")
+
+    p = verb("resume", resume, "resume a paused service", "Owed keys run again at once.")
+    p.add_argument("service", help="discord or calendar")
+
+    p = verb("breaker-reset", breaker_reset, "close a service's circuit breaker",
+             "Every daemon closes its breaker for the service within a second.")
+    p.add_argument("service", help="discord or calendar")
+
