@@ -109,9 +109,9 @@ def render_status(view: dict[str, Any], failing: dict[str, Any],
         lines.append(f"daemon {d['role']:8} {d['host']} pid {d['pid']} since {d['since']} "
                      f"(last heartbeat {d['last_heartbeat']})")
     for s in view["services"]:
-        state = "disabled" if not s["enabled"] else ("PAUSED" if s["paused"] else "enabled")
-        if s["paused"] and s.get("paused_reason"):
-            state += f" ({s['paused_reason']})"
+        state = "enabled" if s["enabled"] else "disabled"
+        if s["paused"]:
+            state += ", PAUSED" + (f" ({s['paused_reason']})" if s.get("paused_reason") else "")
         breaker = s["breaker"]
         parts = [f"{s['name']}: {state}", f"breaker {breaker.get('state')}"]
         if breaker.get("half_open_at"):
