@@ -1,11 +1,11 @@
 """How many external calls (and which delivery records) a run of a key will make, from
-the same pure plans the syncers follow. ``forget`` plans a force re-sync: the records of
-everything still desired are dropped, so all of it is sent again; records of what is no
-longer desired are kept, so it is still removed."""
+the same pure plans the syncers follow. ``forget`` plans a force re-sync: Discord grants
+still desired lose their records and calendar events their fingerprints, so all of it is
+sent again; records of what is no longer desired are kept, so it is still removed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -71,8 +71,11 @@ def _calendar(snapshot: GroupSnapshot, applied: list[AppliedEvent], now: datetim
               forget: bool) -> Estimate:
     desired = desired_events(snapshot)
     if forget:
+        # The record stays (it holds the etag); without its fingerprint every desired
+        # event is written again in full.
         wanted = {spec.meeting_id for spec in desired}
-        applied = [a for a in applied if a.meeting_id not in wanted]
+        applied = [replace(a, fingerprint=None) if a.meeting_id in wanted else a
+                   for a in applied]
     plan = plan_calendar(desired, applied, now)
     return Estimate(calls=len(plan.insert) + len(plan.update) + len(plan.cancel),
                     events=len(desired))

@@ -1,5 +1,6 @@
-"""Force re-sync of one group: forget the delivery records of everything still desired,
-then run discord, calendar and reminders again, so all of it is sent again.
+"""Force re-sync of one group: forget the Discord grants still desired and the calendar
+events' fingerprints, then run discord, calendar and reminders again, so all of it is
+sent again (each calendar event as one full update, or an insert if it has no record).
 
 What is no longer desired keeps its record (so it is still removed), and a reminder
 already sent or skipped is final: it is never sent again.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from core.admin.control import require_positive
 from core.admin.errors import NotFound
@@ -57,9 +58,9 @@ async def run(session_factory: SessionFactory, settings: Settings, group_id: int
                 DiscordGrant.target_id == grant.target_id,
                 DiscordGrant.discord_user_id == grant.discord_user_id))
         meetings = [spec.meeting_id for spec in desired_events(snapshot)]
-        if meetings:
-            await session.execute(delete(CalendarEventRecord).where(
+        if meetings:  # keep the record and its etag; a missing fingerprint forces the write
+            await session.execute(update(CalendarEventRecord).where(
                 CalendarEventRecord.group_id == group_id,
-                CalendarEventRecord.meeting_id.in_(meetings)))
+                CalendarEventRecord.meeting_id.in_(meetings)).values(fingerprint=None))
         await mark_owed(session, [group_id], now, RESENT)
     return plan

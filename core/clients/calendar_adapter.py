@@ -28,6 +28,7 @@ from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
+from core import metrics
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.status import ServiceStatus
 from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
@@ -296,7 +297,16 @@ class CalendarAdapter:
         with self._lock:
             if not self._credentials.valid:
                 self._credentials.refresh(google_auth_httplib2.Request(http.http))
-        return make(self._service).execute(http=http, num_retries=0)
+        try:
+            result = make(self._service).execute(http=http, num_retries=0)
+        except HttpError as exc:
+            metrics.external_call(SERVICE, status_of(exc))
+            raise
+        except Exception:
+            metrics.external_call(SERVICE, "error")
+            raise
+        metrics.external_call(SERVICE, 200)
+        return result
 
     def _thread_http(self) -> google_auth_httplib2.AuthorizedHttp:
         authorized: google_auth_httplib2.AuthorizedHttp | None = getattr(

@@ -41,6 +41,7 @@ import discord
 from discord.http import HTTPClient, Route, handle_message_parameters
 from discord.utils import MISSING
 
+from core import metrics
 from core.clients.invalid_requests import InvalidRequestGuard
 from core.clients.ports import Overwrite, PostedMessage
 from core.clients.resilience import ResilienceConfig, ServiceGuard
@@ -394,6 +395,7 @@ class DiscordAdapter:
         response = params.response
         scope = response.headers.get("X-RateLimit-Scope")
         self.invalid.record(self._now(), response.status, scope)
+        metrics.external_call(SERVICE, response.status)
         observed = _observed.get()
         if observed is not None:
             observed.statuses.append(response.status)

@@ -43,9 +43,10 @@ async def start_daemon(database_url: str, fakes: Fakes  # noqa: F811
                        ) -> AsyncIterator[DaemonMaker]:
     started: list[AdminDaemon] = []
 
-    async def start(**overrides: Any) -> AdminDaemon:
-        values = {"admin_token": TOKEN, "enabled_services": "", **overrides}
-        settings = engine_settings(database_url, **values)
+    async def start(settings: Settings | None = None, **overrides: Any) -> AdminDaemon:
+        if settings is None:
+            values = {"admin_token": TOKEN, "enabled_services": "", **overrides}
+            settings = engine_settings(database_url, **values)
         face = AdminFace(settings)
         stop = asyncio.Event()
         task = asyncio.get_running_loop().create_task(run_daemon(settings, stop, face=face))
@@ -65,13 +66,16 @@ async def start_daemon(database_url: str, fakes: Fakes  # noqa: F811
             await asyncio.wait_for(daemon.task, timeout=15)
 
 
-@pytest.fixture
-async def daemon(start_daemon: DaemonMaker) -> AdminDaemon:
-    running = await start_daemon()
+async def active(running: AdminDaemon) -> AdminDaemon:
     await wait_for(lambda: running.face.presence is not None
                    and running.face.presence.role == "active", timeout=20,
                    message="daemon active")
     return running
+
+
+@pytest.fixture
+async def daemon(start_daemon: DaemonMaker) -> AdminDaemon:
+    return await active(await start_daemon())
 
 
 @pytest.fixture
