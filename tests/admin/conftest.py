@@ -67,9 +67,13 @@ async def start_daemon(database_url: str, fakes: Fakes  # noqa: F811
 
 
 async def active(running: AdminDaemon) -> AdminDaemon:
-    await wait_for(lambda: running.face.presence is not None
-                   and running.face.presence.role == "active", timeout=20,
-                   message="daemon active")
+    """Wait until the daemon leads and its heartbeat row says so."""
+    async def published() -> bool:
+        async with running.client() as api:
+            view = (await api.get("/api/overview")).json()
+        return any(d["role"] == "active" for d in view["daemons"])
+
+    await wait_for(published, timeout=20, interval=0.1, message="daemon active")
     return running
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from core.db.models import BulkJobItem, SyncAttempt
@@ -65,6 +66,7 @@ async def test_an_idempotency_key_performs_the_action_once(
     assert {s["name"]: s["paused"] for s in overview["services"]}["discord"] is True
 
 
+@pytest.mark.slow
 async def test_bulk_retry_of_300_failing_keys_reports_progress_to_completion(
     daemon: AdminDaemon, admin_sessions: SessionFactory, fakes: Fakes
 ) -> None:
