@@ -13,4 +13,9 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY --chown=groupsync:groupsync . .
 USER groupsync
 ENV DATABASE_URL=sqlite:////home/groupsync/var/groupsync.db LOG_FORMAT=json
+# The admin API (set ADMIN_TOKEN, and ADMIN_HOST=0.0.0.0 to publish it). The health check
+# asks /readyz on loopback: database reachable and schema at head (a standby is healthy).
+EXPOSE 8765
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('ADMIN_PORT', '8765') + '/readyz', timeout=4)"]
 CMD ["sh", "-c", "python main.py migrate && exec python main.py run"]

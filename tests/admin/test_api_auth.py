@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.admin.face import AdminFace
 from core.config import load_settings
 from core.errors import ConfigError
-from tests.admin.conftest import AdminDaemon
+from tests.admin.conftest import AdminDaemon, DaemonMaker, active
+from tests.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PROTECTED = ["/api/overview", "/api/keys", "/api/bulk-jobs", "/metrics", "/openapi.json"]
 
@@ -46,3 +51,49 @@ def test_a_public_bind_without_a_token_refuses_to_start() -> None:
 
 def test_a_loopback_bind_without_a_token_starts() -> None:
     AdminFace(load_settings(admin_host="127.0.0.1", admin_token=None))
+
+
+@pytest.mark.slow
+async def test_the_daemon_command_refuses_a_public_bind_without_a_token(database_url: str) -> None:
+    import asyncio
+    import os
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": database_url, "ENABLED_SERVICES": "",
+           "ADMIN_HOST": "0.0.0.0", "PYTHONPATH": str(ROOT)}
+    env.pop("ADMIN_TOKEN", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "main.py", "run", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(process.communicate(), timeout=90)
+    assert process.returncode == 2
+    assert "ADMIN_TOKEN" in err.decode()
+    assert "0.0.0.0" in err.decode()
+
+
+async def test_a_standby_answers_health_and_reads_and_names_the_active_daemon(
+    start_daemon: DaemonMaker, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("a standby needs PostgreSQL (SQLite refuses a second daemon)")
+    first = await active(await start_daemon())
+    second = await start_daemon()
+    assert first.face.presence is not None
+    assert second.face.presence is not None
+    leader, standby_id = first.face.presence.id, second.face.presence.id
+
+    async def both_seen() -> bool:
+        async with second.client() as api:
+            daemons = (await api.get("/api/overview")).json()["daemons"]
+        return {(d["id"], d["role"]) for d in daemons} == {(leader, "active"),
+                                                           (standby_id, "standby")}
+
+    await wait_for(both_seen, timeout=20, message="both heartbeats")
+    async with second.client(token=None) as anonymous, second.client() as api:
+        ready = (await anonymous.get("/readyz")).json()
+        overview = await api.get("/api/overview")
+        keys = await api.get("/api/keys")
+    assert (ready["role"], ready["active_daemon"]) == ("standby", leader)
+    assert overview.json()["active_daemon"] == leader
+    assert overview.headers["X-Groupsync-Role"] == "standby"
+    assert keys.status_code == 200

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
@@ -14,6 +16,8 @@ from tests.admin.helpers import failing_keys
 from tests.engine.conftest import Fakes
 from tests.factories import make_group
 from tests.waiting import wait_for
+
+DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
 
 def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -84,3 +88,19 @@ async def test_readyz_says_role_and_schema(daemon: AdminDaemon) -> None:
     assert ready["role"] == "active"
     assert ready["revision"] == ready["head"]
     assert ready["active_daemon"] is not None
+
+
+async def test_the_dockerfile_healthcheck_passes_against_a_ready_daemon(
+    daemon: AdminDaemon,
+) -> None:
+    import json
+    import os
+    import sys
+    dockerfile = DOCKERFILE.read_text()
+    line = next(line for line in dockerfile.splitlines() if "CMD [" in line and "/readyz" in line)
+    command = json.loads(line.strip().removeprefix("CMD "))
+    assert "/readyz" in command[-1]
+    port = daemon.url.rsplit(":", 1)[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *command[1:], env={**os.environ, "ADMIN_PORT": port})
+    assert await asyncio.wait_for(process.wait(), timeout=60) == 0
