@@ -13,7 +13,9 @@ from core.config import Service
 from core.db.models import Group, ServiceState, SyncState
 from core.db.session import SessionFactory, dialect_name
 from core.engine.outbox import OUTBOX_CHANNEL, mark_owed
-from core.engine.state import SyncKey
+from core.engine.pauses import SERVICE_OF
+from core.engine.state import SyncKey, owed
+from core.errors import CircuitOpenError
 
 
 def parse_service(value: str) -> Service:
@@ -133,6 +135,17 @@ async def request_breaker_reset(session_factory: SessionFactory, service: str, n
             session.add(row)
         row.breaker_reset_requested_at = now
         row.updated_at = now
+        # Keys that were only waiting for the circuit to half-open run again now.
+        types = [t.value for t, owner in SERVICE_OF.items() if owner == name]
+        await session.execute(
+            update(SyncState)
+            .where(SyncState.sync_type.in_(types), owed(),
+                   SyncState.error_kind == CircuitOpenError.kind,
+                   SyncState.next_attempt_at > now)
+            .values(next_attempt_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await _notify(session)
 
 
 async def service_rows(session_factory: SessionFactory) -> dict[str, ServiceState]:

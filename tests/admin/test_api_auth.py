@@ -54,12 +54,12 @@ def test_a_loopback_bind_without_a_token_starts() -> None:
 
 
 @pytest.mark.slow
-async def test_the_daemon_command_refuses_a_public_bind_without_a_token(database_url: str) -> None:
+async def test_the_daemon_command_refuses_a_public_bind_without_a_token(tmp_path: Path) -> None:
     import asyncio
     import os
     import sys
 
-    env = {**os.environ, "DATABASE_URL": database_url, "ENABLED_SERVICES": "",
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/gs.db", "ENABLED_SERVICES": "",
            "ADMIN_HOST": "0.0.0.0", "PYTHONPATH": str(ROOT)}
     env.pop("ADMIN_TOKEN", None)
     process = await asyncio.create_subprocess_exec(
