@@ -3,16 +3,19 @@
 Every resource is entered on one ``AsyncExitStack`` in start-up order and closed in
 reverse; nothing connects at import time. ``run_daemon`` returns the process exit code.
 
-Order: engine → schema check → leadership (standby waits here) → runtime → scheduler
-(``_scheduler`` set) → recovery (re-arm owed retries) → outbox listener → sweep loop.
-On stop: the sweep ends, the scheduler stops firing, in-flight runs get
-``shutdown_timeout_seconds`` to finish, the rest are cancelled (their keys stay owed and
-their leases are released), then everything closes.
+Order: engine → schema check (waits while the database is down) → leadership (standby
+waits here) → one term as leader: runtime → scheduler (``_scheduler`` set) → recovery
+(re-arm owed retries) → outbox listener → sweep loop. On stop: the sweep ends, the
+scheduler stops firing, in-flight runs get ``shutdown_timeout_seconds`` to finish, the
+rest are cancelled (their keys stay owed and their leases are released), then everything
+closes. On losing the leadership the term ends the same way and the daemon contends
+again as a standby; a database outage of any length is ridden out (one log line pair).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -20,10 +23,11 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.config import Settings
-from core.db.migrate import schema_status
+from core.config import Settings, redact_url
+from core.db.migrate import SchemaStatus, schema_status
 from core.db.session import create_engine
 from core.engine.leadership import leadership
+from core.engine.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
 from core.engine.periodic import schedule_periodic
 from core.engine.recovery import recover
 from core.engine.sweeper import OutboxSweeper
@@ -35,7 +39,7 @@ from core.runtime import Runtime, lease_owner_id, open_runtime
 
 log = get_logger("groupsync.daemon")
 
-EXIT_LEADERSHIP_LOST = 3
+WAITING_LOG_SECONDS = 60.0  # "waiting for the database", once a minute
 
 
 class StartupRefused(GroupsyncError):
@@ -64,21 +68,57 @@ async def run_daemon(
     settings: Settings, stop: asyncio.Event | None = None, *, face: DaemonFace | None = None
 ) -> int:
     stop = stop or asyncio.Event()
+    outage = DatabaseOutage()  # one per process: one line pair per outage, whoever sees it
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
-        status = await schema_status(engine, settings.database_url)
+        status = await _schema_once_reachable(engine, settings, outage, stop)
+        if status is None:
+            log.info("daemon_stopped_while_waiting_for_database")
+            return 0
         if not status.at_head:
             raise StartupRefused(status.problem())
         if face is not None:
             await face.open(engine, lease_owner_id("daemon"), stack)
-        lost = await stack.enter_async_context(leadership(settings.database_url, stop))
-        if stop.is_set():
-            log.info("daemon_stopped_while_standing_by")
-            return 0
+        failures = 0
+        while not stop.is_set():
+            try:
+                async with leadership(
+                    settings.database_url, stop, outage, settings.time_scale
+                ) as lost:
+                    if stop.is_set():
+                        log.info("daemon_stopped_while_standing_by")
+                        break
+                    failures = 0
+                    await _lead(settings, engine, stop, lost, outage, face)
+            except Exception as exc:
+                # The database went away while we took office or left it: contend again.
+                if not is_database_unavailable(exc):
+                    raise
+                outage.failed(exc, where="daemon")
+                await _pause(stop, reconnect_delay(failures, settings.time_scale))
+                failures += 1
+    log.info("daemon_stopped")
+    return 0
+
+
+async def _lead(
+    settings: Settings,
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+    lost: asyncio.Event,
+    outage: DatabaseOutage,
+    face: DaemonFace | None,
+) -> None:
+    """One term as the active daemon, until ``stop`` or the loss of the leadership. On
+    loss nothing new starts; in-flight runs get ``shutdown_timeout_seconds`` to finish
+    under their fences (their leases keep the next leader off their keys), the rest are
+    abandoned; then the caller contends again as a standby."""
+    async with AsyncExitStack() as stack:
         scheduler = SyncScheduler()
         runtime = await open_runtime(
-            settings, stack, scheduler=scheduler, engine=engine, owner_kind="daemon"
+            settings, stack, scheduler=scheduler, engine=engine, owner_kind="daemon",
+            outage=outage,
         )
         await stack.enter_async_context(_installed(scheduler))
         stack.push_async_callback(_drain, runtime)  # runs before the scheduler is removed
@@ -94,11 +134,53 @@ async def run_daemon(
         await asyncio.wait([sweep, *waiters], return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
-        stop.set()
+        _stop_starting_runs(runtime)
         await _finish(sweep)
+        if not lost.is_set():
+            stop.set()
         log.info("daemon_stopping", leadership_lost=lost.is_set())
-    log.info("daemon_stopped")
-    return EXIT_LEADERSHIP_LOST if lost.is_set() else 0
+    if lost.is_set() and not stop.is_set():
+        log.warning("leadership_lost_standing_by", keys_in_flight="finished or left owed")
+
+
+def _stop_starting_runs(runtime: Runtime) -> None:
+    """At once, before anything is torn down: no timer fires, nothing new is claimed."""
+    if runtime.scheduler is not None and runtime.scheduler.running:
+        runtime.scheduler.pause()
+    runtime.coordinator.close()
+
+
+async def _schema_once_reachable(
+    engine: AsyncEngine, settings: Settings, outage: DatabaseOutage, stop: asyncio.Event
+) -> SchemaStatus | None:
+    """The schema check, waiting for a database that is down when the daemon starts.
+    Says so once a minute (scaled by TIME_SCALE); None if stopped while waiting."""
+    loop = asyncio.get_running_loop()
+    every = settings.time_scale * WAITING_LOG_SECONDS
+    said_at: float | None = None
+    failures = 0
+    while not stop.is_set():
+        try:
+            status = await schema_status(engine, settings.database_url)
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            outage.failed(exc, where="startup")
+            if said_at is None or loop.time() - said_at >= every:
+                said_at = loop.time()
+                log.warning("waiting_for_database", database=redact_url(settings.database_url),
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+            await _pause(stop, reconnect_delay(failures, settings.time_scale))
+            failures += 1
+            continue
+        outage.reachable()
+        return status
+    return None
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 class _installed:

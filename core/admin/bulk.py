@@ -22,6 +22,7 @@ from core.admin.estimate import Estimate, estimate_key
 from core.admin.keys import KeyFilter
 from core.db.models import BulkJob, BulkJobItem, SyncState, SyncType
 from core.db.session import SessionFactory
+from core.engine.outage import is_database_unavailable
 from core.engine.state import SyncKey
 from core.lanes import Lane
 from core.observability import get_logger
@@ -166,8 +167,11 @@ class BulkWorker:
             progressed = 0
             try:
                 progressed = await self.step()
-            except Exception:
-                log.exception("bulk_step_failed")
+            except Exception as exc:
+                if is_database_unavailable(exc):
+                    self.rt.outage.failed(exc, where="bulk")  # one line per outage
+                else:
+                    log.exception("bulk_step_failed")
             if progressed:
                 continue
             self.wake.clear()

@@ -68,6 +68,7 @@ class AdminFace:
         self.service.live.pauses = runtime.pauses
         self.service.live.wake = wake_all
         self.presence.become_active()
+        stack.callback(self.presence.become_standby)  # the term ends: lost, or stopping
         await _background(stack, worker.run)
 
 

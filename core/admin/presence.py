@@ -23,6 +23,7 @@ from core.clients.status import ClientBoard, ServiceStatus
 from core.clock import Clock
 from core.db.models import DaemonHeartbeat
 from core.db.session import SessionFactory
+from core.engine.outage import is_database_unavailable
 from core.observability import get_logger
 
 log = get_logger("groupsync.presence")
@@ -78,6 +79,10 @@ class Presence:
         self.board = board
         self._resets_applied: dict[str, datetime] = {}
 
+    def become_standby(self) -> None:
+        """The daemon's term as leader ended (leadership lost); it contends again."""
+        self.role = "standby"
+
     def become_active(self) -> None:
         self.role = "active"
         self.since = self.clock.now()
@@ -118,7 +123,8 @@ class Presence:
                 await self.beat()
                 await self.apply_breaker_resets()
             except Exception as exc:  # the database blinked: the next beat tries again
-                log.warning("heartbeat_failed", error=str(exc))
+                if not is_database_unavailable(exc):  # an outage is the daemon's one line
+                    log.warning("heartbeat_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=HEARTBEAT_SECONDS)
 

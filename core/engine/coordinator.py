@@ -124,6 +124,10 @@ class Coordinator:
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it; callers saw it
 
+    def close(self) -> None:
+        """Start no new run from now on (leadership lost, shutdown); in-flight runs go on."""
+        self._closed = True
+
     async def drain(self, timeout: float) -> int:
         """Stop taking work, wait up to ``timeout`` for in-flight runs, cancel the rest.
         Returns how many were cancelled."""

@@ -2,7 +2,11 @@
 
 PostgreSQL: the leader holds a session-level advisory lock on a dedicated connection;
 standbys try it about once a second, so when the leader dies (its connection closes and
-the server drops the lock) one of them takes over within seconds. SQLite: an exclusive
+the server drops the lock) one of them takes over within seconds. A leader whose lock
+connection breaks is told at once (``lost`` is set); the daemon then stops starting runs
+and contends again as a standby. Losing the lock does not prove a daemon dead, so a new
+leader frees no live lease (see core/engine/recovery.py). Database outages are ridden
+out: connections are retried with capped backoff, reported once per outage. SQLite: an exclusive
 file lock next to the database file; a second daemon refuses to start, naming the first.
 """
 
@@ -19,6 +23,7 @@ from typing import IO, Any
 
 from sqlalchemy.engine import make_url
 
+from core.engine.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
 from core.errors import GroupsyncError
 from core.observability import get_logger
 
@@ -27,6 +32,7 @@ log = get_logger("groupsync.leadership")
 ADVISORY_LOCK_KEY = 0x67726F7570  # "group" in ASCII: one lock per database
 STANDBY_POLL_SECONDS = 1.0
 HEALTH_CHECK_SECONDS = 2.0
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 class AnotherDaemonRunning(GroupsyncError):
@@ -39,14 +45,22 @@ def asyncpg_dsn(database_url: str) -> str:
 
 
 @asynccontextmanager
-async def leadership(database_url: str, stop: asyncio.Event) -> AsyncIterator[asyncio.Event]:
+async def leadership(
+    database_url: str,
+    stop: asyncio.Event,
+    outage: DatabaseOutage | None = None,
+    time_scale: float = 1.0,
+) -> AsyncIterator[asyncio.Event]:
     """Hold the leadership for the body; yields an event set if leadership is lost.
-    Waits (standby) while another daemon leads; returns early if ``stop`` is set."""
+    Waits (standby) while another daemon leads, and through database outages of any
+    length; returns early if ``stop`` is set."""
     if make_url(database_url).get_backend_name() == "sqlite":
         async with _sqlite_lock(database_url) as lost:
             yield lost
     else:
-        async with _advisory_lock(database_url, stop) as lost:
+        async with _advisory_lock(
+            database_url, stop, outage or DatabaseOutage(), time_scale
+        ) as lost:
             yield lost
 
 
@@ -91,32 +105,82 @@ def _take_file_lock(database: str) -> tuple[IO[str], Path]:
 
 
 @asynccontextmanager
-async def _advisory_lock(database_url: str, stop: asyncio.Event) -> AsyncIterator[asyncio.Event]:
-    import asyncpg
-
-    connection: Any = await asyncpg.connect(asyncpg_dsn(database_url))
+async def _advisory_lock(
+    database_url: str, stop: asyncio.Event, outage: DatabaseOutage, time_scale: float
+) -> AsyncIterator[asyncio.Event]:
     lost = asyncio.Event()
-    watchdog: asyncio.Task[None] | None = None
+    connection = await _contend(database_url, stop, outage, time_scale)
+    if connection is None:  # stopped while standing by
+        yield lost
+        return
+    watchdog = asyncio.get_running_loop().create_task(_watch(connection, lost))
+
+    def closed(_connection: Any) -> None:
+        _lose(lost, "lock connection closed")
+
+    connection.add_termination_listener(closed)  # a dropped connection is noticed at once
     try:
-        announced = False
-        while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY):
-            if not announced:
-                holder = await _lock_holder(connection)
-                log.info("standing_by", leader_pid=holder, poll_seconds=STANDBY_POLL_SECONDS)
-                announced = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=STANDBY_POLL_SECONDS)
-            if stop.is_set():
-                yield lost
-                return
-        log.info("leadership_acquired", backend="postgresql", lock_key=ADVISORY_LOCK_KEY)
-        watchdog = asyncio.get_running_loop().create_task(_watch(connection, lost))
         yield lost
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
+        watchdog.cancel()
+        connection.remove_termination_listener(closed)  # our own close is no loss
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.close(), timeout=5)  # closing drops the lock
+
+
+async def _contend(
+    database_url: str, stop: asyncio.Event, outage: DatabaseOutage, time_scale: float
+) -> Any | None:
+    """Try the lock about once a second until we hold it (its connection is returned)
+    or ``stop`` is set (None). A database that cannot be reached is one outage for
+    ``outage`` to report; the connection is retried with capped backoff."""
+    import asyncpg
+
+    announced = False
+    failures = 0
+    while not stop.is_set():
+        connection: Any = None
+        try:
+            connection = await asyncio.wait_for(
+                asyncpg.connect(asyncpg_dsn(database_url)), timeout=CONNECT_TIMEOUT_SECONDS
+            )
+            while not stop.is_set():
+                held = await connection.fetchval(
+                    "SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY
+                )
+                outage.reachable()
+                failures = 0
+                if held:
+                    log.info("leadership_acquired", backend="postgresql",
+                             lock_key=ADVISORY_LOCK_KEY)
+                    return connection
+                if not announced:
+                    holder = await _lock_holder(connection)
+                    log.info("standing_by", leader_pid=holder,
+                             poll_seconds=STANDBY_POLL_SECONDS)
+                    announced = True
+                await _pause(stop, STANDBY_POLL_SECONDS)
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            outage.failed(exc, where="leadership")
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.terminate()
+            await _pause(stop, reconnect_delay(failures, time_scale))
+            failures += 1
+    return None
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def _lose(lost: asyncio.Event, why: str) -> None:
+    if not lost.is_set():
+        log.error("leadership_lost", error=why)
+        lost.set()
 
 
 async def _lock_holder(connection: Any) -> int | None:
@@ -132,11 +196,9 @@ async def _lock_holder(connection: Any) -> int | None:
 
 async def _watch(connection: Any, lost: asyncio.Event) -> None:
     """The lock lives exactly as long as the connection: if it breaks, we no longer lead."""
-    while True:
+    while not lost.is_set():
         await asyncio.sleep(HEALTH_CHECK_SECONDS)
         try:
             await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=5)
         except Exception as exc:
-            log.error("leadership_lost", error=str(exc))
-            lost.set()
-            return
+            _lose(lost, str(exc) or type(exc).__name__)

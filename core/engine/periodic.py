@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from core.db.models import Group, Meeting, SyncType
 from core.engine import runner
+from core.engine.outage import is_database_unavailable
 from core.engine.outbox import mark_owed
 from core.engine.state import SyncKey
 from core.lanes import Lane
@@ -59,7 +60,13 @@ async def rsvp_refresh_job() -> None:
     running = scheduler_module._scheduler
     if running is None or running.runtime is None:
         return
-    await refresh_rsvps(running.runtime)
+    rt = running.runtime
+    try:
+        await refresh_rsvps(rt)
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        rt.outage.failed(exc, where="rsvp_refresh")  # the next refresh catches up
 
 
 def schedule_periodic(scheduler: SyncScheduler, rt: Runtime) -> None:

@@ -122,8 +122,11 @@ async def _abandon(rt: Runtime, claim: Claim, fence: LeaseFence, work: asyncio.T
         try:
             await state.release(rt.session_factory, claim, rt.clock.now())
         except Exception as exc:  # unreachable database: the lease expires by itself
-            log.warning("lease_not_released", sync_type=key.sync_type.value,
-                        group_id=key.group_id, error=str(exc)[:300])
+            if is_database_unavailable(exc):
+                rt.outage.failed(exc, where="release")
+            else:
+                log.warning("lease_not_released", sync_type=key.sync_type.value,
+                            group_id=key.group_id, error=str(exc)[:300])
     log.info("sync_interrupted", sync_type=key.sync_type.value, group_id=key.group_id)
 
 

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from core.engine import runner, state
+from core.engine.outage import is_database_unavailable, reconnect_delay
 from core.engine.outbox import OUTBOX_CHANNEL
 from core.observability import get_logger
 
@@ -30,37 +31,70 @@ class OutboxSweeper:
         self.rt = rt
         self.wake = asyncio.Event()
         self._next_reap = 0.0
+        self._listener: Any = None
+        self._listening = False
 
     async def listen(self, stack: AsyncExitStack) -> None:
-        """PostgreSQL only: a dedicated asyncpg connection whose NOTIFYs wake the sweep."""
+        """PostgreSQL only: a dedicated asyncpg connection whose NOTIFYs wake the sweep.
+        Re-opened by the sweep after a database outage closed it."""
         if self.rt.settings.is_sqlite:
             return
+        self._listening = True
+        stack.push_async_callback(self._close_listener)
+        await self._listen()
+
+    async def _listen(self) -> None:
         import asyncpg
 
         from core.engine.leadership import asyncpg_dsn
 
         try:
-            connection = await asyncpg.connect(asyncpg_dsn(self.rt.settings.database_url))
+            connection = await asyncio.wait_for(
+                asyncpg.connect(asyncpg_dsn(self.rt.settings.database_url)), timeout=10
+            )
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("outbox_listen_unavailable", error=str(exc), fallback="polling")
+            if not self.rt.outage.down:
+                log.warning("outbox_listen_unavailable", error=str(exc), fallback="polling")
             return
-        stack.push_async_callback(_close_quietly, connection)
 
         def on_notify(*_args: Any) -> None:
             self.wake.set()
 
-        await connection.add_listener(OUTBOX_CHANNEL, on_notify)
+        try:
+            await connection.add_listener(OUTBOX_CHANNEL, on_notify)
+        except Exception:
+            await _close_quietly(connection)
+            return
+        self._listener = connection
+
+    async def _close_listener(self) -> None:
+        self._listening = False
+        if self._listener is not None:
+            await _close_quietly(self._listener)
+            self._listener = None
 
     async def run(self, stop: asyncio.Event) -> None:
         poll = self.rt.settings.outbox_poll_seconds
+        failures = 0
         while not stop.is_set():
+            delay = poll
             try:
                 await self.sweep_once()
-            except Exception:  # the database blinked: log, keep polling
-                log.exception("outbox_sweep_failed")
+            except Exception as exc:
+                if not is_database_unavailable(exc):
+                    log.exception("outbox_sweep_failed")
+                else:  # one line per outage, and capped backoff rather than the poll
+                    self.rt.outage.failed(exc, where="outbox_sweep")
+                    delay = min(poll, reconnect_delay(failures, self.rt.time_scale.factor))
+                    failures += 1
+            else:
+                failures = 0
+                self.rt.outage.reachable()
+                if self._listening and (self._listener is None or self._listener.is_closed()):
+                    await self._listen()  # the outage closed it: NOTIFYs wake us again
             self.wake.clear()
             waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
 
