@@ -8,6 +8,8 @@ Sentry event, not one per key or per poll.
 
 from __future__ import annotations
 
+import errno
+import socket
 import time
 from collections.abc import Callable
 
@@ -22,9 +24,14 @@ RECONNECT_FIRST_SECONDS = 0.25
 RECONNECT_CAP_SECONDS = 5.0  # work resumes within seconds of the database returning
 RECONNECT_FLOOR_SECONDS = 0.05  # even at a tiny TIME_SCALE, never a busy loop
 
+_NETWORK_ERRNOS = frozenset({
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
+    errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.EHOSTDOWN,
+})
 _CONNECTIVITY = (
-    OSError,  # refused, reset, unreachable (ConnectionError is a subclass)
+    ConnectionError,  # refused, reset, aborted, broken pipe
     TimeoutError,
+    socket.gaierror,  # the database host name does not resolve (DNS down)
     asyncpg.PostgresConnectionError,  # connection does not exist, cannot connect now
     asyncpg.InterfaceError,  # "connection is closed"
     asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, server shutdown
@@ -47,12 +54,18 @@ def is_database_unavailable(exc: BaseException) -> bool:
                 return True
         elif _is_connectivity(current):
             return True
-        current = current.__cause__ or current.__context__
+        # The explicit cause, else the implicit context unless ``raise … from None``
+        # suppressed it (a refusal that merely happened while handling an OSError).
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
     return False
 
 
 def _is_connectivity(exc: BaseException) -> bool:
     if isinstance(exc, _CONNECTIVITY):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
         return True
     # SQLAlchemy's asyncpg adapter re-raises asyncpg errors as its own classes and keeps
     # the original's class name in the message.
