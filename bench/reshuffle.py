@@ -1,0 +1,125 @@
+"""Bulk reshuffle: every user moves to another group at once; how close to the rate-limit
+floor does groupsync converge?
+
+USERS Discord users in GROUPS groups start converged (seeded straight into the fake and the
+delivery records, spending no rate limit). One transaction then moves every member of group
+g to group g+1, and the outbox sweep (what the daemon runs) converges everything. Reported:
+
+- ``calls`` vs ``minimal_calls``: the minimal diff is one DELETE per overwrite that must go,
+  one PUT per overwrite that must appear and one read per channel that gains members (the
+  syncer looks before it writes, to leave people's overwrites alone);
+- ``floor_seconds`` = minimal_calls / Discord's global limit (50 per second, scaled), and
+  ``ratio`` = seconds to converge / floor;
+- ``self_inflicted_429`` = 429 answers from the fake (no 429 is injected).
+
+Prints one JSON line. Usage:
+    uv run --frozen python -m bench.reshuffle [--users 1000] [--groups 200] [--scale 1.0]
+        [--database sqlite|postgresql]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    SeededGroup,
+    bench_database,
+    bench_system,
+    discord_calls,
+    emit,
+    parser,
+    seed_groups,
+    until,
+)
+from core.engine.sweeper import OutboxSweeper
+from core.group_joining import switch_group
+from core.sandbox import Sandbox
+
+DISCORD_GLOBAL_PER_SECOND = 50.0
+
+
+def member_overwrites(sandbox: Sandbox, groups: list[SeededGroup]) -> set[tuple[str, str]]:
+    held = set()
+    for group in groups:
+        for channel in (group.text, group.voice):
+            for target, overwrite in sandbox.discord.overwrites(channel).items():
+                if overwrite["type"] == 1:
+                    held.add((channel, target))
+    return held
+
+
+def desired_after(groups: list[SeededGroup]) -> set[tuple[str, str]]:
+    """Members of group g sit in group g+1 after the reshuffle."""
+    wanted = set()
+    for index, group in enumerate(groups):
+        target = groups[(index + 1) % len(groups)]
+        for _, discord_id in group.members:
+            wanted |= {(target.text, discord_id), (target.voice, discord_id)}
+    return wanted
+
+
+async def run(args: Any, tmp: Path) -> dict[str, object]:
+    async with bench_database(args.database, tmp) as url, bench_system(
+        url, tmp, args.scale
+    ) as bench:
+        groups = await seed_groups(bench, args.groups, args.users // args.groups)
+        before = member_overwrites(bench.sandbox, groups)
+        after = desired_after(groups)
+        minimal = len(before - after) + len(after - before) + len({c for c, _ in after - before})
+        async with bench.world.sessions() as session, session.begin():
+            for index, group in enumerate(groups):
+                target = groups[(index + 1) % len(groups)]
+                for user_id, _ in group.members:
+                    await switch_group(session, user_id, target.id)
+        bench.world.clear_calls()
+        stop = asyncio.Event()
+        cpu_started, started = time.process_time(), time.monotonic()
+        sweeper = asyncio.create_task(OutboxSweeper(bench.runtime).run(stop))
+        try:
+            await until(bench.converged, timeout=3600, interval=0.1)
+        finally:
+            stop.set()
+            with suppress(asyncio.CancelledError):
+                await sweeper
+        seconds = time.monotonic() - started
+        cpu = time.process_time() - cpu_started
+        held = member_overwrites(bench.sandbox, groups)
+        records = discord_calls(bench.sandbox)
+        calendar = len(bench.sandbox.calendar.request_log)
+    floor = minimal / (DISCORD_GLOBAL_PER_SECOND / args.scale)
+    return {
+        "bench": "reshuffle",
+        "database": args.database,
+        "users": args.users,
+        "groups": args.groups,
+        "scale": args.scale,
+        "seconds": round(seconds, 2),
+        "floor_seconds": round(floor, 2),
+        "ratio": round(seconds / floor, 3),
+        "calls": sum(1 for r in records if r.status != 429),
+        "minimal_calls": minimal,
+        "calls_ratio": round(sum(1 for r in records if r.status != 429) / minimal, 3),
+        "self_inflicted_429": sum(1 for r in records if r.status == 429),
+        "calendar_calls": calendar,
+        "achieved_calls_per_second": round(len(records) / seconds * args.scale, 1),
+        "cpu_seconds": round(cpu, 1),
+        "converged_correctly": held == after,
+    }
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0], scale=1.0)
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--groups", type=int, default=200)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        emit(asyncio.run(run(args, Path(directory))))
+
+
+if __name__ == "__main__":
+    main()
