@@ -68,14 +68,14 @@ class Settings(BaseSettings):
     rsvp_refresh_seconds: float = Field(900.0, gt=0)
     sentry_attempt_milestones: Annotated[tuple[int, ...], NoDecode] = (10, 100, 1000)
     sentry_age_milestones_seconds: Annotated[tuple[int, ...], NoDecode] = (3600, 86400)
-    # Outbound clients (core/clients): limits below the documented ones, nominal seconds
-    # (multiplied by time_scale).
-    discord_requests_per_second: float = Field(40.0, gt=0, le=50)
+    # Outbound clients (core/clients): the documented limits (the clients keep a small
+    # safety margin under them), nominal seconds (multiplied by time_scale).
+    discord_requests_per_second: float = Field(50.0, gt=0, le=50)
     discord_invalid_request_budget: int = Field(
         5000, ge=1, le=9000, description="401/403/429 per 10 min before we stop calling"
     )
-    calendar_requests_per_minute_user: float = Field(500.0, gt=0, le=600)
-    calendar_requests_per_minute_project: float = Field(9000.0, gt=0, le=10_000)
+    calendar_requests_per_minute_user: float = Field(600.0, gt=0, le=600)
+    calendar_requests_per_minute_project: float = Field(10_000.0, gt=0, le=10_000)
     background_lane_share: float = Field(0.5, gt=0, le=1)
     breaker_failure_threshold: int = Field(5, ge=1)
     breaker_reset_seconds: float = Field(30.0, gt=0)
