@@ -28,6 +28,7 @@ from core.db.session import SessionFactory, create_engine, create_session_factor
 from core.engine.coordinator import Coordinator
 from core.engine.outage import DatabaseOutage
 from core.engine.pauses import PauseFlags
+from core.engine.parking import Parking
 from core.errors import ConfigError
 from core.syncers.base import Syncer
 
@@ -67,6 +68,7 @@ class Runtime:
     client_board: ClientBoard = field(default_factory=ClientBoard)
     # Shared by every loop of the process: one log line pair per database outage.
     outage: DatabaseOutage = field(default_factory=DatabaseOutage)
+    parking: Parking = field(default_factory=Parking)  # sync types whose circuit is open
 
 
 def lease_owner_id(kind: str) -> str:

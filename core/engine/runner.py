@@ -25,7 +25,7 @@ from core.engine.outcomes import (
 )
 from core.engine.sentry_reporting import report_failure
 from core.engine.state import Claim, SyncKey
-from core.errors import LeaseLostError
+from core.errors import CircuitOpenError, LeaseLostError
 from core.lanes import Lane
 from core.observability import get_logger
 from core.syncers.base import SyncContext, SyncResult
@@ -74,7 +74,11 @@ async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncR
         # An operator paused the service: no call; the key stays owed for the resume.
         log.info("sync_paused", sync_type=key.sync_type.value, group_id=key.group_id)
         return {"skipped": "service paused"}
+    if (parked := _parked(rt, key)) is not None:
+        return parked
     async with rt.limiter:
+        if (parked := _parked(rt, key)) is not None:  # parked while this run waited
+            return parked
         now = rt.clock.now()
         claim = await state.claim(
             rt.session_factory, key, rt.owner, now, rt.settings.lease_seconds
@@ -138,6 +142,14 @@ def _lost(claim: Claim, reason: str) -> SyncResult:
                 reason=reason, outcome="lease_lost", keys_remain="owed")
     return {"error": "lease lost before the run finished; the key stays owed",
             "lease_lost": True}
+
+
+def _parked(rt: Runtime, key: SyncKey) -> SyncResult | None:
+    """The service's circuit is open: no claim, no record, the row stays owed (parking)."""
+    wait = rt.parking.parked_for(key.sync_type, time.monotonic())
+    if wait <= 0.0:
+        return None
+    return {"error": rt.parking.reason(key.sync_type), "parked_seconds": round(wait, 3)}
 
 
 async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane, fence: LeaseFence) -> Outcome:
@@ -226,6 +238,7 @@ async def _record(
         "duration_ms": duration_ms, "reason": reason,
     }
     if outcome.ok:
+        rt.parking.unpark(key.sync_type)
         kept = await _persist(
             rt, fence, lambda at: state.record_success(rt.session_factory, claim, outcome, at)
         )
@@ -247,6 +260,8 @@ async def _record(
             ),
         ),
     )
+    if outcome.error_kind == CircuitOpenError.kind and outcome.retry_after:
+        rt.parking.park(key.sync_type, time.monotonic(), outcome.retry_after, outcome.error or "")
     kept = await _persist(
         rt,
         fence,

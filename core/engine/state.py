@@ -8,6 +8,7 @@ cannot overwrite anyone's record nor extend a lease it no longer holds.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -184,12 +185,20 @@ async def _fenced(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def due_keys(session_factory: SessionFactory, now: datetime, limit: int) -> list[SyncKey]:
-    """Owed keys that are due (fresh requests and overdue retries) and not leased."""
+async def due_keys(
+    session_factory: SessionFactory,
+    now: datetime,
+    limit: int,
+    skip_types: Collection[SyncType] = (),
+) -> list[SyncKey]:
+    """Owed keys that are due (fresh requests and overdue retries) and not leased, leaving
+    out ``skip_types`` (parked: their service's circuit is open), so they cannot fill the
+    batch and starve the other types."""
     due = or_(SyncState.next_attempt_at.is_(None), SyncState.next_attempt_at <= now)
+    skip = [t.value for t in skip_types]
     stmt = (
         select(SyncState.sync_type, SyncState.group_id)
-        .where(owed(), due, lease_free(now))
+        .where(owed(), due, lease_free(now), SyncState.sync_type.not_in(skip))
         .order_by(SyncState.updated_at)
         .limit(limit)
     )

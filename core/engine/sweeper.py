@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +108,8 @@ class OutboxSweeper:
             freed = await state.reclaim_leases(rt.session_factory, now)
             if freed:
                 log.info("leases_reclaimed", count=freed, reason="expired")
-        keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH)
+        parked = rt.parking.parked_types(time.monotonic())
+        keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH, skip_types=parked)
         started = 0
         for key in keys:
             if rt.coordinator.busy(key):
