@@ -27,8 +27,8 @@ from core.db.models import SyncType
 from core.db.session import SessionFactory, create_engine, create_session_factory
 from core.engine.coordinator import Coordinator
 from core.engine.outage import DatabaseOutage
-from core.engine.pauses import PauseFlags
 from core.engine.parking import Parking
+from core.engine.pauses import PauseFlags
 from core.errors import ConfigError
 from core.syncers.base import Syncer
 
