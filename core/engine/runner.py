@@ -146,10 +146,10 @@ def _lost(claim: Claim, reason: str) -> SyncResult:
 
 def _parked(rt: Runtime, key: SyncKey) -> SyncResult | None:
     """The service's circuit is open: no claim, no record, the row stays owed (parking)."""
-    wait = rt.parking.parked_for(key.sync_type, time.monotonic())
+    wait = rt.parking.parked_for(key.sync_type, time.monotonic(), rt.client_board.statuses())
     if wait <= 0.0:
         return None
-    return {"error": rt.parking.reason(key.sync_type), "parked_seconds": round(wait, 3)}
+    return {"error": rt.parking.reason(key.sync_type, wait), "parked_seconds": round(wait, 3)}
 
 
 async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane, fence: LeaseFence) -> Outcome:

@@ -108,7 +108,7 @@ class OutboxSweeper:
             freed = await state.reclaim_leases(rt.session_factory, now)
             if freed:
                 log.info("leases_reclaimed", count=freed, reason="expired")
-        parked = rt.parking.parked_types(time.monotonic())
+        parked = rt.parking.parked_types(time.monotonic(), rt.client_board.statuses())
         keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH, skip_types=parked)
         started = 0
         for key in keys:
