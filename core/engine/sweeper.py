@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.engine import runner, state
 from core.engine.outage import is_database_unavailable, reconnect_delay
 from core.engine.outbox import OUTBOX_CHANNEL
+from core.engine.pauses import sync_types_of
 from core.observability import get_logger
 
 if TYPE_CHECKING:
@@ -109,7 +110,9 @@ class OutboxSweeper:
             if freed:
                 log.info("leases_reclaimed", count=freed, reason="expired")
         parked = rt.parking.parked_types(time.monotonic(), rt.client_board.statuses())
-        keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH, skip_types=parked)
+        paused = sync_types_of(set(await rt.pauses.paused_services()))
+        keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH,
+                                    skip_types=set(parked) | paused)
         started = 0
         for key in keys:
             if rt.coordinator.busy(key):

@@ -166,3 +166,24 @@ async def test_pause_stops_every_call_while_changes_pile_up_and_resume_converges
     assert paused == {"discord": False, "calendar": True}
     assert {r["group"] for r in fakes.runs("calendar")} == set(groups)
     assert len(fakes.runs("calendar")) <= 2 * len(groups)  # coalesced, not one per change
+
+
+async def test_a_paused_service_owing_more_than_a_sweep_batch_does_not_starve_the_others(
+    daemon: AdminDaemon, admin_sessions: SessionFactory, fakes: Fakes
+) -> None:
+    from datetime import UTC, datetime
+
+    from core.db.models import SyncType
+    from core.engine.outbox import mark_owed
+    from core.engine.sweeper import SWEEP_BATCH
+
+    async with daemon.client() as api:
+        await api.post("/api/services/discord/pause")
+        async with admin_sessions() as session, session.begin():
+            await mark_owed(session, range(1, SWEEP_BATCH + 51), datetime.now(UTC),
+                            [SyncType.DISCORD])
+        async with admin_sessions() as session, session.begin():
+            await mark_owed(session, [9999], datetime.now(UTC), [SyncType.CALENDAR])
+        await wait_for(lambda: len(fakes.runs("calendar", 9999)) == 1, timeout=30,
+                       message="the unpaused key swept past the paused ones")
+    assert fakes.runs("discord") == []
