@@ -30,13 +30,16 @@ async def test_retry_one_runs_the_key_and_refuses_while_it_runs(
         busy = await api.post(f"/api/keys/discord/{group}/retry")
         await wait_for(lambda: len(fakes.runs("discord", group)) == 1, timeout=20)
         unknown = await api.post("/api/keys/discord/999999/retry")
-        detail = await api.get(f"/api/keys/discord/{group}")
+
+        async def recorded() -> bool:  # the history row follows the run's own record
+            detail = (await api.get(f"/api/keys/discord/{group}")).json()
+            return [h["outcome"] for h in detail["history"]] == ["ok"]
+
+        await wait_for(recorded, timeout=20, message="the run in the key's history")
     assert busy.status_code == 409
     assert busy.headers["content-type"] == "application/problem+json"
     assert "running" in busy.json()["detail"]
     assert unknown.status_code == 404
-    history = detail.json()["history"]
-    assert [h["outcome"] for h in history] == ["ok"]
 
 
 async def test_retry_of_a_key_already_due_is_409(
