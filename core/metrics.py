@@ -50,3 +50,24 @@ def external_call(service: str, status: int | str) -> None:
 def sync_finished(sync_type: str, outcome: str, duration_seconds: float) -> None:
     SYNC_ATTEMPTS.labels(sync_type=sync_type, outcome=outcome).inc()
     SYNC_DURATION.labels(sync_type=sync_type).observe(duration_seconds)
+
+
+# ---- drift (live reconciliation) ---------------------------------------------------------------
+DRIFT_FOUND = Counter(
+    "groupsync_drift_found",
+    "Differences found between what groupsync applied and what the external service holds.",
+    ["service", "found"],
+    registry=REGISTRY,
+)
+DRIFT_REPAIRED = Counter(
+    "groupsync_drift_repaired",
+    "Drift put right by a sync (a retry, a membership change or the drift sweep).",
+    ["service", "done"],
+    registry=REGISTRY,
+)
+DRIFT_SWEEP_GROUPS = Counter(
+    "groupsync_drift_sweep_groups",
+    "Groups the drift sweep reconciled against the live services.",
+    ["service"],
+    registry=REGISTRY,
+)

@@ -271,6 +271,14 @@ class DiscordAdapter:
 
         await self._call(lane, op, f"delete overwrite {channel_id}/{user_id}", gone_ok=True)
 
+    async def member_role_ids(self, guild_id: str, user_id: str, lane: Lane) -> frozenset[str]:
+        async def op(client: discord.Client) -> frozenset[str] | None:
+            data: Any = await client.http.get_member(guild_id, user_id)
+            return frozenset(str(r) for r in data.get("roles", []))
+
+        roles = await self._call(lane, op, f"read member {user_id}", gone_ok=True)
+        return roles or frozenset()  # None: not (or no longer) in the guild
+
     async def add_member_role(
         self, guild_id: str, user_id: str, role_id: str, lane: Lane, reason: str
     ) -> None:

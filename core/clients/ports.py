@@ -49,6 +49,10 @@ class DiscordPort(Protocol):
         """Idempotent: an overwrite that is already gone is not an error."""
         ...
 
+    async def member_role_ids(self, guild_id: str, user_id: str, lane: Lane) -> frozenset[str]:
+        """The roles a guild member holds now (empty when they are not in the guild)."""
+        ...
+
     async def add_member_role(
         self, guild_id: str, user_id: str, role_id: str, lane: Lane, reason: str
     ) -> None: ...

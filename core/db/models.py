@@ -203,8 +203,17 @@ class ServiceState(Base):
     updated_at: Mapped[datetime]
 
 
+class DeliveryState(StrEnum):
+    """Intent before effect: a record is written ``pending`` before its external write is
+    sent and ``settled`` once the answer came back. A pending record whose outcome is
+    unknown (timeout, crash, lost lease) is resolved by the next run from the live state."""
+
+    PENDING = "pending"
+    SETTLED = "settled"
+
+
 class DiscordGrant(Base):
-    """A permission groupsync granted: a member overwrite on a channel, or a role.
+    """A permission groupsync granted (or is granting): a member overwrite or a role.
 
     Only what is recorded here is ever revoked, so overwrites made by people survive.
     """
@@ -213,6 +222,7 @@ class DiscordGrant(Base):
     __table_args__ = (
         UniqueConstraint("group_id", "kind", "target_id", "discord_user_id"),
         CheckConstraint("kind IN ('channel_overwrite', 'role')", name="kind"),
+        CheckConstraint(f"state IN {_in(DeliveryState)}", name="state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -222,17 +232,26 @@ class DiscordGrant(Base):
     target_id: Mapped[str] = mapped_column(String(32))
     discord_user_id: Mapped[str] = mapped_column(String(32))
     granted_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(
+        String(16), default=DeliveryState.SETTLED.value, server_default=DeliveryState.SETTLED.value
+    )
 
 
 class CalendarEventRecord(Base):
-    """A calendar event groupsync created for a meeting, with what it last applied."""
+    """A calendar event groupsync created (or is creating) for a meeting.
+
+    One row per (calendar, event): a meeting whose group moved calendars has the old
+    calendar's row, still owed a cancel, beside the new one until the cancel succeeds."""
 
     __tablename__ = "calendar_events"
-    __table_args__ = (UniqueConstraint("calendar_id", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("calendar_id", "event_id"),
+        CheckConstraint(f"state IN {_in(DeliveryState)}", name="state"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_id: Mapped[int] = mapped_column(Integer, index=True)
-    meeting_id: Mapped[int] = mapped_column(Integer, unique=True)
+    meeting_id: Mapped[int] = mapped_column(Integer, index=True)
     calendar_id: Mapped[str] = mapped_column(String(255))
     event_id: Mapped[str] = mapped_column(String(1024))
     etag: Mapped[str | None] = mapped_column(String(255))
@@ -243,6 +262,9 @@ class CalendarEventRecord(Base):
     attendees: Mapped[list[Any]] = mapped_column(JSON, default=list)
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(
+        String(16), default=DeliveryState.SETTLED.value, server_default=DeliveryState.SETTLED.value
+    )
 
 
 class ReminderDelivery(Base):

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from core.syncers.calendar_plan import (
     AppliedEvent,
     desired_events,
     event_id_for,
     plan_calendar,
-)
-from core.syncers.discord_plan import (
-    CHANNEL_OVERWRITE,
-    ROLE,
-    TEXT_ALLOW,
-    VOICE_ALLOW,
-    Grant,
-    plan_discord,
 )
 from core.syncers.reminder_plan import (
     ExistingReminder,
@@ -51,55 +41,6 @@ def group(*members: Member, **fields: object) -> GroupSnapshot:
         "upcoming": (SOON, LATER),
     }
     return GroupSnapshot(**{**base, **fields})  # type: ignore[arg-type]
-
-
-def text(user: str) -> Grant:
-    return Grant(CHANNEL_OVERWRITE, "500", user, TEXT_ALLOW)
-
-
-def voice(user: str) -> Grant:
-    return Grant(CHANNEL_OVERWRITE, "700", user, VOICE_ALLOW)
-
-
-@pytest.mark.parametrize(
-    ("snapshot", "applied", "grant", "revoke", "unchanged", "skipped"),
-    [
-        (group(ANN), set(), {text("11"), voice("11")}, set(), 0, 0),
-        (group(ANN), {text("11"), voice("11")}, set(), set(), 2, 0),
-        (group(ANN), {text("11")}, {voice("11")}, set(), 1, 0),  # partial start
-        (
-            group(BOB),
-            {text("11"), voice("11")},
-            {text("22"), voice("22")},
-            {text("11"), voice("11")},
-            0,
-            0,
-        ),
-        (group(ANN, NOID), set(), {text("11"), voice("11")}, set(), 0, 1),
-        (GroupSnapshot(7, exists=False), {text("11")}, set(), {text("11")}, 0, 0),
-        (
-            group(ANN, role_id="42"),
-            set(),
-            {text("11"), voice("11"), Grant(ROLE, "42", "11")},
-            set(),
-            0,
-            0,
-        ),
-    ],
-    ids=["empty", "converged", "partial", "switch", "no-discord-id", "deleted", "role"],
-)
-def test_discord_plan(
-    snapshot: GroupSnapshot,
-    applied: set[Grant],
-    grant: set[Grant],
-    revoke: set[Grant],
-    unchanged: int,
-    skipped: int,
-) -> None:
-    plan = plan_discord(snapshot, applied)
-    assert set(plan.grant) == grant
-    assert set(plan.revoke) == revoke
-    assert (plan.unchanged, plan.skipped) == (unchanged, skipped)
 
 
 def applied_for(snapshot: GroupSnapshot, **changes: object) -> list[AppliedEvent]:
