@@ -1,6 +1,8 @@
-"""Force re-sync of one group: forget the Discord grants still desired and the calendar
-events' fingerprints, then run discord, calendar and reminders again, so all of it is
-sent again (each calendar event as one full update, or an insert if it has no record).
+"""Force re-sync of one group: mark the Discord grants still desired ``resend`` and drop
+the calendar events' fingerprints, then run discord, calendar and reminders again, so
+all of it is sent again (each calendar event as one full update, or an insert if it has
+no record). Records are kept, not deleted: a sync decides what is ours from them, and an
+overwrite of ours without its record would look like a person's, never to be removed.
 
 What is no longer desired keeps its record (so it is still removed), and a reminder
 already sent or skipped is final: it is never sent again.
@@ -10,13 +12,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import update
 
 from core.admin.control import require_positive
 from core.admin.errors import NotFound
 from core.admin.estimate import Estimate, estimate_key
 from core.config import Settings
-from core.db.models import CalendarEventRecord, DiscordGrant, Group, SyncType
+from core.db.models import CalendarEventRecord, DeliveryState, DiscordGrant, Group, SyncType
 from core.db.session import SessionFactory
 from core.engine.outbox import mark_owed
 from core.syncers.calendar_plan import desired_events
@@ -53,10 +55,11 @@ async def run(session_factory: SessionFactory, settings: Settings, group_id: int
         snapshot = await load_snapshot(session, group_id, now)
         grants, _ = desired_grants(snapshot)
         for grant in grants:
-            await session.execute(delete(DiscordGrant).where(
+            await session.execute(update(DiscordGrant).where(
                 DiscordGrant.group_id == group_id, DiscordGrant.kind == grant.kind,
                 DiscordGrant.target_id == grant.target_id,
-                DiscordGrant.discord_user_id == grant.discord_user_id))
+                DiscordGrant.discord_user_id == grant.discord_user_id,
+            ).values(state=DeliveryState.RESEND.value))
         meetings = [spec.meeting_id for spec in desired_events(snapshot)]
         if meetings:  # keep the record and its etag; a missing fingerprint forces the write
             await session.execute(update(CalendarEventRecord).where(

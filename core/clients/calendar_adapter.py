@@ -230,7 +230,8 @@ class CalendarAdapter:
         await self._call(lane, make, f"delete event {event_id}", none_on={404, 410})
 
     async def list_events(
-        self, calendar_id: str, private_property: tuple[str, str], lane: Lane
+        self, calendar_id: str, private_property: tuple[str, str], lane: Lane,
+        show_deleted: bool = False,
     ) -> list[dict[str, Any]]:
         key, value = private_property
         events: list[dict[str, Any]] = []
@@ -239,7 +240,7 @@ class CalendarAdapter:
             def make(service: Any, token: str | None = page_token) -> Any:
                 return service.events().list(
                     calendarId=calendar_id, privateExtendedProperty=f"{key}={value}",
-                    maxResults=PAGE_SIZE, pageToken=token)
+                    maxResults=PAGE_SIZE, pageToken=token, showDeleted=show_deleted)
 
             page: dict[str, Any] = await self._call(lane, make, f"list events of {calendar_id}")
             events.extend(page.get("items", []))

@@ -117,7 +117,12 @@ class CalendarPort(Protocol):
         ...
 
     async def list_events(
-        self, calendar_id: str, private_property: tuple[str, str], lane: Lane
+        self,
+        calendar_id: str,
+        private_property: tuple[str, str],
+        lane: Lane,
+        show_deleted: bool = False,
     ) -> list[dict[str, Any]]:
-        """Every event carrying the private extended property key=value (all pages)."""
+        """Every event carrying the private extended property key=value (all pages);
+        ``show_deleted`` includes cancelled ones (a person's deletion)."""
         ...

@@ -210,6 +210,7 @@ class DeliveryState(StrEnum):
 
     PENDING = "pending"
     SETTLED = "settled"
+    RESEND = "resend"  # ours; a force re-sync asked for it to be sent again whatever is live
 
 
 class DiscordGrant(Base):

@@ -1,19 +1,27 @@
 """The calendar sync: one event per upcoming meeting on the group's calendar, attendees
-equal to the active members. Inserts use our deterministic event id; updates are full
-updates with If-Match (1 quota unit, where a patch costs 3); sendUpdates="all" so added
-people get an invitation and removed people a cancellation."""
+equal to the active members.
+
+Each run lists our events on the group's calendar (one read, deleted ones included) and
+``calendar_plan`` compares their live fields with the desired ones. Inserts use our
+deterministic event id; updates are full updates with If-Match (1 quota unit, where a
+patch costs 3) carrying attendees' live answers; sendUpdates="all" so added people get
+an invitation and removed people a cancellation. Every write is recorded ``pending``
+before it is sent and settled after (intent before effect).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clients.ports import CalendarPort
 from core.db.models import (
     CalendarEventRecord,
+    DeliveryState,
     Meeting,
     Rsvp,
     RsvpResponse,
@@ -25,19 +33,48 @@ from core.errors import NeedsAttentionError
 from core.lanes import Lane
 from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.calendar_plan import (
+    GROUP_TAG,
     AppliedEvent,
+    CalendarAction,
+    CalendarPlan,
     EventSpec,
+    LiveEvent,
+    Step,
     desired_events,
-    fingerprint,
+    differences,
     live_answers,
+    live_event,
     plan_calendar,
     with_live_answers,
 )
+from core.syncers.drift import DriftItem, report_repair
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
 
+SERVICE = "calendar"
 SEND_UPDATES = "all"
 RESPONSES = frozenset(r.value for r in RsvpResponse)
+COUNTER = {
+    Step.INSERT: "created",
+    Step.UPDATE: "updated",
+    Step.SETTLE: "unchanged",
+    Step.CANCEL: "cancelled",
+    Step.CLOSE: "cancelled",
+}
+DONE = {
+    Step.INSERT: "re-created",
+    Step.UPDATE: "restored",
+    Step.SETTLE: "record settled",
+    Step.CANCEL: "cancelled",
+    Step.CLOSE: "record closed",
+}
+
+
+@dataclass(frozen=True)
+class _Reading:
+    snapshot: GroupSnapshot
+    desired: list[EventSpec]
+    plan: CalendarPlan
 
 
 class CalendarEventsSyncer:
@@ -48,88 +85,110 @@ class CalendarEventsSyncer:
         self._calendar = calendar
 
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
-        async with self._sessions() as session:
-            snapshot = await load_snapshot(session, group_id, context.now)
-            responses = await _known_responses(session, snapshot)
-            applied = await _applied(session, group_id)
-        desired = desired_events(snapshot, responses)
-        plan = plan_calendar(desired, applied, context.now)
+        fence = context.fence_or(self._sessions)
+        reading = await self._read(group_id, context, fence)
+        plan = reading.plan
         result: SyncResult = {
-            "meetings": len(desired),
+            "meetings": len(reading.desired),
             "created": 0,
             "updated": 0,
             "unchanged": plan.unchanged,
             "cancelled": 0,
             "failed": 0,
+            "repaired": 0,
         }
         problems: list[NeedsAttentionError] = []
-        fence = context.fence_or(self._sessions)
         # Cancels first: a meeting whose group moved to another calendar has its old event
-        # cancelled (and its record closed) before the new one is inserted.
-        for current in plan.cancel:
-            await self._attempt(
-                self._cancel(current, context, fence), "cancelled", result, problems
-            )
-        for spec in plan.insert:
-            await self._attempt(self._insert(spec, context, fence), "created", result, problems)
-        for spec, current in plan.update:
-            await self._attempt(
-                self._update(spec, current, context, fence), "updated", result, problems
-            )
+        # cancelled before the new one is inserted. A cancel the old calendar refuses
+        # leaves its record owed; the new event is still made.
+        ordered = [
+            *plan.steps(Step.CANCEL, Step.CLOSE),
+            *plan.steps(Step.INSERT, Step.UPDATE, Step.SETTLE),
+        ]
+        for action in ordered:
+            # Transient errors propagate (the retry redoes the rest); a permanent one for
+            # one event is counted and the other events still converge.
+            try:
+                await self._apply(action, group_id, context, fence)
+            except NeedsAttentionError as exc:
+                result["failed"] += 1
+                problems.append(exc)
+                continue
+            result[COUNTER[action.step]] += 1
+            if action.drift:
+                result["repaired"] += 1
+                report_repair(_item(group_id, action, DONE[action.step]))
         if problems:
             raise problems[0]
         return result
 
-    async def _attempt(
-        self, step: Any, counter: str, result: SyncResult, problems: list[NeedsAttentionError]
+    async def drift(self, group_id: int, context: SyncContext) -> list[DriftItem]:
+        """What differs from the live state and what a sync would do; changes nothing."""
+        reading = await self._read(group_id, context, context.fence_or(self._sessions))
+        return [_item(group_id, a, f"would be {DONE[a.step]}") for a in reading.plan.drift]
+
+    # ---- reading ---------------------------------------------------------------------------
+    async def _read(self, group_id: int, context: SyncContext, fence: Fence) -> _Reading:
+        async with self._sessions() as session:
+            snapshot = await load_snapshot(session, group_id, context.now)
+            responses = await _known_responses(session, snapshot)
+            applied = await _applied(session, group_id)
+        desired = desired_events(snapshot, responses)
+        live: dict[str, LiveEvent] | None = None
+        if snapshot.exists and snapshot.calendar_id:
+            fence.ensure_held()
+            events = await self._calendar.list_events(
+                snapshot.calendar_id, (GROUP_TAG, str(group_id)), context.lane, show_deleted=True
+            )
+            live = {e.event_id: e for e in map(live_event, events)}
+        plan = plan_calendar(desired, applied, context.now, live, snapshot.calendar_id)
+        return _Reading(snapshot, desired, plan)
+
+    # ---- applying --------------------------------------------------------------------------
+    async def _apply(
+        self, action: CalendarAction, group_id: int, context: SyncContext, fence: Fence
     ) -> None:
-        # Transient errors propagate (the retry redoes the rest); a permanent one for one
-        # event is counted and the other events still converge.
-        try:
-            await step
-        except NeedsAttentionError as exc:
-            result["failed"] += 1
-            problems.append(exc)
+        if action.step in (Step.CANCEL, Step.CLOSE):
+            assert action.record is not None
+            await self._cancel(action.record, action.step is Step.CANCEL, context, fence)
+            return
+        spec = action.spec
+        assert spec is not None
+        if action.step is Step.SETTLE:
+            found = action.live.raw if action.live else {}
+            await self._record(fence, group_id, spec, found, DeliveryState.SETTLED, context.now)
+            return
+        await self._record(fence, group_id, spec, {}, DeliveryState.PENDING, context.now)
+        if action.step is Step.INSERT:
+            event = await self._insert(spec, context.lane, fence)
         else:
-            result[counter] += 1
+            live = action.live
+            event = await self._write(spec, live, live.etag if live else None, context.lane, fence)
+        await self._record(fence, group_id, spec, event, DeliveryState.SETTLED, context.now)
 
-    async def _insert(self, spec: EventSpec, context: SyncContext, fence: Fence) -> None:
+    async def _insert(self, spec: EventSpec, lane: Lane, fence: Fence) -> dict[str, Any]:
         fence.ensure_held()
-        event = await self._calendar.insert_event(
-            spec.calendar_id, spec.body, SEND_UPDATES, context.lane
-        )
-        if _needs_rewrite(event, spec):
-            # A retried insert met our own earlier event (409), or a cancelled one: bring it
-            # to the desired state with a full update that keeps the answers it holds.
-            event = await self._write(spec, event.get("etag"), context.lane, fence, live=event)
-        await self._record(fence, spec, event, context.now)
-
-    async def _update(
-        self, spec: EventSpec, current: AppliedEvent, context: SyncContext, fence: Fence
-    ) -> None:
-        event = await self._write(spec, current.etag, context.lane, fence)
-        await self._record(fence, spec, event, context.now)
+        event = await self._calendar.insert_event(spec.calendar_id, spec.body, SEND_UPDATES, lane)
+        seen = live_event(event)
+        if differences(spec, seen):
+            # A 409: our own earlier event (a retried insert, or one a person edited or
+            # deleted). Bring it to the desired state with a full update.
+            return await self._write(spec, seen, event.get("etag"), lane, fence)
+        return event
 
     async def _write(
-        self,
-        spec: EventSpec,
-        etag: str | None,
-        lane: Lane,
-        fence: Fence,
-        live: dict[str, Any] | None = None,
+        self, spec: EventSpec, live: LiveEvent | None, etag: str | None, lane: Lane, fence: Fence
     ) -> dict[str, Any]:
         # Every write carries the attendees' answers of the event it was based on: with
-        # If-Match, an unchanged etag means the live answers are the ones we last wrote
-        # (and imported), and a changed one gives 412 and a re-read below.
-        body = {**with_live_answers(spec.body, live), "status": "confirmed"}
+        # If-Match, a changed event gives 412 and a re-read below.
+        body = {**with_live_answers(spec.body, live.raw if live else None), "status": "confirmed"}
         fence.ensure_held()
         event = await self._calendar.update_event(
             spec.calendar_id, spec.event_id, body, etag, SEND_UPDATES, lane
         )
         if event is not None:
             return event
-        # 412: someone changed the event since we read it (a person answered, say).
-        # Re-read and re-apply once, carrying the answers it holds now.
+        # 412: someone changed the event since we read it. Re-read, re-apply once.
         fence.ensure_held()
         latest = await self._calendar.get_event(spec.calendar_id, spec.event_id, lane)
         fence.ensure_held()
@@ -143,53 +202,85 @@ class CalendarEventsSyncer:
         )
         if event is None:
             raise NeedsAttentionError(
-                f"event {spec.event_id} keeps changing under us (412 twice)", service="calendar"
+                f"event {spec.event_id} keeps changing under us (412 twice)", service=SERVICE
             )
         return event
 
-    async def _cancel(self, current: AppliedEvent, context: SyncContext, fence: Fence) -> None:
-        fence.ensure_held()
-        await self._calendar.delete_event(
-            current.calendar_id, current.event_id, SEND_UPDATES, context.lane
+    async def _cancel(
+        self, record: AppliedEvent, call: bool, context: SyncContext, fence: Fence
+    ) -> None:
+        where = and_(
+            CalendarEventRecord.calendar_id == record.calendar_id,
+            CalendarEventRecord.event_id == record.event_id,
         )
+        if call:
+            async with fence.transaction() as session:
+                await session.execute(
+                    update(CalendarEventRecord)
+                    .where(where)
+                    .values(state=DeliveryState.PENDING.value, updated_at=context.now)
+                )
+            fence.ensure_held()
+            await self._calendar.delete_event(
+                record.calendar_id, record.event_id, SEND_UPDATES, context.lane
+            )
         async with fence.transaction() as session:
             await session.execute(
                 update(CalendarEventRecord)
-                .where(
-                    CalendarEventRecord.calendar_id == current.calendar_id,
-                    CalendarEventRecord.event_id == current.event_id,
+                .where(where)
+                .values(cancelled=True, state=DeliveryState.SETTLED.value, updated_at=context.now)
+            )
+            # The meeting keeps pointing at an event only while one of ours is still open.
+            still_open = await session.scalar(
+                select(CalendarEventRecord.event_id).where(
+                    CalendarEventRecord.meeting_id == record.meeting_id,
+                    CalendarEventRecord.cancelled.is_(False),
                 )
-                .values(cancelled=True, updated_at=context.now)
             )
-            await session.execute(
-                update(Meeting)
-                .where(Meeting.id == current.meeting_id)
-                .values(calendar_event_id=None)
-            )
+            if still_open is None:
+                await session.execute(
+                    update(Meeting)
+                    .where(Meeting.id == record.meeting_id)
+                    .values(calendar_event_id=None)
+                )
 
     async def _record(
-        self, fence: Fence, spec: EventSpec, event: dict[str, Any], now: datetime
+        self,
+        fence: Fence,
+        group_id: int,
+        spec: EventSpec,
+        event: dict[str, Any],
+        state: DeliveryState,
+        now: datetime,
     ) -> None:
+        """``event``: the live event the write returned (or was found as); its attendees'
+        answers become our RSVPs."""
         etag = event.get("etag")
         async with fence.transaction() as session:
             members = {email.lower() for email in spec.attendees}
             answers = {e: a for e, a in live_answers(event).items() if e in members}
             await _import_answers(session, spec.meeting_id, answers, now)
             record = await session.scalar(
-                select(CalendarEventRecord).where(CalendarEventRecord.meeting_id == spec.meeting_id)
+                select(CalendarEventRecord).where(
+                    CalendarEventRecord.calendar_id == spec.calendar_id,
+                    CalendarEventRecord.event_id == spec.event_id,
+                )
             )
             if record is None:
-                record = CalendarEventRecord(meeting_id=spec.meeting_id)
+                record = CalendarEventRecord(
+                    calendar_id=spec.calendar_id, event_id=spec.event_id, etag=etag
+                )
                 session.add(record)
-            record.group_id = int(spec.body["extendedProperties"]["private"]["groupsync_group"])
-            record.calendar_id = spec.calendar_id
-            record.event_id = spec.event_id
-            record.etag = etag
-            record.fingerprint = spec.fingerprint
+            record.group_id = group_id
+            record.meeting_id = spec.meeting_id
             record.starts_at = spec.starts_at
             record.attendees = list(spec.attendees)
             record.cancelled = False
+            record.state = state.value
             record.updated_at = now
+            if state is DeliveryState.SETTLED:
+                record.etag = etag
+                record.fingerprint = spec.fingerprint
             await session.execute(
                 update(Meeting)
                 .where(Meeting.id == spec.meeting_id)
@@ -197,14 +288,8 @@ class CalendarEventsSyncer:
             )
 
 
-def _needs_rewrite(event: dict[str, Any], spec: EventSpec) -> bool:
-    if event.get("status") == "cancelled":
-        return True
-    shaped = {
-        **spec.body,
-        "attendees": [{"email": a.get("email", "")} for a in event.get("attendees", [])],
-    }
-    return fingerprint(shaped) != spec.fingerprint
+def _item(group_id: int, action: CalendarAction, done: str) -> DriftItem:
+    return DriftItem(group_id, SERVICE, action.subject, action.found, done)
 
 
 async def _applied(session: AsyncSession, group_id: int) -> list[AppliedEvent]:
@@ -215,7 +300,14 @@ async def _applied(session: AsyncSession, group_id: int) -> list[AppliedEvent]:
     ).scalars()
     return [
         AppliedEvent(
-            r.meeting_id, r.calendar_id, r.event_id, r.etag, r.fingerprint, r.starts_at, r.cancelled
+            r.meeting_id,
+            r.calendar_id,
+            r.event_id,
+            r.etag,
+            r.fingerprint,
+            r.starts_at,
+            r.cancelled,
+            pending=r.state == DeliveryState.PENDING.value,
         )
         for r in rows
     ]
@@ -250,14 +342,15 @@ async def _import_answers(
                     .values(response=answer, updated_at=now)
                 )
         elif answer != RsvpResponse.NEEDS_ACTION:
-            session.add(Rsvp(meeting_id=meeting_id, user_id=user_id, response=answer,
-                             updated_at=now))
+            session.add(
+                Rsvp(meeting_id=meeting_id, user_id=user_id, response=answer, updated_at=now)
+            )
 
 
 async def _known_responses(
     session: AsyncSession, snapshot: GroupSnapshot
 ) -> dict[int, dict[str, str]]:
-    """Our stored RSVP answers, so a full update does not reset people's responses."""
+    """Our stored RSVP answers, the fallback when no live answer was read."""
     meeting_ids = [m.meeting_id for m in snapshot.upcoming]
     if not meeting_ids:
         return {}

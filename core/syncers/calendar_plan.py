@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from core.syncers.snapshot import GroupSnapshot, MeetingInfo
@@ -31,6 +33,8 @@ class EventSpec:
 
 @dataclass(frozen=True)
 class AppliedEvent:
+    """A delivery record: an event we created (or are creating: ``pending``)."""
+
     meeting_id: int
     calendar_id: str
     event_id: str
@@ -38,14 +42,60 @@ class AppliedEvent:
     fingerprint: str | None
     starts_at: datetime | None
     cancelled: bool
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """The fields of an event as the calendar holds it now, the ones we own."""
+
+    event_id: str
+    etag: str | None
+    status: str
+    start: datetime | None
+    end: datetime | None
+    summary: str
+    description: str
+    attendees: frozenset[str]
+    raw: dict[str, Any] = field(compare=False, repr=False)  # the event as read
+
+
+class Step(StrEnum):
+    INSERT = "insert"  # no live event: record pending, insert (409: compare, update), settle
+    UPDATE = "update"  # live differs from desired (or was cancelled): full update, settle
+    SETTLE = "settle"  # live equals desired but the record lags: record only
+    CANCEL = "cancel"  # ours, not wanted here any more: delete, close the record
+    CLOSE = "close"  # ours, already cancelled or gone live: close the record only
+
+
+@dataclass(frozen=True)
+class CalendarAction:
+    step: Step
+    spec: EventSpec | None  # INSERT, UPDATE, SETTLE
+    record: AppliedEvent | None  # CANCEL, CLOSE (and the record, when any, otherwise)
+    live: LiveEvent | None
+    found: str
+    drift: bool  # found behind our back (not a membership or schedule change)
+
+    @property
+    def subject(self) -> str:
+        if self.spec is not None:
+            return f"event {self.spec.event_id} on {self.spec.calendar_id}"
+        assert self.record is not None
+        return f"event {self.record.event_id} on {self.record.calendar_id}"
 
 
 @dataclass(frozen=True)
 class CalendarPlan:
-    insert: tuple[EventSpec, ...]
-    update: tuple[tuple[EventSpec, AppliedEvent], ...]
-    cancel: tuple[AppliedEvent, ...]
+    actions: tuple[CalendarAction, ...]
     unchanged: int
+
+    def steps(self, *steps: Step) -> tuple[CalendarAction, ...]:
+        return tuple(a for a in self.actions if a.step in steps)
+
+    @property
+    def drift(self) -> tuple[CalendarAction, ...]:
+        return tuple(a for a in self.actions if a.drift)
 
 
 def event_id_for(meeting_id: int) -> str:
@@ -131,31 +181,123 @@ def desired_events(
     return specs
 
 
-def plan_calendar(
-    desired: list[EventSpec], applied: list[AppliedEvent], now: datetime
-) -> CalendarPlan:
-    applied_by_meeting = {a.meeting_id: a for a in applied}
-    wanted = {spec.meeting_id for spec in desired}
-    insert, update, unchanged = [], [], 0
-    for spec in desired:
-        current = applied_by_meeting.get(spec.meeting_id)
-        if current is None or current.cancelled or current.calendar_id != spec.calendar_id:
-            insert.append(spec)
-        elif current.fingerprint != spec.fingerprint:
-            update.append((spec, current))
-        else:
-            unchanged += 1
-    cancel = [
-        a
-        for a in applied
-        if not a.cancelled
-        and (a.meeting_id not in wanted or _moved_calendar(a, desired))
-        and (a.starts_at is None or a.starts_at > now)
-    ]
-    return CalendarPlan(tuple(insert), tuple(update), tuple(cancel), unchanged)
-
-
-def _moved_calendar(applied: AppliedEvent, desired: list[EventSpec]) -> bool:
-    return any(
-        s.meeting_id == applied.meeting_id and s.calendar_id != applied.calendar_id for s in desired
+def live_event(raw: dict[str, Any]) -> LiveEvent:
+    attendees = raw.get("attendees", [])
+    return LiveEvent(
+        event_id=str(raw.get("id", "")),
+        etag=raw.get("etag"),
+        status=str(raw.get("status", "confirmed")),
+        start=_when(raw.get("start")),
+        end=_when(raw.get("end")),
+        summary=str(raw.get("summary", "")),
+        description=str(raw.get("description", "")),
+        attendees=frozenset(str(a.get("email", "")).lower() for a in attendees),
+        raw=raw,
     )
+
+
+def differences(spec: EventSpec, live: LiveEvent) -> list[str]:
+    """The fields we own whose live value is not the desired one (people's answers aside)."""
+    body = spec.body
+    wanted = {
+        "status": "confirmed",
+        "start": _when(body.get("start")),
+        "end": _when(body.get("end")),
+        "summary": str(body.get("summary", "")),
+        "description": str(body.get("description", "")),
+        "attendees": frozenset(a.lower() for a in spec.attendees),
+    }
+    found = {
+        "status": live.status,
+        "start": live.start,
+        "end": live.end,
+        "summary": live.summary,
+        "description": live.description,
+        "attendees": live.attendees,
+    }
+    return [name for name, value in wanted.items() if found[name] != value]
+
+
+def plan_calendar(
+    desired: list[EventSpec],
+    applied: list[AppliedEvent],
+    now: datetime,
+    live: Mapping[str, LiveEvent] | None = None,
+    live_calendar: str | None = None,
+) -> CalendarPlan:
+    """``live``: our events on ``live_calendar`` (the group's current calendar) by id,
+    cancelled ones included; None when there is no calendar to read. Records on any other
+    calendar are owed a cancel until that calendar confirms it, so a move never orphans
+    the old event."""
+    records = {(a.calendar_id, a.event_id): a for a in applied}
+    actions: list[CalendarAction] = []
+    unchanged = 0
+    for spec in desired:
+        record = records.pop((spec.calendar_id, spec.event_id), None)
+        seen = (live or {}).get(spec.event_id) if spec.calendar_id == live_calendar else None
+        action = _decide(spec, record, seen)
+        if action is None:
+            unchanged += 1
+        else:
+            actions.append(action)
+    for record in records.values():
+        if record.cancelled or (record.starts_at is not None and record.starts_at <= now):
+            continue  # closed, or a past meeting's event: never touched
+        here = live is not None and record.calendar_id == live_calendar
+        seen = (live or {}).get(record.event_id) if here else None
+        if here and (seen is None or seen.status == "cancelled"):
+            actions.append(
+                CalendarAction(
+                    Step.CLOSE, None, record, seen, "event already cancelled", drift=True
+                )
+            )
+        else:
+            actions.append(
+                CalendarAction(
+                    Step.CANCEL, None, record, seen, "event no longer wanted", drift=False
+                )
+            )
+    return CalendarPlan(tuple(actions), unchanged)
+
+
+def _decide(
+    spec: EventSpec, record: AppliedEvent | None, seen: LiveEvent | None
+) -> CalendarAction | None:
+    ours_applied = (
+        record is not None
+        and not record.pending
+        and not record.cancelled
+        and record.fingerprint == spec.fingerprint
+    )
+    if seen is None:
+        found = "event of ours missing" if ours_applied else "no event yet"
+        return CalendarAction(Step.INSERT, spec, record, None, found, drift=ours_applied)
+    diffs = differences(spec, seen)
+    if record is not None and not record.pending and record.fingerprint is None:
+        diffs = diffs or ["re-send requested"]  # a force re-sync: one full update
+    if diffs:
+        if seen.status == "cancelled":
+            found = "event deleted by a person" if ours_applied else "event cancelled"
+        else:
+            found = "event altered: " + ", ".join(diffs)
+        return CalendarAction(Step.UPDATE, spec, record, seen, found, drift=ours_applied)
+    if record is None or record.pending or record.cancelled:
+        found = "pending write found applied" if record is not None else "event found as desired"
+        return CalendarAction(
+            Step.SETTLE, spec, record, seen, found, drift=record is not None and record.pending
+        )
+    if record.etag != seen.etag or record.fingerprint != spec.fingerprint:
+        return CalendarAction(Step.SETTLE, spec, record, seen, "record behind", drift=False)
+    return None
+
+
+def _when(value: Any) -> datetime | None:
+    """An event time as an aware datetime, whatever offset notation the service used."""
+    if not isinstance(value, dict) or not value.get("dateTime"):
+        return None
+    text = str(value["dateTime"]).replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -37,6 +37,7 @@ ROLE = "role"
 
 PENDING = "pending"
 SETTLED = "settled"
+RESEND = "resend"  # a force re-sync: send it again whatever the live state shows
 
 
 @dataclass(frozen=True, order=True)
@@ -197,6 +198,10 @@ def looks_ours(existing: Overwrite, allow: int) -> bool:
 
 def _decide(grant: Grant, wanted: bool, state: str | None, seen: Seen) -> Action | str | None:
     what = "role" if grant.kind == ROLE else "overwrite"
+    if state == RESEND:
+        if wanted:
+            return Action(Step.RESTORE, grant, f"{what} re-send requested", drift=False)
+        state = SETTLED
     if wanted:
         if state is None:
             if seen == "absent":

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from core.syncers.calendar_plan import (
     AppliedEvent,
+    CalendarPlan,
+    LiveEvent,
+    Step,
     desired_events,
     event_id_for,
+    live_event,
     plan_calendar,
 )
 from core.syncers.reminder_plan import (
@@ -61,31 +67,101 @@ def applied_for(snapshot: GroupSnapshot, **changes: object) -> list[AppliedEvent
     ]
 
 
+def live_for(snapshot: GroupSnapshot, **changes: object) -> dict[str, LiveEvent]:
+    """The events as the calendar holds them after a sync of ``snapshot``."""
+    events = {}
+    for spec in desired_events(snapshot):
+        raw = {**spec.body, "etag": '"1"', "status": "confirmed", **changes}
+        events[spec.event_id] = live_event(raw)
+    return events
+
+
+def plan(snapshot: GroupSnapshot, applied: list[AppliedEvent],
+         live: dict[str, LiveEvent] | None, desired: GroupSnapshot | None = None) -> CalendarPlan:
+    return plan_calendar(desired_events(desired or snapshot), applied, NOW, live, "cal7")
+
+
 def test_calendar_plan_inserts_every_upcoming_meeting_from_empty() -> None:
-    plan = plan_calendar(desired_events(group(ANN)), [], NOW)
-    assert [s.event_id for s in plan.insert] == [event_id_for(10), event_id_for(11)]
+    result = plan(group(ANN), [], {})
+    assert [a.spec.event_id for a in result.steps(Step.INSERT) if a.spec] == [
+        event_id_for(10), event_id_for(11)]
     assert set(event_id_for(10)) <= set("0123456789abcdefghijklmnopqrstuv")
 
 
 def test_calendar_plan_is_empty_when_converged() -> None:
     snapshot = group(ANN)
-    plan = plan_calendar(desired_events(snapshot), applied_for(snapshot), NOW)
-    assert (plan.insert, plan.update, plan.cancel, plan.unchanged) == ((), (), (), 2)
+    result = plan(snapshot, applied_for(snapshot), live_for(snapshot))
+    assert (result.actions, result.unchanged) == ((), 2)
 
 
 def test_calendar_plan_updates_when_attendees_change_but_not_for_answers() -> None:
     before = group(ANN)
-    plan = plan_calendar(desired_events(group(ANN, BOB)), applied_for(before), NOW)
-    assert len(plan.update) == 2
-    answered = desired_events(before, {10: {"ann@example.org": "accepted"}})
-    assert plan_calendar(answered, applied_for(before), NOW).unchanged == 2
+    changed = plan(before, applied_for(before), live_for(before), desired=group(ANN, BOB))
+    assert [(a.step, a.drift) for a in changed.actions] == [(Step.UPDATE, False)] * 2
+    answered = plan_calendar(desired_events(before, {10: {"ann@example.org": "accepted"}}),
+                             applied_for(before), NOW, live_for(before), "cal7")
+    assert answered.unchanged == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "found"),
+    [
+        ({"summary": "Renamed"}, "event altered: summary"),
+        ({"description": "a note"}, "event altered: description"),
+        ({"attendees": []}, "event altered: attendees"),
+        ({"start": {"dateTime": "2026-12-01T10:00:00Z"}}, "event altered: start"),
+        ({"status": "cancelled"}, "event deleted by a person"),
+    ],
+)
+def test_calendar_plan_restores_live_fields_changed_behind_our_back(
+    changes: dict[str, object], found: str
+) -> None:
+    snapshot = group(ANN, upcoming=(SOON,))
+    result = plan(snapshot, applied_for(snapshot), live_for(snapshot, **changes))
+    assert [(a.step, a.found, a.drift) for a in result.actions] == [(Step.UPDATE, found, True)]
+
+
+def test_calendar_plan_reads_times_in_any_offset_notation() -> None:
+    snapshot = group(ANN, upcoming=(SOON,))
+    start = SOON.starts_at.isoformat().replace("+00:00", "Z")
+    live = live_for(snapshot, start={"dateTime": start, "timeZone": "UTC"})
+    assert plan(snapshot, applied_for(snapshot), live).actions == ()
+
+
+def test_calendar_plan_settles_a_pending_write_found_applied() -> None:
+    snapshot = group(ANN, upcoming=(SOON,))
+    result = plan(snapshot, applied_for(snapshot, pending=True), live_for(snapshot))
+    assert [(a.step, a.drift) for a in result.actions] == [(Step.SETTLE, True)]
+
+
+def test_calendar_plan_recreates_a_missing_event_of_ours() -> None:
+    snapshot = group(ANN, upcoming=(SOON,))
+    result = plan(snapshot, applied_for(snapshot), {})
+    assert [(a.step, a.found) for a in result.actions] == [(Step.INSERT, "event of ours missing")]
 
 
 def test_calendar_plan_cancels_upcoming_events_of_a_deleted_group_but_not_past_ones() -> None:
     applied = applied_for(group(ANN))
     past = AppliedEvent(9, "cal7", event_id_for(9), None, "x", NOW - timedelta(days=1), False)
-    plan = plan_calendar(desired_events(GroupSnapshot(7, exists=False)), [*applied, past], NOW)
-    assert {a.meeting_id for a in plan.cancel} == {10, 11}
+    result = plan_calendar([], [*applied, past], NOW)
+    assert {a.record.meeting_id for a in result.steps(Step.CANCEL) if a.record} == {10, 11}
+
+
+def test_calendar_plan_keeps_the_old_calendar_owed_after_a_move() -> None:
+    old = applied_for(group(ANN, upcoming=(SOON,), calendar_id="old"))
+    moved = group(ANN, upcoming=(SOON,))
+    result = plan(moved, old, {})
+    assert {(a.step, a.subject) for a in result.actions} == {
+        (Step.CANCEL, f"event {event_id_for(10)} on old"),
+        (Step.INSERT, f"event {event_id_for(10)} on cal7"),
+    }
+
+
+def test_calendar_plan_closes_what_a_person_already_deleted() -> None:
+    snapshot = group(ANN, upcoming=(SOON,))
+    gone = plan(snapshot, applied_for(snapshot), live_for(snapshot, status="cancelled"),
+                desired=group(ANN, upcoming=()))
+    assert [a.step for a in gone.actions] == [Step.CLOSE]
 
 
 def test_reminder_plan_schedules_skips_late_and_keeps_final() -> None:

@@ -16,7 +16,7 @@ down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-STATES = "state IN ('pending', 'settled')"
+STATES = "state IN ('pending', 'settled', 'resend')"
 
 
 def upgrade() -> None:
