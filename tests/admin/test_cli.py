@@ -109,7 +109,7 @@ async def test_bulk_retry_without_yes_is_not_confirmed_then_bulk_cancel(
     assert "cancelled: 4 keys not started" in out
 
 
-async def test_resync_dry_run_then_run_forgets_records_and_marks_owed(
+async def test_resync_dry_run_then_run_marks_records_for_resending_and_owed(
     local: Settings, session_factory: SessionFactory, capsys: Capture
 ) -> None:
     async with session_factory() as session, session.begin():
@@ -132,9 +132,13 @@ async def test_resync_dry_run_then_run_forgets_records_and_marks_owed(
     async with session_factory() as session:
         grants_after = await session.scalar(select(func.count()).select_from(DiscordGrant))
     assert (code, code_run) == (0, 0)
-    # 2 channels x 1 member; 1 meeting; 2 reminder offsets; 2 reads + 2 PUTs + 1 insert.
-    assert preview == {"overwrites": 2, "events": 1, "reminders": 2, "calls": 5}
-    assert (grants_before, grants_after) == (1, 0)
+    # 2 channels x 1 member; 1 meeting; 2 reminder offsets; 2 channel reads + 2 PUTs, one
+    # list of the calendar + 1 insert.
+    assert preview == {"overwrites": 2, "events": 1, "reminders": 2, "calls": 6}
+    # The record is kept (so the overwrite stays ours), marked to be sent again.
+    assert (grants_before, grants_after) == (1, 1)
+    async with session_factory() as session:
+        assert await session.scalar(select(DiscordGrant.state)) == "resend"
     assert (await key_row(session_factory, "calendar", group.id)).requested_generation == 1
 
 

@@ -58,7 +58,8 @@ async def test_force_resync_preview_counts_equal_the_calls_and_records_made(
     await wait_for(converged, timeout=60, message="the re-sync converged")
 
     assert started.status_code == 202
-    assert preview == {"overwrites": 4, "events": 2, "reminders": 4, "calls": 8}
+    # 2 channel reads + 4 overwrites; 1 calendar list + 2 full updates.
+    assert preview == {"overwrites": 4, "events": 2, "reminders": 4, "calls": 9}
     assert sum(world.calls().values()) == preview["calls"]
     assert await _count(session_factory, DiscordGrant, group.id) == preview["overwrites"]
     assert await _count(session_factory, CalendarEventRecord, group.id,
