@@ -62,6 +62,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_demo(settings, options))
 
 
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
+    from core.drift_report import run_drift
+
+    groups = list(args.group or []) or None
+    return asyncio.run(run_drift(settings, groups, args.dry_run, args.json, sys.stdout))
+
+
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from core.sandbox.__main__ import run
 
@@ -112,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     from core.admin.commands import add_verbs
 
     add_verbs(verbs)  # status, retry, bulk-retry, bulk-cancel, resync, pause, resume, ...
+
+    drift = verbs.add_parser(
+        "drift",
+        help="list what the live services hold that differs from groupsync's records",
+        description="Read Discord overwrites/roles and calendar events of every active group "
+        "(or --group) and list each difference with what a sync does about it. With "
+        "--dry-run nothing changes; without it the keys are marked owed and the daemon "
+        "repairs and logs each item. People's own overwrites and events are never listed.",
+    )
+    drift.add_argument("--dry-run", action="store_true", help="report only, change nothing")
+    drift.add_argument("--group", type=int, action="append", help="only this group (repeatable)")
+    drift.add_argument("--json", action="store_true", help="one JSON list instead of lines")
+    drift.set_defaults(handler=cmd_drift)
 
     from core.sandbox.__main__ import add_arguments
 

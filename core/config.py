@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     reminder_offsets_minutes: Annotated[tuple[int, ...], NoDecode] = (1440, 60)
     reminder_grace_seconds: float = Field(600.0, ge=0)
     rsvp_refresh_seconds: float = Field(900.0, gt=0)
+    # The drift sweep (background lane) reconciles every group with the live services once
+    # per period, waking every tick, and spends at most this share of a service's limit.
+    drift_sweep_period_seconds: float = Field(86400.0, gt=0)
+    drift_sweep_tick_seconds: float = Field(300.0, gt=0)
+    drift_sweep_rate_share: float = Field(0.1, gt=0, le=1)
     sentry_attempt_milestones: Annotated[tuple[int, ...], NoDecode] = (10, 100, 1000)
     sentry_age_milestones_seconds: Annotated[tuple[int, ...], NoDecode] = (3600, 86400)
     # Outbound clients (core/clients): the documented limits (the clients keep a small

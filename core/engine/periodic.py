@@ -70,6 +70,9 @@ async def rsvp_refresh_job() -> None:
 
 
 def schedule_periodic(scheduler: SyncScheduler, rt: Runtime) -> None:
+    from core.engine.drift_sweep import schedule_drift_sweep
+
+    schedule_drift_sweep(scheduler, rt)
     scheduler.add_job(
         rsvp_refresh_job,
         "interval",

@@ -1,0 +1,141 @@
+"""The drift sweep (DESIGN §3, background lane): every group reconciled with the live
+services once per ``DRIFT_SWEEP_PERIOD_SECONDS``, within a share of the rate limits.
+
+Each tick takes the groups whose discord/calendar keys were reconciled longest ago (a
+membership-driven sync reads the live state too, so it counts) and runs those keys
+through the engine in the background lane. The syncers log and count every repair
+(``drift_repaired``); a sweep never touches what people made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+
+from core.config import Service, Settings
+from core.db.models import Group, SyncState, SyncType
+from core.engine import runner
+from core.engine.outbox import mark_owed
+from core.engine.state import SyncKey
+from core.lanes import Lane
+from core.metrics import DRIFT_SWEEP_GROUPS
+from core.observability import get_logger
+
+if TYPE_CHECKING:
+    from core.db.session import SessionFactory
+    from core.notifications.scheduler import SyncScheduler
+    from core.runtime import Runtime
+
+log = get_logger("groupsync.drift_sweep")
+DRIFT_SWEEP_JOB = "drift_sweep"
+# Calls one group's sweep costs at most without drift: two channel reads and one list.
+CALLS_PER_GROUP = 3
+
+
+def swept_types(settings: Settings) -> list[SyncType]:
+    types = []
+    if settings.service_enabled(Service.DISCORD):
+        types.append(SyncType.DISCORD)
+    if settings.service_enabled(Service.CALENDAR):
+        types.append(SyncType.CALENDAR)
+    return types
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many groups one tick may sweep: enough to cover every group once per period,
+    no more than the rate share allows."""
+
+    groups: int
+
+    @classmethod
+    def for_tick(cls, settings: Settings, total_groups: int) -> Budget:
+        share = settings.drift_sweep_rate_share * settings.drift_sweep_tick_seconds
+        calls = min(
+            settings.discord_requests_per_second * share,
+            settings.calendar_requests_per_minute_user / 60 * share,
+        )
+        by_rate = max(1, int(calls // CALLS_PER_GROUP))
+        ticks = max(1.0, settings.drift_sweep_period_seconds / settings.drift_sweep_tick_seconds)
+        by_period = math.ceil(total_groups / ticks)
+        return cls(min(by_rate, by_period))
+
+
+async def groups_to_sweep(
+    session_factory: SessionFactory, types: list[SyncType], limit: int
+) -> tuple[list[int], int]:
+    """The ``limit`` active groups reconciled longest ago (never first), and how many
+    active groups there are."""
+    last = (
+        select(SyncState.group_id, func.min(SyncState.last_success_at).label("at"))
+        .where(SyncState.sync_type.in_([t.value for t in types]))
+        .group_by(SyncState.group_id)
+        .subquery()
+    )
+    async with session_factory() as session:
+        total = int(
+            await session.scalar(select(func.count()).where(Group.archived.is_(False))) or 0
+        )
+        rows = await session.execute(
+            select(Group.id)
+            .outerjoin(last, last.c.group_id == Group.id)
+            .where(Group.archived.is_(False))
+            .order_by(last.c.at.is_not(None), last.c.at, Group.id)
+            .limit(limit)
+        )
+        return list(rows.scalars()), total
+
+
+async def sweep_once(rt: Runtime) -> int:
+    """One tick: reconcile the next batch of groups; returns how many were swept."""
+    types = swept_types(rt.settings)
+    if not types:
+        return 0
+    _, total = await groups_to_sweep(rt.session_factory, types, 0)
+    budget = Budget.for_tick(rt.settings, total)
+    group_ids, _ = await groups_to_sweep(rt.session_factory, types, budget.groups)
+    swept = 0
+    for group_id in group_ids:
+        swept += await _sweep_group(rt, group_id, types, rt.clock.now())
+    log.info("drift_sweep_done", groups=len(group_ids), swept=swept, of=total)
+    return swept
+
+
+async def _sweep_group(rt: Runtime, group_id: int, types: list[SyncType], now: datetime) -> int:
+    async with rt.session_factory() as session, session.begin():
+        await mark_owed(session, [group_id], now, types)
+    ran = 0
+    for sync_type in types:
+        result = await runner.run_key(
+            rt, SyncKey(sync_type, group_id), lane=Lane.BACKGROUND, reason="drift_sweep"
+        )
+        if "skipped" not in result:
+            DRIFT_SWEEP_GROUPS.labels(sync_type.value).inc()
+            ran = 1
+    return ran
+
+
+async def drift_sweep_job() -> None:
+    from core.notifications import scheduler as scheduler_module
+
+    running = scheduler_module._scheduler
+    if running is None or running.runtime is None:
+        return
+    await sweep_once(running.runtime)
+
+
+def schedule_drift_sweep(scheduler: SyncScheduler, rt: Runtime) -> None:
+    scheduler.add_job(
+        drift_sweep_job,
+        "interval",
+        seconds=rt.time_scale.seconds(rt.settings.drift_sweep_tick_seconds),
+        id=DRIFT_SWEEP_JOB,
+        replace_existing=True,
+        coalesce=True,  # a tick that could not run on time runs once, not many times
+        max_instances=1,
+        misfire_grace_time=None,
+    )
