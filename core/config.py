@@ -52,9 +52,10 @@ class Settings(BaseSettings):
         description="module:function that builds the four syncers; tests swap in fakes",
     )
     time_scale: float = Field(1.0, gt=0, description="multiplies every engine delay; tests only")
-    # A run renews its lease every third of this; a key whose holder died waits at most
-    # this long (docs/decisions.md, "How long a key may wait after failover").
-    lease_seconds: float = Field(30.0, gt=0)
+    # A run renews its lease every third of this and stops calling out after two thirds
+    # without a renewal: the last third (15 s) covers one client call (its timeout is
+    # 15 s). A key whose holder died waits at most this long (docs/decisions.md).
+    lease_seconds: float = Field(45.0, gt=0)
     outbox_poll_seconds: float = Field(1.0, gt=0)
     # In-flight syncs get this long after SIGTERM; the rest stays owed. Below 10 s so the
     # whole shutdown (close clients, release leases) fits in the 10 s operators expect.

@@ -88,14 +88,17 @@ async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncR
         started = time.monotonic()
         fence = LeaseFence(rt.session_factory, claim, rt.clock)
         loop = asyncio.get_running_loop()
+        recording = asyncio.Event()
         work = loop.create_task(_call_syncer(rt, claim, lane, fence))
-        renewer = loop.create_task(_keep_lease(rt, claim, fence, work))
+        renewer = loop.create_task(_keep_lease(rt, claim, fence, work, recording))
         try:
             outcome = await _outcome_of(work)
             if outcome is None or fence.lost or outcome.error_kind == LeaseLostError.kind:
                 return _lost(claim, reason)
             duration_ms = round((time.monotonic() - started) * 1000, 1)
-            # The renewer keeps the lease alive while the outcome is written.
+            # The renewer keeps the lease alive while the outcome is written (the write
+            # itself is fenced, and gives the lease back when it succeeds).
+            recording.set()
             result = await _record(rt, claim, fence, outcome, duration_ms, reason)
             await history.note_run(
                 rt.session_factory, claim, outcome, duration_ms, rt.clock.now()
@@ -165,7 +168,11 @@ async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane, fence: LeaseFence)
 
 
 async def _keep_lease(
-    rt: Runtime, claim: Claim, fence: LeaseFence, work: asyncio.Task[Any]
+    rt: Runtime,
+    claim: Claim,
+    fence: LeaseFence,
+    work: asyncio.Task[Any],
+    recording: asyncio.Event,
 ) -> None:
     """Renew the lease every third of its length while the run lasts.
 
@@ -199,6 +206,11 @@ async def _keep_lease(
         else:
             if held:
                 held_until, renew_at = asked + lease, asked + interval
+                continue
+            if recording.is_set():
+                # The outcome's own fenced write gave the lease back (or will find it
+                # gone): nothing left to stop, nothing to report.
+                renew_at = asked + interval
                 continue
             why = "renewal refused: the lease expired or another process holds it"
         fence.mark_lost()

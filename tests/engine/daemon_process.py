@@ -30,6 +30,7 @@ class Daemon:
             "SHUTDOWN_TIMEOUT_SECONDS": "2",
             # A killed daemon's leases expire this soon (a takeover frees no live lease).
             "LEASE_SECONDS": "2",
+            "ADMIN_PORT": "0",  # several daemons, and other tests, on one machine
             "PYTHONPATH": str(ROOT),
             **env,
         }

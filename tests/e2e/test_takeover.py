@@ -1,0 +1,118 @@
+"""The takeover overlap, end to end: two real daemons with the real Discord syncer against
+the sandbox, on PostgreSQL. The leader's overwrite PUT is slow (a sandbox latency
+fault); while it is in flight the leader's lock connection is terminated and the member
+leaves. The new leader must not take the key from the old one's live lease; the old
+leader finishes its run under that lease (recording the grant it made), and the new one
+then revokes it. Before the fix, the new leader freed every lease at takeover, found
+nothing to revoke, and the ex-member kept access for good."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import select
+
+from core.db.models import SyncState
+from core.db.session import SessionFactory
+from core.engine.leadership import ADVISORY_LOCK_KEY, asyncpg_dsn
+from core.sandbox import Sandbox, start_sandbox
+from tests.engine.daemon_process import Daemon
+from tests.waiting import wait_for
+from tests.world import GUILD, SCALE, World, sandbox_settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+PUT_OVERWRITE = "PUT /channels/{channel_id}/permissions/{target}"
+SLOW_PUT = 300.0  # nominal seconds: 3 s at the sandbox's time scale
+
+
+@pytest.fixture
+async def sandbox(database_url: str) -> AsyncIterator[Sandbox]:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: leadership moves between daemons on one database")
+    async with start_sandbox(time_scale=SCALE) as sandbox:
+        sandbox.discord.add_guild(GUILD, bot_role_position=50)
+        yield sandbox
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for process in started:
+        process.close()
+
+
+async def _converged(sessions: SessionFactory, group_id: int) -> bool:
+    async with sessions() as session:
+        rows = (await session.execute(
+            select(SyncState).where(SyncState.group_id == group_id))).scalars().all()
+    return len(rows) == 4 and all(
+        r.status == "ok" and r.completed_generation == r.requested_generation for r in rows
+    )
+
+
+async def _terminate_lock_connection(database_url: str) -> int:
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return int(await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = "
+            "'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint) = $1",
+            ADVISORY_LOCK_KEY,
+        ))
+    finally:
+        await admin.close()
+
+
+async def test_a_live_leaders_slow_grant_is_not_left_behind_at_takeover(
+    sandbox: Sandbox, daemons: list[Daemon], session_factory: SessionFactory,
+    database_url: str, tmp_path: Path,
+) -> None:
+    world = World(sandbox, sandbox_settings(sandbox, database_url, tmp_path),
+                  session_factory, {})
+    group, member = await world.add_group(meetings=1), await world.add_user()
+    env = {
+        "SYNCER_FACTORY": "core.syncers.registry:build_syncers",
+        "ENABLED_SERVICES": "discord",
+        "DISCORD_BOT_TOKEN": sandbox.discord_bot_token,
+        "DISCORD_API_BASE_URL": sandbox.discord_base_url,
+        "SHUTDOWN_TIMEOUT_SECONDS": "15",  # the old leader may finish what is in flight
+        "CLIENT_CALL_TIMEOUT_SECONDS": "2000",  # 20 s scaled: the slow PUT is answered
+    }
+    old = Daemon(database_url, tmp_path, tmp_path / "old.log", **env)
+    daemons.append(old)
+    await wait_for(lambda: bool(old.events("daemon_started")), timeout=120, message="a leader")
+    new = Daemon(database_url, tmp_path, tmp_path / "new.log", **env)
+    daemons.append(new)
+    await wait_for(lambda: bool(new.events("standing_by")), timeout=120, message="a standby")
+
+    # Given the leader granting a new member access, its overwrite PUTs slow
+    slow = sandbox.discord.inject("latency", latency=SLOW_PUT, route=PUT_OVERWRITE, count=2)
+    await world.join(member, group)
+    await wait_for(lambda: (slow.fault.count or 0) < 2, timeout=60,
+                   message="the first PUT to be in flight")
+
+    # When its lock connection drops and the member leaves while the PUT is in flight
+    assert await _terminate_lock_connection(database_url) == 1
+    await world.leave(member)
+
+    # Then the standby takes over, the old leader lives on as a standby, and the key
+    # converges with the member holding nothing and no grant left recorded
+    await wait_for(lambda: bool(new.events("daemon_started")), timeout=60,
+                   message="the standby to take over")
+    await wait_for(lambda: _converged(session_factory, group.id), timeout=90,
+                   message="the group to converge")
+    await wait_for(lambda: bool(old.events("standing_by")), timeout=60,
+                   message="the old leader to stand by")
+    assert member.discord_user_id is not None
+    assert member.discord_user_id not in world.member_overwrites(group.discord_text_channel_id)
+    assert member.discord_user_id not in world.member_overwrites(group.discord_voice_channel_id)
+    assert await world.grants(group.id) == set()
+    assert old.process.poll() is None, old.output()[-3000:]
+    assert old.events("leadership_lost")
+    # the new leader revoked the old one's grants, after they had landed
+    assert [r.route for r in sandbox.discord.request_log].count(
+        "DELETE /channels/{channel_id}/permissions/{target}") >= 2
