@@ -196,9 +196,9 @@ async def _keep_lease(
                 state.renew(rt.session_factory, claim, rt.clock.now(), lease),
                 timeout=max(deadline - asked, 0.001),
             )
-        except Exception as exc:
-            if is_database_unavailable(exc):
-                rt.outage.failed(exc, where="lease_renewal")
+        except Exception:
+            # Not reported as an outage from here: a renewal slower than its deadline
+            # may only mean a loaded database; the sweep and leadership loops report.
             if loop.time() < deadline:
                 renew_at = loop.time() + min(interval / 3, 1.0)  # try again soon
                 continue

@@ -105,12 +105,16 @@ async def test_a_live_leaders_slow_grant_is_not_left_behind_at_takeover(
                    message="the standby to take over")
     await wait_for(lambda: _converged(session_factory, group.id), timeout=90,
                    message="the group to converge")
-    await wait_for(lambda: bool(old.events("standing_by")), timeout=60,
-                   message="the old leader to stand by")
+    await wait_for(lambda: len(old.events("sync_succeeded")) + len(old.events("sync_failed"))
+                   + len(old.events("sync_interrupted")) >= 4 or old.process.poll() is not None,
+                   timeout=60, message="the old leader's in-flight run to end")
     assert member.discord_user_id is not None
     assert member.discord_user_id not in world.member_overwrites(group.discord_text_channel_id)
     assert member.discord_user_id not in world.member_overwrites(group.discord_voice_channel_id)
     assert await world.grants(group.id) == set()
+    assert await _converged(session_factory, group.id)
+    await wait_for(lambda: bool(old.events("standing_by")), timeout=60,
+                   message="the old leader to stand by")
     assert old.process.poll() is None, old.output()[-3000:]
     assert old.events("leadership_lost")
     # the new leader revoked the old one's grants, after they had landed

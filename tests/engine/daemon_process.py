@@ -29,7 +29,7 @@ class Daemon:
             "OUTBOX_POLL_SECONDS": "0.2",
             "SHUTDOWN_TIMEOUT_SECONDS": "2",
             # A killed daemon's leases expire this soon (a takeover frees no live lease).
-            "LEASE_SECONDS": "2",
+            "LEASE_SECONDS": "4",
             "ADMIN_PORT": "0",  # several daemons, and other tests, on one machine
             "PYTHONPATH": str(ROOT),
             **env,
