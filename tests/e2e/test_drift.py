@@ -19,6 +19,7 @@ from core.engine.drift_sweep import sweep_once
 from core.engine.outbox import mark_owed
 from core.engine.state import SyncKey
 from core.group_joining import sync_after_group_change
+from core.metrics import REGISTRY
 from core.syncers.calendar_plan import event_id_for
 from tests.e2e.conftest import System
 
@@ -93,6 +94,14 @@ def _repairs(logs: list[dict[str, Any]], group_id: int) -> set[tuple[str, str, s
             if e["event"] == "drift_repaired" and e["group_id"] == group_id}
 
 
+def _repaired_count() -> float:
+    return sum(
+        REGISTRY.get_sample_value("groupsync_drift_repaired_total", {"service": s, "done": d})
+        or 0.0
+        for s, d in {("discord", "restored"), ("calendar", "restored")}
+    )
+
+
 EXPECTED = {
     ("discord", "overwrite of ours missing", "restored"),
     ("calendar", "event altered: summary, attendees", "restored"),
@@ -133,11 +142,13 @@ async def test_retry_of_each_key_repairs_and_logs_each_repair(system: System) ->
 async def test_the_drift_sweep_repairs_and_logs_each_repair(system: System) -> None:
     group, ann, bob, events = await _drifted_group(system)
 
+    before = _repaired_count()
     with structlog.testing.capture_logs() as logs:
         swept = await sweep_once(system.runtime)
 
     assert swept == 1
     assert _repairs(logs, group.id) == EXPECTED
+    assert _repaired_count() - before == 3  # the Prometheus counter /metrics exposes
     _assert_repaired(system, group, ann, bob, events)
     out = io.StringIO()
     await run_drift(system.world.settings, [group.id], True, True, out)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from core.db.models import SyncType
-from core.errors import TransientError
+from core.db.models import Group, SyncType
+from core.errors import NeedsAttentionError, TransientError
 from tests.world import GUILD, World
 
 PUT = "PUT /channels/{channel_id}/permissions/{target}"
 DELETE = "DELETE /channels/{channel_id}/permissions/{target}"
+CANCEL = "DELETE /calendars/{calendar_id}/events/{event_id}"
 LATE = 200  # 2 s at time_scale 0.01: longer than the client waits (its 1 s floor)
 
 
@@ -89,3 +90,30 @@ async def test_a_persons_overwrite_on_a_member_is_never_changed(world: World) ->
 
     overwrite = world.sandbox.discord.overwrites(text)[ann.discord_user_id]
     assert (int(overwrite["allow"]), int(overwrite["deny"])) == (1024, 2048)
+
+
+async def test_a_move_whose_old_calendar_refuses_the_cancel_leaves_it_owed_not_orphaned(
+    world: World,
+) -> None:
+    group = await world.add_group(meetings=1)
+    await world.join(await world.add_user(), group)
+    await world.sync(SyncType.CALENDAR, group.id)
+    old, new = group.calendar_id, "moved@group.calendar.google.com"
+    assert old is not None
+    world.sandbox.calendar.add_calendar(new)
+    async with world.sessions() as session, session.begin():
+        (await session.get(Group, group.id)).calendar_id = new  # type: ignore[union-attr]
+    refusal = world.sandbox.calendar.inject("5xx", status=403, route=CANCEL)
+
+    with pytest.raises(NeedsAttentionError):
+        await world.sync(SyncType.CALENDAR, group.id)
+    assert len(world.sandbox.calendar.events(new)) == 1  # the new event is made anyway
+    assert len(world.sandbox.calendar.events(old)) == 1  # the old one still stands...
+    owed = [r for r in await world.event_records(group.id) if r.calendar_id == old]
+    assert [r.cancelled for r in owed] == [False]  # ...and its record says so
+    refusal.clear()
+    result = await world.sync(SyncType.CALENDAR, group.id)
+
+    assert result["cancelled"] == 1
+    assert world.sandbox.calendar.events(old) == []
+    assert len(world.sandbox.calendar.events(new)) == 1
