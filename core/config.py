@@ -65,7 +65,15 @@ class Settings(BaseSettings):
     )
     sync_concurrency: int = Field(8, gt=0, description="syncs run at once by one process")
     reminder_offsets_minutes: Annotated[tuple[int, ...], NoDecode] = (1440, 60)
-    reminder_grace_seconds: float = Field(600.0, ge=0)
+    reminder_grace_seconds: float = Field(
+        600.0, ge=0, description="a reminder not posted this long after its time is missed"
+    )
+    reminder_nonce_window_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="re-post with the same nonce only this soon after the first attempt "
+        "(Discord dedupes for 'a few minutes'); later, look in the channel first",
+    )
     rsvp_refresh_seconds: float = Field(900.0, gt=0)
     # The drift sweep (background lane) reconciles every group with the live services once
     # per period, waking every tick, and spends at most this share of a service's limit.

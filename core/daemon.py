@@ -5,8 +5,9 @@ reverse; nothing connects at import time. ``run_daemon`` returns the process exi
 
 Order: engine → schema check (waits while the database is down) → leadership (standby
 waits here) → one term as leader: runtime → scheduler (``_scheduler`` set) → recovery
-(re-arm owed retries) → outbox listener → sweep loop. On stop: the sweep ends, the
-scheduler stops firing, in-flight runs get ``shutdown_timeout_seconds`` to finish, the
+(re-arm owed retries) → reminder delivery (timers armed from the rows, rows left
+``sending`` by a crash settled) → outbox listener → sweep loop. On stop: the sweep ends,
+the scheduler stops firing, in-flight runs get ``shutdown_timeout_seconds`` to finish, the
 rest are cancelled (their keys stay owed and their leases are released), then everything
 closes. On losing the leadership the term ends the same way and the daemon contends
 again as a standby; a database outage of any length is ridden out (one log line pair).
@@ -30,6 +31,7 @@ from core.engine.leadership import leadership
 from core.engine.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
 from core.engine.periodic import schedule_periodic
 from core.engine.recovery import recover
+from core.engine.reminders import delivery_for
 from core.engine.sweeper import OutboxSweeper
 from core.errors import GroupsyncError
 from core.notifications import scheduler as scheduler_module
@@ -124,7 +126,11 @@ async def _lead(
         stack.push_async_callback(_drain, runtime)  # runs before the scheduler is removed
         await recover(runtime, scheduler)
         schedule_periodic(scheduler, runtime)
-        sweeper = OutboxSweeper(runtime)
+        reminders = delivery_for(runtime, scheduler)
+        if reminders is not None:
+            pending = await reminders.rescan()
+            log.info("reminders_rearmed", count=pending)
+        sweeper = OutboxSweeper(runtime, reminders)
         await sweeper.listen(stack)
         if face is not None:
             await face.activate(runtime, sweeper.wake.set, stack)

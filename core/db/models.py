@@ -268,24 +268,53 @@ class CalendarEventRecord(Base):
     )
 
 
+class ReminderStatus(StrEnum):
+    """A reminder row's life: scheduled → sending → sent; a failed post → retrying; a
+    reminder the daemon could not post within the grace window → missed; one already too
+    late when it was planned → skipped; its meeting or group gone → cancelled."""
+
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    MISSED = "missed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
 class ReminderDelivery(Base):
-    """One reminder per (meeting, offset): scheduled, then sent or skipped, at most once."""
+    """One reminder per (meeting, offset), delivered at most once (docs/reminders.md).
+
+    The row is the only record: the syncer writes it (due time, status), the active
+    daemon's delivery arms its timer from it and records every attempt on it, with the
+    same retry fields as a sync key (attempt, next attempt, last error, failing since).
+    ``first_post_at`` is when the first post was attempted: Discord dedupes a re-post
+    with the same nonce only for a few minutes after it.
+    """
 
     __tablename__ = "reminder_deliveries"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('scheduled', 'sending', 'sent', 'skipped', 'cancelled')", name="status"
-        ),
+        CheckConstraint(f"status IN {_in(ReminderStatus)}", name="status"),
+        Index("ix_reminder_deliveries_status", "status"),
     )
 
     meeting_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     offset_minutes: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     group_id: Mapped[int] = mapped_column(Integer, index=True)
     fire_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    status: Mapped[str] = mapped_column(String(16), default=ReminderStatus.SCHEDULED.value)
     nonce: Mapped[str] = mapped_column(String(25))
     message_id: Mapped[str | None] = mapped_column(String(32))
     decided_at: Mapped[datetime | None]
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    failing_since: Mapped[datetime | None]
+    sentry_reported_level: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
+    first_post_at: Mapped[datetime | None]
 
 
 class SyncAttempt(Base):

@@ -3,7 +3,9 @@
 On PostgreSQL a LISTEN on the outbox channel wakes the sweep at the commit of a
 ``mark_owed`` (its NOTIFY is transactional); polling every ``outbox_poll_seconds`` is
 the fallback everywhere. The sweep also catches overdue retries whose timer was lost,
-and periodically frees expired leases of processes that died mid-run.
+and periodically frees expired leases of processes that died mid-run. Reminder rows ride
+the same mechanism: a reminders sync NOTIFYs its own channel, and every sweep re-reads
+the pending reminder rows so the delivery's timers follow them (core/engine/reminders.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from core.engine.outage import is_database_unavailable, reconnect_delay
 from core.engine.outbox import OUTBOX_CHANNEL
 from core.engine.pauses import sync_types_of
 from core.observability import get_logger
+from core.syncers.reminders import REMINDERS_CHANNEL
 
 if TYPE_CHECKING:
+    from core.engine.reminders import ReminderDelivery
     from core.runtime import Runtime
 
 log = get_logger("groupsync.sweeper")
@@ -29,8 +33,9 @@ SWEEP_BATCH = 200
 
 
 class OutboxSweeper:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, reminders: ReminderDelivery | None = None) -> None:
         self.rt = rt
+        self.reminders = reminders
         self.wake = asyncio.Event()
         self._next_reap = 0.0
         self._listener: Any = None
@@ -64,6 +69,7 @@ class OutboxSweeper:
 
         try:
             await connection.add_listener(OUTBOX_CHANNEL, on_notify)
+            await connection.add_listener(REMINDERS_CHANNEL, on_notify)
         except Exception:
             await _close_quietly(connection)
             return
@@ -119,6 +125,8 @@ class OutboxSweeper:
                 continue  # already running or queued here; that run sees the new request
             rt.coordinator.spawn(runner.run_key_quietly(rt, key, reason="outbox"))
             started += 1
+        if self.reminders is not None:
+            await self.reminders.rescan()  # timers follow the rows, whoever wrote them
         return started
 
 

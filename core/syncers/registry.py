@@ -15,13 +15,7 @@ from core.db.models import SyncType
 from core.syncers.base import SyncContext, Syncer, SyncResult
 from core.syncers.calendar_events import CalendarEventsSyncer
 from core.syncers.discord_access import DiscordAccessSyncer
-from core.syncers.reminders import (
-    NoTimers,
-    ReminderSender,
-    RemindersSyncer,
-    SchedulerTimers,
-    rearm_pending,
-)
+from core.syncers.reminders import RemindersSyncer
 from core.syncers.rsvps import RsvpsSyncer
 
 if TYPE_CHECKING:
@@ -42,21 +36,6 @@ async def build_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
     clients = await open_clients(settings, deps.exit_stack, deps.clock, deps.time_scale)
     deps.client_board.publish(clients.status_sources, clients.breaker_resets)
     grace = timedelta(seconds=settings.reminder_grace_seconds)
-    sender = ReminderSender(
-        deps.session_factory, clients.discord, deps.clock, grace, deps.time_scale
-    )
-    timers = SchedulerTimers(deps.scheduler, sender) if deps.scheduler is not None else NoTimers()
-    sender.timers = timers
-    if deps.scheduler is not None:
-        # Runs once as the scheduler starts: pending reminder rows get their timers back
-        # (the rows are the record; the jobs live in memory only).
-        deps.scheduler.add_job(
-            rearm_pending,
-            kwargs={"session_factory": deps.session_factory, "timers": timers},
-            id="reminders_rearm",
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
     discord: Syncer = (
         DiscordAccessSyncer(deps.session_factory, clients.discord)
         if clients.discord is not None
@@ -71,7 +50,7 @@ async def build_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
         SyncType.DISCORD: discord,
         SyncType.CALENDAR: calendar,
         SyncType.REMINDERS: RemindersSyncer(
-            deps.session_factory, timers, settings.reminder_offsets_minutes, grace
+            deps.session_factory, settings.reminder_offsets_minutes, grace, clients.discord
         ),
         SyncType.RSVPS: RsvpsSyncer(deps.session_factory, clients.calendar),
     }
