@@ -186,6 +186,22 @@ def test_reminder_plan_moves_and_cancels() -> None:
     assert len(nonce_for(ReminderKey(123456789, 1440))) <= 25
 
 
+def test_reminder_plan_leaves_rows_in_flight_and_missed_ones_to_the_delivery() -> None:
+    snapshot = group(ANN, upcoming=(SOON,))
+    desired = desired_reminders(snapshot, (60, 10))
+    in_flight = ExistingReminder(ReminderKey(10, 60), NOW + timedelta(days=5), "sending")
+    missed = ExistingReminder(ReminderKey(10, 10), NOW - timedelta(minutes=5), "missed")
+    gone_in_flight = ExistingReminder(ReminderKey(99, 60), NOW, "sending")
+    retrying = ExistingReminder(ReminderKey(98, 60), NOW, "retrying")
+    plan = plan_reminders(
+        desired, [in_flight, missed, gone_in_flight, retrying], NOW, grace=timedelta(minutes=10)
+    )
+    # A row being sent is the delivery's to settle (it reads the meeting itself); a
+    # missed one is final; a retrying one whose meeting is gone is cancelled.
+    assert plan.schedule == plan.too_late == plan.unchanged == ()
+    assert plan.cancel == (ReminderKey(98, 60),)
+
+
 def test_rsvp_plan_adds_members_removes_leavers_and_imports_answers() -> None:
     existing = {(10, 2): "accepted", (11, 2): "declined", (10, 1): "needsAction"}
     plan = plan_rsvps(
