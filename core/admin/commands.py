@@ -14,6 +14,7 @@ from typing import Any, Protocol, TextIO
 from core.admin.bulk import BulkScope
 from core.admin.client import ApiClient
 from core.admin.keys import KeyFilter
+from core.admin.reminder_status import render_reminders
 from core.config import Settings
 
 VIA = "cli"
@@ -136,6 +137,8 @@ def render_status(view: dict[str, Any], failing: dict[str, Any],
             lines.append(f"{'':15} {k['last_error']}")
     if failing["total"] > len(failing["items"]):
         lines.append(f"... and {failing['total'] - len(failing['items'])} more failing keys")
+    if view.get("reminders"):
+        lines.append(render_reminders(view["reminders"]))
     for job in jobs[:5]:
         lines.append(f"bulk job {job['id']}: {job['state']}, {job['done']}/{job['total']} done, "
                      f"{job['failed']} failed, {job['remaining']} remaining, "

@@ -72,18 +72,19 @@ def _count_by_status() -> Any:
     return select(ReminderDelivery.status, func.count()).group_by(ReminderDelivery.status)
 
 
-def render_reminders(view: ReminderOverview) -> str:
-    if not view.counts:
+def render_reminders(view: dict[str, Any]) -> str:
+    """Text lines for ``ReminderOverview.to_json()`` (what the API returns, too)."""
+    if not view.get("counts"):
         return "reminders: none planned yet"
-    lines = ["reminders: " + ", ".join(f"{n} {status}" for status, n in view.counts.items())]
-    for i in view.attention:
-        since = f" failing since {i.failing_since:%Y-%m-%d %H:%M:%S}Z" if i.failing_since else ""
-        due = f", next attempt {i.next_attempt_at:%H:%M:%S}Z" if i.next_attempt_at else ""
+    counts = ", ".join(f"{n} {status}" for status, n in view["counts"].items())
+    lines = [f"reminders: {counts}"]
+    for i in view["attention"]:
+        since = f" failing since {i['failing_since']}" if i["failing_since"] else ""
+        due = f", next attempt {i['next_attempt_at']}" if i["next_attempt_at"] else ""
         lines.append(
-            f"{i.status:15} reminder meeting {i.meeting_id} -{i.offset_minutes}m "
-            f"(group {i.group_id}, due {i.due_at:%Y-%m-%d %H:%M:%S}Z) "
-            f"attempt {i.attempt}{since}{due}"
+            f"{i['status']:15} reminder meeting {i['meeting_id']} -{i['offset_minutes']}m "
+            f"(group {i['group_id']}, due {i['due_at']}) attempt {i['attempt']}{since}{due}"
         )
-        if i.last_error:
-            lines.append(f"{'':15} {i.last_error}")
+        if i["last_error"]:
+            lines.append(f"{'':15} {i['last_error']}")
     return "\n".join(lines)

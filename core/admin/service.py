@@ -15,6 +15,7 @@ from core.admin import bulk, control, keys, presence, resync
 from core.admin.audit import audit
 from core.admin.errors import AdminError
 from core.admin.keys import KeyFilter
+from core.admin.reminder_status import reminder_overview
 from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock
 from core.config import Service, Settings
@@ -74,6 +75,7 @@ class AdminService:
             "sync_types": counts,
             "daemons": [presence.daemon_json(r, now) for r in rows],
             "active_daemon": active.id if active else None,
+            "reminders": (await reminder_overview(self.session_factory)).to_json(),
         }
 
     def _live_clients(self, now: Any) -> list[dict[str, Any]]:

@@ -54,7 +54,7 @@ async def test_a_send_failing_three_times_then_succeeding_posts_once_and_showed_
 
     async def sent() -> bool:
         view = await reminder_overview(session_factory)
-        shown.append(render_reminders(view))
+        shown.append(render_reminders(view.to_json()))
         return (await reminder_row(session_factory, seeded.meeting_ids[0])).status == "sent"
 
     # When the daemon delivers it
@@ -98,7 +98,7 @@ async def test_a_reminder_missed_beyond_the_grace_window_is_marked_missed_not_se
 
     assert (await reminder_row(session_factory, meeting_id)).status == "missed"
     assert sandbox.discord.messages(seeded.channel_id) == []
-    assert "missed" in render_reminders(await reminder_overview(session_factory))
+    assert "missed" in render_reminders((await reminder_overview(session_factory)).to_json())
 
 
 @pytest.mark.slow
