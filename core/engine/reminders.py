@@ -95,8 +95,11 @@ class ReminderDelivery:
         seen = set()
         for key, facts in pending:
             seen.add(key)
-            if key not in self._inflight:
-                self._arm(key, timer_time(facts, now))
+            armed = self._armed.get(key)
+            at = timer_time(facts, now)
+            if key in self._inflight or (armed is not None and armed <= now and at <= now):
+                continue  # running, or already firing at once: do not push it back
+            self._arm(key, at)
         for key in [k for k in self._armed if k not in seen]:
             self._disarm(key)
         return len(pending)
