@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = None
     discord_api_base_url: str = "https://discord.com/api/v10"
     google_credentials_file: Path | None = None
+    google_impersonate_subject: str | None = Field(
+        None, description="Workspace user a service account acts for (domain-wide delegation)"
+    )
     google_calendar_endpoint: str = "https://www.googleapis.com/calendar/v3/"
 
     admin_host: str = "127.0.0.1"
@@ -110,6 +113,18 @@ class Settings(BaseSettings):
             return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("google_impersonate_subject")
+    @classmethod
+    def _subject_is_an_email(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if "@" not in value:
+            raise ValueError(
+                "must be the email address of the Workspace user the service account acts for"
+            )
         return value
 
     @field_validator("enabled_services", mode="before")

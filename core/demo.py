@@ -103,6 +103,7 @@ def _demo_settings(
             "google_credentials_file": sandbox.write_service_account_file(
                 options.workdir / "service-account.json"
             ),
+            "google_impersonate_subject": sandbox.impersonate_subject,
             "google_calendar_endpoint": sandbox.calendar_endpoint,
             "time_scale": options.time_scale,
             "outbox_poll_seconds": 0.5,

@@ -159,6 +159,7 @@ def sandbox_settings(sandbox: Sandbox, database_url: str, tmp_path: Path, **extr
         "discord_bot_token": SecretStr(sandbox.discord_bot_token),
         "discord_api_base_url": sandbox.discord_base_url,
         "google_credentials_file": sandbox.write_service_account_file(tmp_path / "sa.json"),
+        "google_impersonate_subject": sandbox.impersonate_subject,
         "google_calendar_endpoint": sandbox.calendar_endpoint,
         "time_scale": SCALE,
         "outbox_poll_seconds": 0.1,

@@ -15,6 +15,7 @@ server's Retry-After.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ from typing import Any
 import google_auth_httplib2
 import httplib2
 from google.auth import exceptions as auth_exceptions
-from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from core import metrics
+from core.clients.google_credentials import load_google_credentials
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.status import ServiceStatus
 from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
@@ -38,8 +39,10 @@ from core.observability import get_logger
 log = get_logger("core.clients.calendar")
 
 SERVICE = "calendar"
-SCOPES = ["https://www.googleapis.com/auth/calendar"]
-RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+# Quota refusals: classic errors[].reason, and google.rpc.ErrorInfo reasons in details[].
+RATE_REASONS = frozenset({
+    "rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED",
+})
 PAGE_SIZE = 2500
 
 Make = Callable[[Any], Any]  # service resource → HttpRequest
@@ -56,28 +59,47 @@ class CalendarOptions:
     retry_pause: float = 0.5  # first pause; doubled for the next
 
 
-def load_service_account(path: Path) -> service_account.Credentials:
-    """The key file as credentials; an unreadable or malformed file is NeedsAttentionError.
+def load_service_account(path: Path, subject: str | None = None) -> Any:
+    """The credentials file (a service account, acting for ``subject`` when given, or an
+    authorized user); an unreadable or malformed file is NeedsAttentionError."""
+    return load_google_credentials(path, subject)
 
-    The message names the file and the setting, never the file's content.
-    """
+
+def google_error(exc: HttpError) -> dict[str, Any]:
+    """The ``error`` object of Google's body, read from the bytes: ``error_details`` shows
+    only one of ``details`` / ``errors`` (``details`` first), so it cannot classify."""
     try:
-        return service_account.Credentials.from_service_account_file(str(path), scopes=SCOPES)
-    except (OSError, ValueError, KeyError) as exc:
-        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise NeedsAttentionError(
-            f"GOOGLE_CREDENTIALS_FILE {path} is not a readable service-account key "
-            f"({problem})",
-            service=SERVICE,
-        ) from None
+        body = json.loads(exc.content)
+    except (TypeError, ValueError):
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def error_reasons(exc: HttpError) -> list[str]:
+    """Every reason Google gave: ``errors[].reason`` (classic envelope) and the
+    ``reason`` of each ``google.rpc.ErrorInfo`` in ``details[]`` (newer envelope, often
+    after a ``Help`` entry), in that order."""
+    error = google_error(exc)
+    reasons = [
+        str(e["reason"]) for e in error.get("errors") or []
+        if isinstance(e, dict) and e.get("reason")
+    ]
+    reasons += [
+        str(d["reason"]) for d in error.get("details") or []
+        if isinstance(d, dict) and str(d.get("@type", "")).endswith("google.rpc.ErrorInfo")
+        and d.get("reason")
+    ]
+    return reasons
 
 
 def error_reason(exc: HttpError) -> str | None:
-    details = getattr(exc, "error_details", None)
-    if isinstance(details, list) and details and isinstance(details[0], dict):
-        reason = details[0].get("reason")
-        return str(reason) if reason else None
-    return None
+    reasons = error_reasons(exc)
+    return reasons[0] if reasons else None
+
+
+def is_rate_limit(status: int, reasons: list[str]) -> bool:
+    return status == 429 or (status == 403 and any(r in RATE_REASONS for r in reasons))
 
 
 def status_of(exc: HttpError) -> int:
@@ -92,8 +114,8 @@ def translate(exc: BaseException) -> SyncError | None:
         if getattr(exc, "retryable", False):
             return TransientError(f"Google token refresh failed: {exc}", service=SERVICE)
         return NeedsAttentionError(
-            f"Google refused the service-account credentials ({exc}): check "
-            "GOOGLE_CREDENTIALS_FILE",
+            f"Google refused the credentials ({exc}): check GOOGLE_CREDENTIALS_FILE "
+            "(and GOOGLE_IMPERSONATE_SUBJECT for a service account)",
             service=SERVICE, status=401, code="invalid_grant",
         )
     if isinstance(exc, auth_exceptions.TransportError | httplib2.HttpLib2Error | OSError):
@@ -104,11 +126,13 @@ def translate(exc: BaseException) -> SyncError | None:
 
 
 def _translate_http(exc: HttpError) -> SyncError:
-    status, reason = status_of(exc), error_reason(exc)
+    status, reasons = status_of(exc), error_reasons(exc)
+    reason = reasons[0] if reasons else None
     message = exc.reason if isinstance(exc.reason, str) and exc.reason else f"HTTP {status}"
-    if status == 429 or (status == 403 and reason in RATE_REASONS):
+    if is_rate_limit(status, reasons):
+        named = next((r for r in reasons if r in RATE_REASONS), reason)
         return RateLimitedError(
-            f"Google Calendar rate limit ({reason or status}): {message}",
+            f"Google Calendar rate limit ({named or status}): {message}",
             service=SERVICE, retry_after=_retry_after(exc),
         )
     if status >= 500:
@@ -177,7 +201,7 @@ class CalendarAdapter:
             return service.events().get(calendarId=calendar_id, eventId=event_id)
 
         result: dict[str, Any] | None = await self._call(
-            lane, make, f"get event {event_id}", none_on={404})
+            lane, make, f"get event {event_id}", none_on={404}, calendar_id=calendar_id)
         return result
 
     async def insert_event(
@@ -227,7 +251,8 @@ class CalendarAdapter:
             return service.events().delete(
                 calendarId=calendar_id, eventId=event_id, sendUpdates=send_updates)
 
-        await self._call(lane, make, f"delete event {event_id}", none_on={404, 410})
+        await self._call(lane, make, f"delete event {event_id}", none_on={404, 410},
+                         calendar_id=calendar_id)
 
     async def list_events(
         self, calendar_id: str, private_property: tuple[str, str], lane: Lane,
@@ -259,6 +284,7 @@ class CalendarAdapter:
         what: str,
         none_on: frozenset[int] | set[int] = frozenset(),
         duplicate_on_409: bool = False,
+        calendar_id: str | None = None,
     ) -> Any:
         async def attempt() -> Any:
             try:
@@ -266,6 +292,8 @@ class CalendarAdapter:
             except HttpError as exc:
                 status = status_of(exc)
                 if status in none_on:
+                    if status == 404 and calendar_id is not None:
+                        await self._require_calendar(calendar_id, exc)
                     return None
                 if duplicate_on_409 and status == 409:
                     return _DUPLICATE
@@ -277,6 +305,24 @@ class CalendarAdapter:
                 raise error from exc
 
         return await self.guard.call(lane, attempt, what)
+
+    async def _require_calendar(self, calendar_id: str, event_404: HttpError) -> None:
+        """An event's 404 means "no such event" only if the calendar itself is there for
+        us: a calendar no longer shared answers 404 too, and must not read as "gone"."""
+        def make(service: Any) -> Any:
+            return service.calendars().get(calendarId=calendar_id)
+
+        try:
+            await self._execute_with_retries(make, f"read calendar {calendar_id}")
+        except HttpError as exc:
+            if status_of(exc) != 404:
+                raise
+            google = exc.reason if isinstance(exc.reason, str) and exc.reason else "Not Found"
+            raise NeedsAttentionError(
+                f"calendar {calendar_id} is not shared with groupsync's Google account "
+                f"(or no longer exists): Google answered 404 {google}",
+                service=SERVICE, status=404, code=error_reason(exc) or "notFound",
+            ) from event_404
 
     async def _execute_with_retries(self, make: Make, what: str) -> Any:
         pause = self.options.retry_pause

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from core.clients.calendar_adapter import CalendarAdapter, load_service_account
+from core.clients.calendar_adapter import CalendarAdapter
 from core.clients.discord_adapter import DiscordAdapter
+from core.clients.google_credentials import load_google_credentials, require_delegation
 from core.clients.limits import ClientLimits
 from core.clients.ports import CalendarPort, DiscordPort
 from core.clients.status import ServiceStatus
@@ -74,7 +75,8 @@ async def open_clients(
     if settings.service_enabled(Service.CALENDAR):
         assert settings.google_credentials_file is not None
         credentials = await asyncio.to_thread(
-            load_service_account, settings.google_credentials_file)
+            load_google_credentials, settings.google_credentials_file,
+            settings.google_impersonate_subject)
         calendar_adapter = CalendarAdapter(
             credentials, limits.calendar(settings.google_calendar_endpoint, scale), now)
         await calendar_adapter.start()
@@ -95,8 +97,13 @@ def _scale(time_scale: TimeScale | float | None, settings: Settings) -> TimeScal
 
 
 def require_credentials(settings: Settings) -> None:
+    """Every enabled service has its credential, and a service-account file has the
+    Workspace user it acts for (GOOGLE_IMPERSONATE_SUBJECT)."""
     missing = settings.missing_credentials()
     if not missing:
+        if settings.service_enabled(Service.CALENDAR) and settings.google_credentials_file:
+            require_delegation(settings.google_credentials_file,
+                               settings.google_impersonate_subject)
         return
     services = {"DISCORD_BOT_TOKEN": "discord", "GOOGLE_CREDENTIALS_FILE": "calendar"}
     enabled = " and ".join(services[name] for name in missing)

@@ -1,4 +1,11 @@
-"""Google's error body: {"error": {code, message, errors: [{domain, reason, message}], status}}."""
+"""Google's error bodies.
+
+The classic envelope is ``{"error": {code, message, errors: [{domain, reason, message}],
+status}}``. Newer Google front ends answer quota errors with ``status`` and
+``details[]`` of ``google.rpc`` messages (a ``Help`` entry, then an ``ErrorInfo`` whose
+``reason`` is ``RATE_LIMIT_EXCEEDED``), with or without the classic ``errors[]``;
+googleapiclient's ``HttpError.error_details`` then shows ``details`` first.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,13 @@ _STATUS_NAMES = {
 }
 
 
+ENVELOPES = frozenset({"errors", "details", "both"})
+QUOTA_MESSAGE = (
+    "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of "
+    "service 'calendar-json.googleapis.com' for consumer 'project_number:424242424242'."
+)
+
+
 class CalendarError(Exception):
     def __init__(self, status: int, reason: str, message: str, domain: str = "global",
                  **extra: str) -> None:
@@ -21,13 +35,19 @@ class CalendarError(Exception):
         self.message = message
         self.domain = domain
         self.extra = extra
+        self.details: list[dict[str, Any]] | None = None  # google.rpc details, if any
+        self.classic = True  # whether errors[] is sent
 
     def body(self) -> dict[str, Any]:
         detail = {"domain": self.domain, "reason": self.reason, "message": self.message,
                   **self.extra}
-        error = {"code": self.status, "message": self.message, "errors": [detail]}
+        error: dict[str, Any] = {"code": self.status, "message": self.message}
+        if self.classic:
+            error["errors"] = [detail]
         if self.status in _STATUS_NAMES:
             error["status"] = _STATUS_NAMES[self.status]
+        if self.details is not None:
+            error["details"] = self.details
         return {"error": error}
 
 
@@ -44,8 +64,38 @@ def auth_error() -> CalendarError:
                          location="Authorization", locationType="header")
 
 
-def rate_limited(status: int, reason: str = "rateLimitExceeded") -> CalendarError:
-    return CalendarError(status, reason, "Rate Limit Exceeded", domain="usageLimits")
+def rate_limited(status: int, reason: str = "rateLimitExceeded",
+                 envelope: str = "errors") -> CalendarError:
+    """A quota refusal in the classic envelope, the newer ``details[]`` one, or both."""
+    if envelope == "errors":
+        return CalendarError(status, reason, "Rate Limit Exceeded", domain="usageLimits")
+    error = CalendarError(status, reason, QUOTA_MESSAGE, domain="usageLimits")
+    error.classic = envelope == "both"
+    error.details = [
+        {"@type": "type.googleapis.com/google.rpc.Help",
+         "links": [{"description": "Request a higher quota limit.",
+                    "url": "https://cloud.google.com/docs/quotas/help/request_increase"}]},
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+         "domain": "googleapis.com",
+         "metadata": {"service": "calendar-json.googleapis.com",
+                      "quota_metric": "calendar-json.googleapis.com/default",
+                      "quota_limit": "defaultPerMinutePerUser",
+                      "consumer": "projects/424242424242"}},
+    ]
+    return error
+
+
+def forbidden_for_service_accounts() -> CalendarError:
+    """What Google answers a service account (no delegation) that sets attendees."""
+    return CalendarError(403, "forbiddenForServiceAccounts", "Service accounts cannot invite "
+                         "attendees without Domain-Wide Delegation of Authority.",
+                         domain="calendar")
+
+
+def required_access_level() -> CalendarError:
+    """A write to a calendar shared with the caller read-only."""
+    return CalendarError(403, "requiredAccessLevel",
+                         "You need to have writer access to this calendar.", domain="calendar")
 
 
 def quota_exceeded() -> CalendarError:

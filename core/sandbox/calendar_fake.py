@@ -13,13 +13,16 @@ from aiohttp import web
 
 from core.sandbox import batch
 from core.sandbox.calendar_errors import (
+    ENVELOPES,
     CalendarError,
     auth_error,
     backend_error,
     bad_request,
+    forbidden_for_service_accounts,
     not_found,
     quota_exceeded,
     rate_limited,
+    required_access_level,
 )
 from core.sandbox.calendar_store import CalendarStore
 from core.sandbox.clock import Clock
@@ -36,7 +39,10 @@ BATCH_PATH = "/batch/calendar/v3"
 TOKEN_PATH = "/token"
 SEND_UPDATES = frozenset({"all", "externalOnly", "none"})
 EVENT = "/calendars/{calendar_id}/events/{event_id}"
+WRITES = frozenset({"insert", "update", "patch", "delete"})
+ROLES = frozenset({"owner", "writer", "reader", "none"})
 ROUTES = RouteTable([
+    ("GET", "/calendars/{calendar_id}", "get_calendar"),
     ("POST", "/calendars/{calendar_id}/events", "insert"),
     ("GET", "/calendars/{calendar_id}/events", "list"),
     ("GET", EVENT, "get"),
@@ -72,6 +78,10 @@ class CalendarFake(FakeService):
         self.store = CalendarStore()
         self.tokens = TokenRegistry()
         self.over_quota_status = self.limits.over_quota_status
+        self.quota_envelope = self.limits.quota_envelope
+        # calendar id -> {user (None: anyone else): role}; a calendar absent here is
+        # shared with everyone as owner, which is what most tests want.
+        self.acl: dict[str, dict[str | None, str]] = {}
         self._project_windows: dict[str, SlidingWindow] = {}
         self._user_windows: dict[str, SlidingWindow] = {}
 
@@ -106,6 +116,23 @@ class CalendarFake(FakeService):
 
     def revoke_sync_tokens(self) -> None:
         self.store.revoke_sync_tokens()
+
+    def set_quota_envelope(self, envelope: str) -> None:
+        """How quota refusals are worded: "errors" (classic ``errors[].reason``),
+        "details" (``status`` + ``details[]`` Help and ErrorInfo only) or "both"."""
+        if envelope not in ENVELOPES:
+            raise ValueError(f"envelope must be one of {sorted(ENVELOPES)}")
+        self.quota_envelope = envelope
+
+    def share_calendar(self, calendar_id: str, role: str, user: str | None = None) -> None:
+        """The calendar's ACL for ``user`` (None: everyone else): "owner", "writer",
+        "reader" (writes get 403 requiredAccessLevel) or "none" (not shared: 404)."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}")
+        self.acl.setdefault(calendar_id, {})[user] = role
+
+    def revoke_refresh_tokens(self) -> None:
+        self.tokens.revoke_refresh_tokens()
 
     def set_over_quota_status(self, status: int) -> None:
         if status not in (403, 429):
@@ -213,7 +240,7 @@ class CalendarFake(FakeService):
         principal = self.tokens.lookup(req.headers.get("authorization"))
         if principal is None or first(fired, "revoked_token"):
             raise auth_error()
-        _raise_injected(fired, self.clock)
+        _raise_injected(fired, self.clock, self.quota_envelope)
         if matched is None:
             raise not_found()
         route, params = matched
@@ -235,9 +262,18 @@ class CalendarFake(FakeService):
         if calendar_id == "primary":
             calendar_id = principal.user
             self.store.add_calendar(calendar_id)
+        self._check_access(name, calendar_id, principal)
+        if name in ("insert", "update", "patch") and body.get("attendees") \
+                and not principal.may_invite:
+            raise forbidden_for_service_accounts()
         event_id = params.get("event_id", "")
         if_match = req.headers.get("if-match")
         store = self.store
+        if name == "get_calendar":
+            store.calendar(calendar_id)
+            return CalResponse(200, {"kind": "calendar#calendar", "etag": '"1"',
+                                     "id": calendar_id, "summary": calendar_id,
+                                     "timeZone": "UTC"})
         if name == "insert":
             return _event(store.insert(calendar_id, body, principal.user))
         if name == "list":
@@ -256,6 +292,16 @@ class CalendarFake(FakeService):
         store.delete(calendar_id, event_id, if_match)
         return CalResponse(204)
 
+    def _check_access(self, name: str, calendar_id: str, principal: Principal) -> None:
+        rules = self.acl.get(calendar_id)
+        if rules is None:
+            return
+        role = rules.get(principal.user, rules.get(None, "owner"))
+        if role == "none":
+            raise not_found()  # Google does not say "not shared": the calendar is not there
+        if name in WRITES and role not in ("owner", "writer"):
+            raise required_access_level()
+
     def _charge(self, name: str, query: dict[str, list[str]], principal: Principal,
                 record: RequestRecord) -> None:
         units = self.limits.patch_units if name == "patch" else 1
@@ -268,11 +314,12 @@ class CalendarFake(FakeService):
         per_user = self._user_windows.setdefault(
             user, SlidingWindow(self.limits.user_per_window, window))
         status = self.over_quota_status
+        envelope = self.quota_envelope
         if project.would_exceed(now, units):
-            raise rate_limited(status, "rateLimitExceeded")
+            raise rate_limited(status, "rateLimitExceeded", envelope)
         if per_user.would_exceed(now, units):
             raise rate_limited(status, "userRateLimitExceeded" if status == 403
-                               else "rateLimitExceeded")
+                               else "rateLimitExceeded", envelope)
         project.add(now, units)
         per_user.add(now, units)
         record.quota_units = units
@@ -293,18 +340,18 @@ class CalendarFake(FakeService):
         fired = self.faults.take(record.route, named_only=True)
         record.faults.extend(f.kind for f in fired)
         try:
-            _raise_injected(fired, self.clock)
+            _raise_injected(fired, self.clock, self.quota_envelope)
         except CalendarError as exc:
             return exc
         return None
 
 
-def _raise_injected(fired: list[Fault], clock: Clock) -> None:
+def _raise_injected(fired: list[Fault], clock: Clock, envelope: str = "errors") -> None:
     if first(fired, "quota_exceeded"):
         raise quota_exceeded()
     limited = first(fired, "429")
     if limited is not None:
-        error = rate_limited(limited.status or 429)
+        error = rate_limited(limited.status or 429, envelope=envelope)
         if limited.retry_after is not None:
             error.extra["retry_after"] = str(clock.scaled(limited.retry_after))
         raise error

@@ -35,7 +35,8 @@ ALLOWED = {
     "calendar": COMMON | {
         "add_calendar", "events", "get_event", "set_attendee_response", "edit_event_as_person",
         "delete_event_as_person", "revoke_sync_tokens", "set_over_quota_status",
-        "project_units", "user_units", "quota", "issue_token",
+        "project_units", "user_units", "quota", "issue_token", "set_quota_envelope",
+        "share_calendar", "revoke_refresh_tokens",
     },
 }
 

@@ -1,8 +1,11 @@
-"""Google OAuth for the fake: access tokens, the service-account token endpoint, key files.
+"""Google OAuth for the fake: access tokens, the token endpoint, credential files.
 
 The token endpoint accepts a service-account JWT assertion
-(``urn:ietf:params:oauth:grant-type:jwt-bearer``) and returns a bearer token.
-It reads the claims but does not verify the signature.
+(``urn:ietf:params:oauth:grant-type:jwt-bearer``) and an authorized user's refresh token
+(``refresh_token``), and returns a bearer token. It reads the assertion's claims but does
+not verify the signature. An assertion with ``sub`` is domain-wide delegation: the token
+acts for that Workspace user. Without ``sub`` the token is the service account itself,
+which Google does not let invite attendees (403 forbiddenForServiceAccounts).
 """
 
 from __future__ import annotations
@@ -17,16 +20,22 @@ from typing import Any
 from core.sandbox.rsa_key import generate_private_key_pem
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+REFRESH_GRANT = "refresh_token"
 DEFAULT_PROJECT = "sandbox-project"
 SERVICE_ACCOUNT_EMAIL = f"groupsync@{DEFAULT_PROJECT}.iam.gserviceaccount.com"
+# The Workspace user the sandbox's service account acts for (GOOGLE_IMPERSONATE_SUBJECT),
+# and the consumer account of its authorized-user files.
+DEFAULT_SUBJECT = "organizer@sandbox.example.org"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a token belongs to: the quota user and the quota project."""
+    """Who a token belongs to: the quota user and the quota project. ``may_invite`` is
+    False for a service account acting as itself (no domain-wide delegation)."""
 
     user: str
     project: str
+    may_invite: bool = True
 
 
 class OAuthError(Exception):
@@ -43,12 +52,18 @@ class TokenRegistry:
     def __init__(self) -> None:
         self._tokens: dict[str, Principal] = {}
         self._key_pem: str | None = None
-        self.static_token = self.issue(SERVICE_ACCOUNT_EMAIL, DEFAULT_PROJECT)
+        # refresh token -> (client id, client secret, user)
+        self._refresh: dict[str, tuple[str, str, str]] = {}
+        self.static_token = self.issue(DEFAULT_SUBJECT, DEFAULT_PROJECT)
 
-    def issue(self, user: str, project: str = DEFAULT_PROJECT) -> str:
+    def issue(self, user: str, project: str = DEFAULT_PROJECT, may_invite: bool = True) -> str:
         token = "ya29.sandbox-" + secrets.token_urlsafe(24)
-        self._tokens[token] = Principal(user, project)
+        self._tokens[token] = Principal(user, project, may_invite)
         return token
+
+    def revoke_refresh_tokens(self) -> None:
+        """Every refresh token now answers invalid_grant (the user revoked the grant)."""
+        self._refresh.clear()
 
     def lookup(self, authorization: str | None) -> Principal | None:
         if not authorization or not authorization.startswith("Bearer "):
@@ -57,15 +72,49 @@ class TokenRegistry:
 
     def grant(self, form: dict[str, str]) -> dict[str, Any]:
         """Answer a token request, or raise ``OAuthError``."""
-        if form.get("grant_type") != JWT_GRANT:
+        grant_type = form.get("grant_type")
+        if grant_type == REFRESH_GRANT:
+            return self._refresh_grant(form)
+        if grant_type != JWT_GRANT:
             raise OAuthError("unsupported_grant_type", "Invalid grant_type.")
         claims = _jwt_claims(form.get("assertion", ""))
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or not issuer:
             raise OAuthError("invalid_grant", "Invalid JWT: missing iss.")
-        user = claims.get("sub") or issuer
-        token = self.issue(str(user), _project_of(issuer))
+        subject = claims.get("sub")
+        if subject is not None and (not isinstance(subject, str) or "@" not in subject):
+            raise OAuthError("invalid_grant", "Invalid email or User ID")
+        if subject:  # domain-wide delegation: the token acts for the Workspace user
+            token = self.issue(subject, _project_of(issuer), may_invite=True)
+        else:
+            token = self.issue(issuer, _project_of(issuer), may_invite=False)
         return {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+
+    def _refresh_grant(self, form: dict[str, str]) -> dict[str, Any]:
+        known = self._refresh.get(form.get("refresh_token", ""))
+        if known is None:
+            raise OAuthError("invalid_grant", "Token has been expired or revoked.")
+        client_id, client_secret, user = known
+        if form.get("client_id") != client_id or form.get("client_secret") != client_secret:
+            raise OAuthError("invalid_client", "The OAuth client was not found.")
+        token = self.issue(user, DEFAULT_PROJECT, may_invite=True)
+        return {"access_token": token, "expires_in": 3599, "token_type": "Bearer",
+                "scope": "https://www.googleapis.com/auth/calendar"}
+
+    def write_authorized_user_file(self, path: str | Path, token_uri: str,
+                                   user: str = DEFAULT_SUBJECT) -> Path:
+        """An authorized-user OAuth file (what ``gcloud auth application-default login`` or
+        an installed-app flow writes) whose refresh token this sandbox accepts."""
+        refresh_token = "1//sandbox-" + secrets.token_urlsafe(32)
+        client_id = f"{secrets.randbits(40)}-sandbox.apps.googleusercontent.com"
+        client_secret = "GOCSPX-" + secrets.token_urlsafe(21)
+        self._refresh[refresh_token] = (client_id, client_secret, user)
+        info = {"type": "authorized_user", "client_id": client_id,
+                "client_secret": client_secret, "refresh_token": refresh_token,
+                "token_uri": token_uri, "account": user, "universe_domain": "googleapis.com"}
+        target = Path(path)
+        target.write_text(json.dumps(info, indent=2))
+        return target
 
     def write_service_account_file(self, path: str | Path, token_uri: str) -> Path:
         """A service-account JSON google-auth accepts; its key is generated once per sandbox."""

@@ -69,6 +69,9 @@ class CalendarLimits:
     patch_units: int = 3
     # 403 (usageLimits rateLimitExceeded / userRateLimitExceeded) or 429.
     over_quota_status: int = 403
+    # How quota refusals are worded: "errors" (errors[].reason), "details" (status and
+    # google.rpc details[] only) or "both" (calendar_errors.rate_limited).
+    quota_envelope: str = "errors"
     max_batch: int = 1000
     max_results_default: int = 250
     max_results_cap: int = 2500

@@ -18,6 +18,7 @@ from core.sandbox.clock import Clock
 from core.sandbox.control import add_control_routes
 from core.sandbox.discord_fake import API_PREFIX, DiscordFake
 from core.sandbox.listener import Listener
+from core.sandbox.oauth import DEFAULT_SUBJECT
 from core.sandbox.options import SandboxLimits
 
 
@@ -98,7 +99,18 @@ class Sandbox:
         return self.calendar.static_token
 
     def write_service_account_file(self, path: str | Path) -> Path:
+        """A key file for this sandbox's token endpoint. Use it with ``impersonate_subject``
+        (GOOGLE_IMPERSONATE_SUBJECT): without it Google refuses to invite attendees."""
         return self.calendar.tokens.write_service_account_file(path, self.token_uri)
+
+    def write_authorized_user_file(self, path: str | Path, user: str = DEFAULT_SUBJECT) -> Path:
+        """An authorized-user OAuth file whose refresh token this sandbox accepts."""
+        return self.calendar.tokens.write_authorized_user_file(path, self.token_uri, user)
+
+    @property
+    def impersonate_subject(self) -> str:
+        """The Workspace user the sandbox's service account may act for."""
+        return DEFAULT_SUBJECT
 
     def urls(self) -> dict[str, Any]:
         return {
@@ -111,6 +123,7 @@ class Sandbox:
             "calendar_control_url": self._base(self._calendar_listener) + "/_control",
             "discord_bot_token": self.discord_bot_token,
             "calendar_token": self.calendar_token,
+            "google_impersonate_subject": self.impersonate_subject,
             "time_scale": self.clock.time_scale,
         }
 

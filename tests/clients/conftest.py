@@ -101,7 +101,8 @@ async def make_calendar(sandbox: Sandbox, key_file: Path) -> AsyncIterator[MakeC
 
     async def make(limits: ClientLimits | None = None) -> CalendarAdapter:
         options = (limits or ClientLimits()).calendar(sandbox.calendar_endpoint, SCALE)
-        adapter = CalendarAdapter(load_service_account(key_file), options, time.monotonic)
+        credentials = load_service_account(key_file, sandbox.impersonate_subject)
+        adapter = CalendarAdapter(credentials, options, time.monotonic)
         await adapter.start()
         opened.append(adapter)
         return adapter

@@ -49,7 +49,8 @@ async def test_an_unreadable_key_file_needs_attention_without_showing_it(
     async with AsyncExitStack() as stack:
         with pytest.raises(NeedsAttentionError) as caught:
             await open_clients(
-                settings(enabled_services="calendar", google_credentials_file=path),
+                settings(enabled_services="calendar", google_credentials_file=path,
+                         google_impersonate_subject="organizer@example.org"),
                 stack, SystemClock(), SCALE)
 
     assert "GOOGLE_CREDENTIALS_FILE" in str(caught.value)
@@ -72,7 +73,8 @@ async def test_both_clients_work_and_close_with_the_stack(sandbox: Sandbox,
                                                           key_file: Path) -> None:
     config = settings(
         discord_bot_token=sandbox.discord_bot_token, discord_api_base_url=sandbox.discord_base_url,
-        google_credentials_file=key_file, google_calendar_endpoint=sandbox.calendar_endpoint)
+        google_credentials_file=key_file, google_calendar_endpoint=sandbox.calendar_endpoint,
+        google_impersonate_subject=sandbox.impersonate_subject)
     base_before = Route.BASE
 
     async with AsyncExitStack() as stack:

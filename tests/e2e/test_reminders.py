@@ -54,6 +54,7 @@ def daemon_env(sandbox: Sandbox, tmp_path: Path, **extra: str) -> dict[str, str]
         "DISCORD_BOT_TOKEN": sandbox.discord_bot_token,
         "DISCORD_API_BASE_URL": sandbox.discord_base_url,
         "GOOGLE_CREDENTIALS_FILE": str(sandbox.write_service_account_file(tmp_path / "sa.json")),
+        "GOOGLE_IMPERSONATE_SUBJECT": sandbox.impersonate_subject,
         "GOOGLE_CALENDAR_ENDPOINT": sandbox.calendar_endpoint,
         "TIME_SCALE": str(SCALE),
         "OUTBOX_POLL_SECONDS": "0.1",

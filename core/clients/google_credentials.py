@@ -1,0 +1,89 @@
+"""Google credentials from GOOGLE_CREDENTIALS_FILE: a service account acting for a
+Workspace user, or an authorized user's OAuth refresh token.
+
+A service account may only put attendees on an event through domain-wide delegation
+(Calendar v3 discovery document, ``Event.attendees``): without it Google answers 403
+``forbiddenForServiceAccounts`` to every write that invites someone. ``with_subject``
+is that delegation, so a service-account file needs GOOGLE_IMPERSONATE_SUBJECT.
+Accounts without Workspace use an authorized-user file (``"type": "authorized_user"``,
+with ``client_id``, ``client_secret`` and ``refresh_token``) instead.
+
+Messages name the file and the setting, never the file's content.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
+
+from core.errors import ConfigError, NeedsAttentionError
+
+SCOPES = ["https://www.googleapis.com/auth/calendar"]
+SERVICE_ACCOUNT = "service_account"
+AUTHORIZED_USER = "authorized_user"
+SUBJECT_SETTING = "GOOGLE_IMPERSONATE_SUBJECT"
+FILE_SETTING = "GOOGLE_CREDENTIALS_FILE"
+
+
+def credentials_type(path: Path) -> str | None:
+    """The file's ``type`` field, or None when the file cannot be read as JSON."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    kind = info.get("type") if isinstance(info, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def require_delegation(path: Path, subject: str | None) -> None:
+    """A service-account file without GOOGLE_IMPERSONATE_SUBJECT cannot invite anyone:
+    refuse to start (``ConfigError``, one line) rather than fail every calendar sync."""
+    if subject is None and credentials_type(path) == SERVICE_ACCOUNT:
+        raise ConfigError(
+            SUBJECT_SETTING,
+            f"not set, but {FILE_SETTING} is a service account, and Google refuses "
+            "(403 forbiddenForServiceAccounts) to let a service account invite attendees "
+            "without domain-wide delegation; set it to the Workspace user the service "
+            "account acts for, or use an authorized-user OAuth file",
+        )
+
+
+def load_google_credentials(path: Path, subject: str | None = None) -> Any:
+    """Credentials for the Calendar client; an unreadable or malformed file is
+    ``NeedsAttentionError`` naming the file and the setting."""
+    try:
+        info = json.loads(path.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        kind = info.get("type")
+        if kind == AUTHORIZED_USER:
+            if subject is not None:
+                raise ConfigError(
+                    SUBJECT_SETTING, f"only applies to a service-account {FILE_SETTING}; "
+                    f"{path} is an authorized-user file: unset it")
+            return _authorized_user(info)
+        return _service_account(info, subject)
+    except (OSError, ValueError, KeyError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise NeedsAttentionError(
+            f"{FILE_SETTING} {path} is not a readable service-account key or authorized-user "
+            f"file ({problem})",
+            service="calendar",
+        ) from None
+
+
+def _service_account(info: dict[str, Any], subject: str | None) -> Any:
+    creds = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+    return creds.with_subject(subject) if subject else creds
+
+
+def _authorized_user(info: dict[str, Any]) -> Any:
+    creds = user_credentials.Credentials.from_authorized_user_info(info, scopes=SCOPES)
+    # from_authorized_user_info always uses Google's token endpoint; a file that names
+    # its own (as the sandbox's do) is honoured.
+    token_uri = info.get("token_uri")
+    return creds.with_token_uri(token_uri) if isinstance(token_uri, str) else creds
