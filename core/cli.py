@@ -15,11 +15,9 @@ EXIT_CONFIG = 2
 
 
 def _secrets(settings: Settings) -> list[str]:
-    return [
-        secret.get_secret_value()
-        for secret in (settings.discord_bot_token, settings.admin_token, settings.sentry_dsn)
-        if secret is not None
-    ]
+    from core.clients.google_credentials import file_secrets
+
+    return [*settings.secret_values(), *file_secrets(settings.google_credentials_file)]
 
 
 def _prepare(settings: Settings) -> None:

@@ -169,6 +169,22 @@ class Settings(BaseSettings):
             missing.append("GOOGLE_CREDENTIALS_FILE")
         return missing
 
+    def secret_values(self) -> list[str]:
+        """Every secret held in the settings themselves, for the scrubbers: tokens, the
+        Sentry DSN (and its key), the database password."""
+        values = [
+            secret.get_secret_value()
+            for secret in (self.discord_bot_token, self.admin_token, self.sentry_dsn)
+            if secret is not None
+        ]
+        if self.sentry_dsn is not None:
+            key = self.sentry_dsn.get_secret_value().partition("://")[2].partition("@")[0]
+            values.append(key.partition(":")[0])
+        password = _url_password(self.database_url)
+        if password:
+            values.append(password)
+        return [v for v in values if v]
+
     def public_summary(self) -> dict[str, Any]:
         """What the daemon logs at start-up: every setting, secrets reduced to set/unset."""
         summary: dict[str, Any] = {}
@@ -187,6 +203,14 @@ class Settings(BaseSettings):
 
 
 _SECRET_FIELDS = {"sentry_dsn", "discord_bot_token", "admin_token"}
+
+
+def _url_password(url: str) -> str | None:
+    rest = url.partition("://")[2]
+    if "@" not in rest:
+        return None
+    credentials = rest.rpartition("@")[0]
+    return credentials.partition(":")[2] or None
 
 
 def redact_url(url: str) -> str:

@@ -4,13 +4,22 @@ Library loggers (APScheduler, discord.py, aiohttp) go through the same renderer,
 operator tailing the stream sees one format. Secrets are kept out by construction (the
 settings hold them as ``SecretStr``) and, as a second line of defence, every rendered
 event is scrubbed of the secret values registered at start-up and of sensitive keys.
+
+Sentry gets the same treatment and more, because by default it ships what the code
+held, not what it logged: the local variables of every stack frame (discord.py's
+``login(token)`` holds the bot token, google-auth's refresh the refresh token). So frame
+locals are off, no request bodies or PII are sent, and ``before_send`` /
+``before_breadcrumb`` scrub every string of the event (message, exception values, tags,
+extra, contexts, breadcrumbs) of the registered secrets before it leaves the process.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+import urllib.parse
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
@@ -24,7 +33,7 @@ class SecretScrubber:
     """A structlog processor that removes registered secret values from every field."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        self._secrets = sorted(set(_variants(secrets)), key=len, reverse=True)
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
         for key, value in list(event.items()):
@@ -36,8 +45,39 @@ class SecretScrubber:
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+            if secret in text:
+                text = text.replace(secret, REDACTED)
         return text
+
+    def scrub_tree(self, value: Any) -> Any:
+        """Every string in nested dicts / lists scrubbed; values under sensitive keys
+        dropped (a Sentry event, a breadcrumb)."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {
+                key: REDACTED
+                if isinstance(key, str) and SENSITIVE_KEY.search(key) and item is not None
+                else self.scrub_tree(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.scrub_tree(item) for item in value]
+        return value
+
+
+def _variants(secrets: Iterable[str]) -> Iterable[str]:
+    """Each secret as it may appear in text: itself, JSON-escaped, URL-quoted, and for a
+    multi-line one (a PEM key) every long line, so a partial repr is caught too."""
+    for secret in secrets:
+        if not secret or len(secret) < 4:
+            continue
+        yield secret
+        yield json.dumps(secret)[1:-1]
+        yield urllib.parse.quote(secret, safe="")
+        for line in secret.splitlines():
+            if len(line.strip()) >= 16:
+                yield line.strip()
 
 
 def configure_logging(
@@ -98,26 +138,48 @@ def get_logger(name: str) -> Any:
 
 def init_sentry(dsn: str | None, environment: str, secrets: Iterable[str] = ()) -> bool:
     """Start Sentry when a DSN is set. Logging integration is off: the engine reports
-    failures itself, once per streak, rather than once per log line."""
+    failures itself, once per streak, rather than once per log line. Nothing configured
+    as a secret leaves the process (module docstring)."""
     if not dsn:
         return False
     import sentry_sdk
+    from sentry_sdk.integrations.atexit import AtexitIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
 
-    scrubber = SecretScrubber(secrets)
+    scrubber = SecretScrubber([*secrets, dsn])
 
     def before_send(event: Any, _hint: Any) -> Any:
-        for exc in (event.get("exception") or {}).get("values", []):
-            if isinstance(exc.get("value"), str):
-                exc["value"] = scrubber.scrub(exc["value"])
-        return event
+        return scrubbed_event(event, scrubber)
+
+    def before_breadcrumb(crumb: Any, _hint: Any) -> Any:
+        return scrubber.scrub_tree(crumb)
 
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
         send_default_pii=False,
+        include_local_variables=False,  # frames' locals held the bot token
+        max_request_body_size="never",
         before_send=before_send,
-        integrations=[LoggingIntegration(level=None, event_level=None)],
+        before_breadcrumb=before_breadcrumb,
+        integrations=[
+            LoggingIntegration(level=None, event_level=None),
+            # Queued events are sent at exit (quietly: stderr is the operator's log).
+            AtexitIntegration(callback=lambda _pending, _timeout: None),
+        ],
         default_integrations=False,
     )
     return True
+
+
+def scrubbed_event(event: dict[str, Any], scrubber: SecretScrubber) -> dict[str, Any]:
+    """An event with no frame locals, no request data, and every string scrubbed."""
+    event.pop("request", None)
+    for exception in (event.get("exception") or {}).get("values") or []:
+        for frame in (exception.get("stacktrace") or {}).get("frames") or []:
+            frame.pop("vars", None)
+    for thread in (event.get("threads") or {}).get("values") or []:
+        for frame in (thread.get("stacktrace") or {}).get("frames") or []:
+            frame.pop("vars", None)
+    scrubbed: dict[str, Any] = scrubber.scrub_tree(event)
+    return scrubbed

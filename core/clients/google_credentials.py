@@ -39,6 +39,23 @@ def credentials_type(path: Path) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+SECRET_FIELDS = ("private_key", "private_key_id", "client_secret", "refresh_token")
+
+
+def file_secrets(path: Path | None) -> list[str]:
+    """The secret values inside the credentials file (private key, refresh token, client
+    secret), for the log and Sentry scrubbers; [] when there is no readable file."""
+    if path is None:
+        return []
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(info, dict):
+        return []
+    return [str(info[k]) for k in SECRET_FIELDS if isinstance(info.get(k), str) and info[k]]
+
+
 def require_delegation(path: Path, subject: str | None) -> None:
     """A service-account file without GOOGLE_IMPERSONATE_SUBJECT cannot invite anyone:
     refuse to start (``ConfigError``, one line) rather than fail every calendar sync."""

@@ -20,6 +20,7 @@ BAD_SETTINGS = [
     ("ENABLED_SERVICES", "discord,slack", "'discord' or 'calendar'"),
     ("REMINDER_OFFSETS_MINUTES", "60,soon", "comma-separated list of whole numbers"),
     ("SENTRY_ATTEMPT_MILESTONES", "0", "every number must be positive"),
+    ("GOOGLE_IMPERSONATE_SUBJECT", "teacher", "email address of the Workspace user"),
 ]
 
 
@@ -91,3 +92,31 @@ def test_run_without_credentials_for_an_enabled_service_refuses_and_names_them(
     assert "DISCORD_BOT_TOKEN" in err
     assert "GOOGLE_CREDENTIALS_FILE" not in err
     assert "python main.py demo" in err
+
+
+def test_secret_values_cover_tokens_dsn_and_the_database_password() -> None:
+    settings = load_settings(
+        discord_bot_token=SecretStr("bot-token-value"), admin_token=SecretStr("admin-value"),
+        sentry_dsn=SecretStr("https://publickey123@o1.ingest.sentry.io/42"),
+        database_url="postgresql://gs:db-password@db/gs",
+    )
+
+    assert set(settings.secret_values()) == {
+        "bot-token-value", "admin-value", "https://publickey123@o1.ingest.sentry.io/42",
+        "publickey123", "db-password",
+    }
+
+
+def test_the_scrubber_removes_a_pem_key_even_from_a_repr() -> None:
+    from core.observability import REDACTED, SecretScrubber
+
+    key = "-----BEGIN KEY-----\n" + "A" * 64 + "\n" + "B" * 40 + "\n-----END KEY-----\n"
+    scrubber = SecretScrubber([key])
+    event = {"extra": {"info": repr({"private_key": key})}, "tags": {"token": "t"},
+             "list": [f"partial {'B' * 40} line"]}
+
+    scrubbed = scrubber.scrub_tree(event)
+
+    assert "A" * 64 not in str(scrubbed)
+    assert "B" * 40 not in str(scrubbed)
+    assert scrubbed["tags"]["token"] == REDACTED
