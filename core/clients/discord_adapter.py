@@ -70,7 +70,7 @@ class DiscordOptions:
     max_rate_limit_wait: float = 30.0  # a longer server wait raises instead of sleeping
     invalid_request_budget: int = 5000
     invalid_request_window: float = 600.0
-    in_call_retries: int = 2  # for 5xx discord.py does not retry itself (503)
+    in_call_retries: int = 2  # for Cloudflare's HTML 503, which discord.py does not retry
     retry_pause: float = 0.5  # first pause; doubled for the next
 
 
@@ -136,9 +136,14 @@ def is_html(text: str | None) -> bool:
 
 
 def _retry_in_call(exc: BaseException) -> bool:
-    """A 5xx discord.py did not retry itself (it retries 500/502/504/524 with 1-9 s
-    sleeps, not 503, which Cloudflare often answers for a moment)."""
-    return isinstance(exc, discord.DiscordServerError) and exc.status not in LIBRARY_RETRIED
+    """Cloudflare's HTML 5xx page that discord.py did not retry itself (it retries
+    500/502/504/524 with 1-9 s sleeps, not 503): the edge's hiccup, worth a quick second
+    try. Discord's own JSON 503 is left to the scheduled retry and the breaker."""
+    return (
+        isinstance(exc, discord.DiscordServerError)
+        and exc.status not in LIBRARY_RETRIED
+        and is_html(exc.text)
+    )
 
 
 class BasedHTTPClient(HTTPClient):

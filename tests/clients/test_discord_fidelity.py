@@ -101,3 +101,4 @@ async def test_a_lasting_html_503_is_transient_and_does_not_quote_the_page(
     assert "503" in str(caught.value)
     assert "Cloudflare" in str(caught.value)
     assert "<" not in str(caught.value)
+    assert routes(sandbox.discord, GET_CHANNEL) == [503, 503, 503]  # two quick retries
