@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ from core.db.session import SessionFactory
 from core.engine.leadership import ADVISORY_LOCK_KEY, asyncpg_dsn
 from core.sandbox import Sandbox, start_sandbox
 from tests.engine.daemon_process import Daemon
+from tests.engine.db_proxy import DatabaseProxy
 from tests.waiting import wait_for
 from tests.world import GUILD, SCALE, World, sandbox_settings
 
@@ -67,14 +69,8 @@ async def _terminate_lock_connection(database_url: str) -> int:
         await admin.close()
 
 
-async def test_a_live_leaders_slow_grant_is_not_left_behind_at_takeover(
-    sandbox: Sandbox, daemons: list[Daemon], session_factory: SessionFactory,
-    database_url: str, tmp_path: Path,
-) -> None:
-    world = World(sandbox, sandbox_settings(sandbox, database_url, tmp_path),
-                  session_factory, {})
-    group, member = await world.add_group(meetings=1), await world.add_user()
-    env = {
+def _env(sandbox: Sandbox) -> dict[str, str]:
+    return {
         "SYNCER_FACTORY": "core.syncers.registry:build_syncers",
         "ENABLED_SERVICES": "discord",
         "DISCORD_BOT_TOKEN": sandbox.discord_bot_token,
@@ -82,6 +78,23 @@ async def test_a_live_leaders_slow_grant_is_not_left_behind_at_takeover(
         "SHUTDOWN_TIMEOUT_SECONDS": "15",  # the old leader may finish what is in flight
         "CLIENT_CALL_TIMEOUT_SECONDS": "2000",  # 20 s scaled: the slow PUT is answered
     }
+
+
+def _member_has_access(world: World, group: Any, discord_user_id: str) -> bool:
+    return any(
+        discord_user_id in world.member_overwrites(channel)
+        for channel in (group.discord_text_channel_id, group.discord_voice_channel_id)
+    )
+
+
+async def test_a_live_leaders_slow_grant_is_not_left_behind_at_takeover(
+    sandbox: Sandbox, daemons: list[Daemon], session_factory: SessionFactory,
+    database_url: str, tmp_path: Path,
+) -> None:
+    world = World(sandbox, sandbox_settings(sandbox, database_url, tmp_path),
+                  session_factory, {})
+    group, member = await world.add_group(meetings=1), await world.add_user()
+    env = _env(sandbox)
     old = Daemon(database_url, tmp_path, tmp_path / "old.log", **env)
     daemons.append(old)
     await wait_for(lambda: bool(old.events("daemon_started")), timeout=120, message="a leader")
@@ -109,8 +122,7 @@ async def test_a_live_leaders_slow_grant_is_not_left_behind_at_takeover(
                    + len(old.events("sync_interrupted")) >= 4 or old.process.poll() is not None,
                    timeout=60, message="the old leader's in-flight run to end")
     assert member.discord_user_id is not None
-    assert member.discord_user_id not in world.member_overwrites(group.discord_text_channel_id)
-    assert member.discord_user_id not in world.member_overwrites(group.discord_voice_channel_id)
+    assert not _member_has_access(world, group, member.discord_user_id)
     assert await world.grants(group.id) == set()
     assert await _converged(session_factory, group.id)
     await wait_for(lambda: bool(old.events("standing_by")), timeout=60,
@@ -120,3 +132,60 @@ async def test_a_live_leaders_slow_grant_is_not_left_behind_at_takeover(
     # the new leader revoked the old one's grants, after they had landed
     assert [r.route for r in sandbox.discord.request_log].count(
         "DELETE /channels/{channel_id}/permissions/{target}") >= 2
+
+
+async def test_a_leader_cut_off_mid_grant_records_nothing_and_the_new_leader_revokes(
+    sandbox: Sandbox, daemons: list[Daemon], session_factory: SessionFactory,
+    database_url: str, tmp_path: Path,
+) -> None:
+    """The old leader reaches the database through a proxy that goes down while its slow
+    PUT is in flight: its lock connection drops with everything else, it cannot renew,
+    so it stops and records nothing; the new leader waits out its lease, finds the grant
+    recorded pending (intent before effect) and revokes it."""
+    world = World(sandbox, sandbox_settings(sandbox, database_url, tmp_path),
+                  session_factory, {})
+    group, member = await world.add_group(meetings=1), await world.add_user()
+    assert member.discord_user_id is not None
+    proxy = DatabaseProxy(database_url).start()
+    try:
+        old = Daemon(proxy.database_url, tmp_path, tmp_path / "old.log", **_env(sandbox))
+        daemons.append(old)
+        await wait_for(lambda: bool(old.events("daemon_started")), timeout=120,
+                       message="a leader")
+        new = Daemon(database_url, tmp_path, tmp_path / "new.log", **_env(sandbox))
+        daemons.append(new)
+        await wait_for(lambda: bool(new.events("standing_by")), timeout=120,
+                       message="a standby")
+
+        # Given the leader granting a new member access, its overwrite PUTs slow
+        slow = sandbox.discord.inject("latency", latency=SLOW_PUT, route=PUT_OVERWRITE,
+                                      count=2)
+        await world.join(member, group)
+        await wait_for(lambda: (slow.fault.count or 0) < 2, timeout=60,
+                       message="the first PUT to be in flight")
+
+        # When the leader loses the database while it is in flight, and the member leaves
+        proxy.down()
+        await world.leave(member)
+
+        # Then the new leader takes over and the key converges: no access, no grant
+        await wait_for(lambda: bool(new.events("daemon_started")), timeout=60,
+                       message="the standby to take over")
+        await wait_for(lambda: _converged(session_factory, group.id), timeout=90,
+                       message="the group to converge")
+        await wait_for(lambda: bool(old.events("sync_lease_lost")), timeout=60,
+                       message="the old leader to give up its run")
+        assert await world.grants(group.id) == set()
+        assert not _member_has_access(world, group, member.discord_user_id)
+        assert not [e for e in old.events("sync_succeeded")  # it recorded no grant
+                    if e["sync_type"] == "discord" and e["result"].get("granted")]
+
+        # And once the database is back the old leader stands by, alive
+        proxy.up()
+        await wait_for(lambda: bool(old.events("standing_by")), timeout=60,
+                       message="the old leader to stand by")
+        assert old.process.poll() is None, old.output()[-3000:]
+        assert len(old.events("database_unavailable")) == 1
+        assert not _member_has_access(world, group, member.discord_user_id)
+    finally:
+        proxy.close()
