@@ -1,0 +1,155 @@
+"""A real daemon (``python main.py run`` in a subprocess) against the sandbox, for the
+dashboard's browser tests.
+
+The sandbox runs on an event loop in a thread of the test process, so the test can
+inject faults and read what the fakes hold while Selenium (which blocks) drives the page;
+every call into the sandbox or the database runs on that loop (``System.run``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from core.db.migrate import upgrade
+from core.db.session import SessionFactory, create_engine, create_session_factory
+from core.sandbox import Sandbox, start_sandbox
+from tests.engine.daemon_process import Daemon
+from tests.world import GUILD, World, sandbox_settings
+
+T = TypeVar("T")
+ADMIN_TOKEN = "dashboard-test-admin-token-9f8e7d6c5b4a"
+# Real seconds matter on a page read by a person (and a test): delays are scaled less
+# than elsewhere so backoff countdowns and rate-limit banners stay visible.
+SCALE = 0.1
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread; ``run`` executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Awaitable[T], timeout: float = 60) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(_wrap(coroutine), self.loop)
+        return future.result(timeout)
+
+    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async def invoke() -> T:
+            return function(*args, **kwargs)
+
+        return self.run(invoke())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+async def _wrap(coroutine: Awaitable[T]) -> T:
+    return await coroutine
+
+
+@dataclass
+class System:
+    loop: LoopThread
+    world: World
+    sandbox: Sandbox
+    daemon: Daemon
+    admin_url: str
+    sessions: SessionFactory
+
+    def run(self, coroutine: Awaitable[T], timeout: float = 60) -> T:
+        return self.loop.run(coroutine, timeout)
+
+    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self.loop.call(function, *args, **kwargs)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The admin API as a script sees it (bearer token, its own rate-limit bucket)."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", **kwargs.pop("headers", {})}
+        return httpx.request(method, self.admin_url + path, headers=headers, timeout=15,
+                             **kwargs)
+
+    def wait(self, condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.1)
+
+    def key(self, sync_type: str, group_id: int) -> dict[str, Any]:
+        response = self.api("GET", f"/api/keys/{sync_type}/{group_id}")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@contextmanager
+def running_system(tmp_path: Path, **env: str) -> Iterator[System]:
+    loop = LoopThread()
+    stack = AsyncExitStack()
+    daemon: Daemon | None = None
+    try:
+        database_url = f"sqlite+aiosqlite:///{tmp_path / 'dashboard.db'}"
+        upgrade(database_url)
+        sandbox = loop.run(stack.enter_async_context(start_sandbox(time_scale=SCALE)))
+        loop.call(sandbox.discord.add_guild, GUILD, bot_role_position=50)
+        engine = create_engine(database_url)
+        stack.push_async_callback(engine.dispose)
+        sessions = create_session_factory(engine)
+        settings = loop.call(sandbox_settings, sandbox, database_url, tmp_path)
+        world = World(sandbox, settings, sessions, {})
+        daemon_env = {
+            "SYNCER_FACTORY": "core.syncers.registry:build_syncers",
+            "ENABLED_SERVICES": "discord,calendar",
+            "DISCORD_BOT_TOKEN": sandbox.discord_bot_token,
+            "DISCORD_API_BASE_URL": sandbox.discord_base_url,
+            "GOOGLE_CREDENTIALS_FILE": str(settings.google_credentials_file),
+            "GOOGLE_CALENDAR_ENDPOINT": sandbox.calendar_endpoint,
+            "TIME_SCALE": str(SCALE),
+            "ADMIN_PORT": "0",
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "ADMIN_FAULT_INJECTION": "true",
+            "RSVP_REFRESH_SECONDS": "100000",
+            **env,
+        }
+        daemon = Daemon(database_url, tmp_path / "fake", tmp_path / "daemon.log", **daemon_env)
+        admin_url = _admin_url(daemon)
+        yield System(loop, world, sandbox, daemon, admin_url, sessions)
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.close()
+        loop.run(stack.aclose())
+        loop.close()
+
+
+def _admin_url(daemon: Daemon, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in daemon.events("admin_api_listening"):
+            return str(event["url"])
+        if daemon.process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"the daemon's admin API did not start:\n{daemon.output()[-4000:]}")
+
+
+def log_lines(daemon: Daemon) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in daemon.output().splitlines() if line.startswith("{")]
