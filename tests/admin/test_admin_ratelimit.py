@@ -77,6 +77,12 @@ def test_an_empty_bucket_says_how_long_until_the_next_token(
     assert buckets.take("a", Lane.READS, elapsed) == pytest.approx(expected_wait)
 
 
+def test_a_refused_reader_is_told_to_wait_until_the_bucket_is_half_full() -> None:
+    buckets = Buckets(RateLimitOptions(reads=BucketLimits(rate=0.5, burst=8, refill_to=4)))
+    assert all(buckets.take("a", Lane.READS, 0.0) == 0.0 for _ in range(8))
+    assert buckets.take("a", Lane.READS, 0.0) == pytest.approx(8.0)
+
+
 def test_clients_and_lanes_have_their_own_buckets() -> None:
     buckets = Buckets(SMALL)
     buckets.take("a", Lane.ACTIONS, 0.0)

@@ -39,7 +39,7 @@ def missing() -> list[str]:
 class Browser:
     """A headless Chromium with the few helpers the dashboard tests use."""
 
-    def __init__(self, base_url: str, artifacts: Path, test_name: str) -> None:
+    def __init__(self, artifacts: Path, test_name: str, base_url: str = "") -> None:
         self.base_url = base_url.rstrip("/")
         self.artifacts = artifacts
         self.test_name = test_name
@@ -91,11 +91,16 @@ class Browser:
         self.wait(lambda: not self.all(css), timeout, f"{css} to go away")
 
     def click(self, css: str) -> None:
-        def enabled() -> WebElement | None:
-            found = self.all(css)
-            return found[0] if found and found[0].is_enabled() else None
+        """Click the first match once it is enabled (again if the page re-rendered it)."""
 
-        self.wait(enabled, what=f"{css} to be clickable").click()
+        def clicked() -> bool:
+            found = self.all(css)
+            if not found or not found[0].is_enabled():
+                return False
+            found[0].click()  # a stale element raises, and wait() looks again
+            return True
+
+        self.wait(clicked, what=f"{css} to be clickable")
 
     def fetch(self, method: str, path: str, headers: dict[str, str] | None = None) -> int:
         """A request from inside the page (its cookies, its origin); returns the status."""

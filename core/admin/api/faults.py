@@ -12,10 +12,17 @@ Control: ``POST /_test/faults`` {"lane", "status", "count", "after", "retry_afte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
 from core.admin.api.ratelimit import Lane
+from core.observability import get_logger
+
+log = get_logger("groupsync.admin.api")
 
 
 @dataclass
@@ -60,3 +67,41 @@ class AdminFaults:
                     self._faults.remove(fault)
                 return fault
         return None
+
+
+class FaultIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lane: Lane
+    status: int = Field(503, description="429 or 503")
+    count: int = Field(1, ge=1, le=1000)
+    after: bool = Field(False, description="carry the request out, then lose its answer")
+    retry_after: int = Field(1, ge=0, le=3600)
+
+
+def fault_router(faults: AdminFaults, operator: Callable[..., Any]) -> APIRouter:
+    """``POST``/``GET``/``DELETE /_test/faults``; ``operator`` is the API's auth dependency."""
+    router = APIRouter(prefix="/_test", include_in_schema=False,
+                       dependencies=[Depends(operator)])
+
+    @router.post("/faults", status_code=201)
+    async def add(body: FaultIn) -> dict[str, Any]:
+        try:
+            fault = InjectedFault(**body.model_dump())
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        faults.add(fault)
+        log.warning("admin_fault_injected", **fault.to_json())
+        return fault.to_json()
+
+    @router.get("/faults")
+    async def active() -> list[dict[str, Any]]:
+        return [fault.to_json() for fault in faults.active()]
+
+    @router.delete("/faults")
+    async def clear() -> dict[str, int]:
+        count = len(faults.active())
+        faults.clear()
+        return {"cleared": count}
+
+    return router

@@ -56,19 +56,27 @@ class Availability(StrEnum):
 
 @dataclass(frozen=True)
 class BucketLimits:
-    """``rate`` tokens per second refill a bucket holding at most ``burst`` tokens."""
+    """``rate`` tokens per second refill a bucket holding at most ``burst`` tokens.
+
+    A refused client is told to come back when ``refill_to`` tokens are there: for reads
+    that is half the burst, so a poller that overran comes back to a few answers instead
+    of one answer and another 429 (and slows down, as the dashboard does).
+    """
 
     rate: float
     burst: float
+    refill_to: float = 1.0
 
     def __post_init__(self) -> None:
         if self.rate <= 0 or self.burst < 1:
             raise ValueError("a bucket needs rate > 0 and burst >= 1")
+        if not 1 <= self.refill_to <= self.burst:
+            raise ValueError("refill_to must be between 1 and burst")
 
 
 @dataclass(frozen=True)
 class RateLimitOptions:
-    reads: BucketLimits = BucketLimits(rate=5.0, burst=30)
+    reads: BucketLimits = BucketLimits(rate=5.0, burst=30, refill_to=15)
     actions: BucketLimits = BucketLimits(rate=2.0, burst=20)
     # Retry-After on a 503 (seconds): how soon a client should look again.
     unavailable_retry_after: int = 2
@@ -104,7 +112,7 @@ class Buckets:
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return 0.0
-        return (1 - bucket.tokens) / limits.rate
+        return (limits.refill_to - bucket.tokens) / limits.rate
 
 
 def lane_of(method: str) -> Lane:

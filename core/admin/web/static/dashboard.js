@@ -14,9 +14,12 @@
   'use strict';
 
   const POLL_MS = 2000;
+  const MAX_POLL_MS = 60000;
+  const INTERVAL_KEY = 'groupsync.pollMs';
   const JOB_POLL_MS = 1000;
   const PAUSE_KEY = 'groupsync.readsPausedUntil';
   const SUCCESS_KEY = 'groupsync.readSucceeded';
+  const DATA_KEY = 'groupsync.lastData';
   const ACTION_GIVE_UP_MS = 120000;
   const FINISHED_JOB_STATES = new Set(['done', 'finished', 'completed', 'cancelled', 'canceled', 'failed']);
 
@@ -77,13 +80,6 @@
   const serviceName = (name) => ({ discord: 'Discord', calendar: 'Google Calendar' }[name] || name);
   const statusWords = (status) => (status || '').replace(/_/g, ' ');
 
-  function serviceOf(syncType) {
-    if (!syncType) return '';
-    if (syncType.startsWith('discord')) return 'discord';
-    if (syncType.startsWith('calendar')) return 'calendar';
-    return syncType;
-  }
-
   function newKey() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
     const bytes = crypto.getRandomValues(new Uint8Array(16));
@@ -142,14 +138,22 @@
     return left;
   }
 
+  // The polling interval doubles on each 429 and creeps back after successes, so a page
+  // polling faster than the server allows settles at a rate it does allow.
+  function pollInterval() {
+    return Math.min(MAX_POLL_MS, Math.max(POLL_MS, Number(sessionStorage.getItem(INTERVAL_KEY)) || POLL_MS));
+  }
+
   function pauseReads(seconds) {
     const until = Date.now() + Math.max(1, seconds) * 1000;
     sessionStorage.setItem(PAUSE_KEY, String(until));
+    sessionStorage.setItem(INTERVAL_KEY, String(Math.min(MAX_POLL_MS, pollInterval() * 2)));
   }
 
   // True when the answer can be used; otherwise records why not.
   function readOk(result) {
     if (result.status === 200) {
+      sessionStorage.setItem(INTERVAL_KEY, String(Math.max(POLL_MS, Math.floor(pollInterval() * 0.95))));
       state.hadSuccess = true;
       sessionStorage.setItem(SUCCESS_KEY, '1');
       state.connectionIssue = null;
@@ -193,8 +197,24 @@
     if (!readOk(keys)) return;
     state.keys = keys.body;
     state.requested.clear();
+    try {
+      sessionStorage.setItem(DATA_KEY, JSON.stringify({ overview: state.overview, keys: state.keys }));
+    } catch (error) { /* storage full: the next load just starts empty */ }
     renderOverview();
     renderKeys();
+  }
+
+  // After a reload while reads are paused, show what was last received (and say so).
+  function restoreLastData() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(DATA_KEY) || 'null');
+      if (!saved || !saved.overview || !saved.keys) return;
+      state.overview = saved.overview;
+      state.keys = saved.keys;
+      state.serverOffsetMs = 0;
+      renderOverview();
+      renderKeys();
+    } catch (error) { /* unreadable: start empty */ }
   }
 
   async function pollLoop() {
@@ -202,7 +222,7 @@
     await refresh();
     renderBanners();
     const paused = readsPausedFor();
-    state.pollTimer = setTimeout(pollLoop, paused > 0 ? paused + 50 : POLL_MS);
+    state.pollTimer = setTimeout(pollLoop, paused > 0 ? paused + 50 : pollInterval());
   }
 
   function pollSoon() {
@@ -294,6 +314,16 @@
   }
 
   // ---- overview ------------------------------------------------------------------------
+  function breakerWords(breaker) {
+    const words = statusWords(breaker.state || 'closed');
+    if (breaker.state === 'open') {
+      const left = secondsUntil(breaker.half_open_at);
+      return left > 0 ? `open (probe in ${duration(left)})` : 'open (probe due)';
+    }
+    const failures = breaker.consecutive_failures || 0;
+    return failures ? `${words}, ${failures} failures in a row` : words;
+  }
+
   function renderOverview() {
     const overview = state.overview || {};
     const body = $('services-body');
@@ -312,19 +342,20 @@
         text: service.paused ? `Resume ${name}` : `Pause ${name}`,
         onclick: () => pauseOrResume(service.name, !service.paused),
       });
-      const breakerClosed = !breaker.state || breaker.state === 'closed';
+      const resetBlocker = !breaker.state || breaker.state === 'closed' ? 'breaker is closed'
+        : breaker.state === 'unknown' ? 'breaker state unknown (no active daemon)' : null;
       const resetButton = el('button', {
         type: 'button', id: `reset-breaker-${service.name}`, text: 'Reset breaker',
-        disabled: breakerClosed, 'aria-describedby': breakerClosed ? `reset-reason-${service.name}` : null,
+        disabled: Boolean(resetBlocker), 'aria-describedby': resetBlocker ? `reset-reason-${service.name}` : null,
         onclick: () => resetBreaker(service.name),
       });
       body.append(el('tr', { id: `service-${service.name}` },
         el('th', { scope: 'row', text: name }),
         el('td', { class: 'status', text: stateWords }),
         el('td', { text: counts }),
-        el('td', { text: statusWords(breaker.state || 'closed') }),
+        el('td', { text: breakerWords(breaker) }),
         el('td', {}, pauseButton, ' ', resetButton,
-          breakerClosed ? el('span', { class: 'reason', id: `reset-reason-${service.name}`, text: 'breaker is closed' }) : null)));
+          resetBlocker ? el('span', { class: 'reason', id: `reset-reason-${service.name}`, text: resetBlocker }) : null)));
     }
     if (!body.children.length) {
       body.append(el('tr', {}, el('td', { colspan: '5', text: 'No service is enabled.' })));
@@ -346,8 +377,7 @@
 
   // ---- failing syncs -------------------------------------------------------------------
   function failingItems() {
-    const items = ((state.keys && state.keys.items) || []).filter(
-      (item) => $('filter-status').value || item.status !== 'ok');
+    const items = ((state.keys && state.keys.items) || []).slice();
     const since = (item) => (item.failing_since ? Date.parse(item.failing_since) : Infinity);
     return items.sort((a, b) => since(a) - since(b));
   }
@@ -680,6 +710,7 @@
   $('resync-form').addEventListener('submit', resyncPreview);
   $('history-close').addEventListener('click', () => $('history-dialog').close());
   setInterval(tickCountdowns, 1000);
+  if (readsPausedFor() > 0) restoreLastData();
   renderBanners();
   pollLoop().then(resumeRunningJob);
 })();
