@@ -51,10 +51,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     # The admin API limits its own clients (core/admin/api/ratelimit.py): token buckets per
     # client for reads (GET) and actions (POST…), real seconds (not scaled).
-    admin_read_rate_per_second: float = Field(5.0, gt=0, description="admin API reads refill")
-    admin_read_burst: int = Field(30, ge=1, description="admin API reads in a burst")
-    admin_action_rate_per_second: float = Field(2.0, gt=0, description="admin API actions refill")
-    admin_action_burst: int = Field(20, ge=1, description="admin API actions in a burst")
+    admin_read_rate_per_second: float = Field(10.0, gt=0, description="admin API reads refill")
+    admin_read_burst: int = Field(60, ge=1, description="admin API reads in a burst")
+    admin_action_rate_per_second: float = Field(5.0, gt=0, description="admin API actions refill")
+    admin_action_burst: int = Field(30, ge=1, description="admin API actions in a burst")
     admin_fault_injection: bool = Field(
         False, description="tests only: POST /_test/faults makes the admin API answer 429/503"
     )

@@ -75,6 +75,7 @@ class Presence:
         self.host = socket.gethostname()[:255]
         self.pid = os.getpid()
         self.role = "standby"
+        self.database_ok = True  # the last heartbeat reached the database
         self.since = clock.now()
         self.board = board
         self._resets_applied: dict[str, datetime] = {}
@@ -121,8 +122,11 @@ class Presence:
         while not stop.is_set():
             try:
                 await self.beat()
+                self.database_ok = True
                 await self.apply_breaker_resets()
             except Exception as exc:  # the database blinked: the next beat tries again
+                # The admin API answers 503 while the database is away.
+                self.database_ok = not is_database_unavailable(exc)
                 if not is_database_unavailable(exc):  # an outage is the daemon's one line
                     log.warning("heartbeat_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):

@@ -88,10 +88,16 @@ class System:
         return self.loop.call(function, *args, **kwargs)
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The admin API as a script sees it (bearer token, its own rate-limit bucket)."""
+        """The admin API as a well-behaved script uses it: bearer token, its own rate-limit
+        bucket, waiting out a 429's Retry-After."""
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", **kwargs.pop("headers", {})}
-        return httpx.request(method, self.admin_url + path, headers=headers, timeout=15,
-                             **kwargs)
+        deadline = time.monotonic() + 60
+        while True:
+            response = httpx.request(method, self.admin_url + path, headers=headers,
+                                     timeout=15, **kwargs)
+            if response.status_code != 429 or time.monotonic() > deadline:
+                return response
+            time.sleep(float(response.headers.get("Retry-After", "1")))
 
     def wait(self, condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
         deadline = time.monotonic() + timeout
@@ -101,7 +107,7 @@ class System:
                 return value
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.1)
+            time.sleep(0.3)
 
     def key(self, sync_type: str, group_id: int) -> dict[str, Any]:
         response = self.api("GET", f"/api/keys/{sync_type}/{group_id}")

@@ -40,6 +40,17 @@ def seconds_in(text: str) -> int:
     return int(found.group(1))
 
 
+def paused_at_least(browser: Browser, seconds: int) -> Callable[[], int | None]:
+    """A condition: the "updates paused" banner shows at least ``seconds`` to go."""
+
+    def check() -> int | None:
+        text = browser.text("#banner-reads-paused")
+        left = seconds_in(text) if "resuming in" in text else 0
+        return left if left >= seconds else None
+
+    return check
+
+
 def next_attempt_far(
     system: System, sync_type: str, group_id: int, seconds: float
 ) -> datetime | None:
@@ -133,7 +144,7 @@ def test_bulk_retry_states_its_cost_shows_progress_and_cancels_the_rest(
 
     job = system.api("GET", "/api/bulk-jobs").json()["items"][0]
     assert job["state"] == "cancelled"
-    assert job["total"] == keys
+    assert 1 <= job["total"] <= keys  # keys that started running meanwhile are left out
     assert job["done"] + job["failed"] >= 1
     assert job["cancelled"] >= 1
     assert [e["via"] for e in admin_actions(system, "bulk_cancel")] == ["dashboard"]
@@ -157,10 +168,11 @@ def test_rate_limit_banner_counts_down_during_a_429_storm_and_goes_away(
     browser.wait_gone(banner, timeout=60)
 
 
-def test_pause_and_resume_and_a_request_without_csrf_is_refused(
+def test_pause_resume_force_resync_and_a_request_without_csrf_is_refused(
     new_browser: Callable[[str], Browser], start_system: StartSystem
 ) -> None:
     system = start_system()
+    group, = add_member_groups(system, 1)
     browser = signed_in(new_browser, system)
 
     browser.click("#pause-discord")
@@ -176,7 +188,17 @@ def test_pause_and_resume_and_a_request_without_csrf_is_refused(
     browser.click("#resume-discord")
     browser.wait_gone("#banner-paused-discord")
     assert system.api("GET", "/api/overview").json()["services"][0]["paused"] is False
-    assert [e["action"] for e in system.daemon.events("admin_action")] == ["pause", "resume"]
+
+    browser.find("#resync-group").send_keys(str(group.id))
+    browser.click("#resync-preview-button")
+    text = browser.wait_text("#confirm-text", "sends everything again")
+    assert re.search(r"about \d+ calls", text)
+    browser.screenshot("resync-preview")
+    browser.click("#confirm-yes")
+    browser.wait_text("#toasts", f"Re-sync of group {group.id} started")
+    assert [e["action"] for e in system.daemon.events("admin_action")] == [
+        "pause", "resume", "resync",
+    ]
 
 
 def test_polling_429_pauses_updates_across_a_reload_and_a_retry_still_goes_through(
@@ -192,16 +214,19 @@ def test_polling_429_pauses_updates_across_a_reload_and_a_retry_still_goes_throu
     row = f"#key-discord-{blocked.id}"
     browser.wait(lambda: browser.all(f"#retry-discord-{blocked.id}"), what="the failing row")
 
-    before = seconds_in(browser.wait_text("#banner-reads-paused", "resuming in"))
+    paused_for = paused_at_least(browser, 1)
+    browser.wait(paused_for, what="updates paused")
     browser.screenshot("updates-paused")
     system.wait(lambda: next_attempt_far(system, "discord", blocked.id, 5.0),
                 timeout=60, what="the engine's next attempt 5 s away")
     system.call(block_channel, system.sandbox, blocked, blocked=False)
+    browser.wait(paused_at_least(browser, 2), what="updates paused (again)")
     browser.click(f"#retry-discord-{blocked.id}")  # actions have their own bucket
     browser.wait_text("#toasts", "queued")
 
+    before = browser.wait(paused_at_least(browser, 4), what="a pause with 4 s to go")
     browser.driver.refresh()
-    after = seconds_in(browser.wait_text("#banner-reads-paused", "resuming in", timeout=5))
+    after = seconds_in(browser.wait_text("#banner-reads-paused", "resuming in", timeout=3))
     assert after <= before  # the same pause, not a new one
     assert browser.all(row)  # the last data received is shown meanwhile
     browser.screenshot("still-paused-after-reload")

@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core.admin.api import health, problems, routes
 from core.admin.api import metrics as metrics_route
 from core.admin.api.auth import AuthCheck, require_operator
+from core.admin.api.guard import availability_for, install_guard
 from core.admin.service import AdminService
+from core.admin.web.router import install_dashboard
+from core.admin.web.sessions import session_operator
 from core.config import Settings
 
 TITLE = "groupsync admin API"
@@ -35,10 +38,12 @@ def create_app(
     app.state.admin_token = (
         settings.admin_token.get_secret_value() if settings.admin_token else None
     )
-    app.state.auth_checks = list(auth_checks)
+    app.state.auth_checks = [*auth_checks, session_operator]
     bound: Any = engine if engine is not None else service.session_factory.kw["bind"]
     problems.install(app)
     app.include_router(routes.router)
+    install_dashboard(app, settings.admin_token)
+    install_guard(app, settings, lambda: availability_for(service), require_operator)
 
     @app.middleware("http")
     async def _role_header(request: Request, call_next: Any) -> Response:

@@ -16,6 +16,7 @@ from core.admin.api.ratelimit import (
     BucketLimits,
     RateLimitOptions,
 )
+from core.admin.service import AdminService
 from core.config import Settings
 
 
@@ -37,6 +38,11 @@ def availability_of(role: str, database_ok: bool) -> Availability:
     if role in ("none", "", "starting"):
         return Availability.STARTING
     return Availability.READY if role == "active" else Availability.STANDBY
+
+
+def availability_for(service: AdminService) -> Availability:
+    presence = service.live.presence
+    return availability_of(service.role(), presence.database_ok if presence else True)
 
 
 def install_guard(

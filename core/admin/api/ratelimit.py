@@ -76,8 +76,8 @@ class BucketLimits:
 
 @dataclass(frozen=True)
 class RateLimitOptions:
-    reads: BucketLimits = BucketLimits(rate=5.0, burst=30, refill_to=15)
-    actions: BucketLimits = BucketLimits(rate=2.0, burst=20)
+    reads: BucketLimits = BucketLimits(rate=10.0, burst=60, refill_to=30)
+    actions: BucketLimits = BucketLimits(rate=5.0, burst=30)
     # Retry-After on a 503 (seconds): how soon a client should look again.
     unavailable_retry_after: int = 2
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 from pydantic import SecretStr
 
+from core.admin.api.auth import Operator
 from core.admin.api.ratelimit import SESSION_COOKIE
 
 CSRF_HEADER = "X-CSRF-Token"
@@ -29,7 +30,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_SESSIONS = 256
 
 __all__ = ["CSRF_HEADER", "SAFE_METHODS", "SESSION_COOKIE", "Session", "SessionStore",
-           "session_grants", "token_matches"]
+           "session_grants", "session_operator", "token_matches"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,8 @@ def session_grants(request: Request) -> bool:
             detail=f"CSRF token missing or wrong: send the page's token in {CSRF_HEADER}",
         )
     return True
+
+
+async def session_operator(request: Request) -> Operator | None:
+    """The admin API's auth check for the dashboard (one of ``app.state.auth_checks``)."""
+    return Operator(via="dashboard") if session_grants(request) else None

@@ -511,10 +511,13 @@
         const result = await request(method, path, body, headers);
         tries += 1;
         const unavailable = result.status === 0 || result.status === 502 || result.status === 503 || result.status === 504;
-        if (!(unavailable || result.status === 429)) return result;
+        // A re-send meeting our own earlier send still at work (same Idempotency-Key).
+        const ownTwin = result.status === 409 && tries > 1 && /in progress|being used/.test(problemText(result));
+        if (!(unavailable || ownTwin || result.status === 429)) return result;
         if (Date.now() - started > ACTION_GIVE_UP_MS) return result;
         const wait = Math.max(delay, (result.retryAfter || 0) * 1000);
-        const why = result.status === 429 ? 'too many actions at once' : 'the admin API is unavailable';
+        const why = result.status === 429 ? 'too many actions at once'
+          : ownTwin ? 'the first try is still at work' : 'the admin API is unavailable';
         blocking(`Retrying… ${what}: ${why}; attempt ${tries + 1} in ${duration(Math.ceil(wait / 1000))}.`);
         await sleep(wait * (0.9 + Math.random() * 0.2));
         delay = Math.min(delay * 2, 8000);
