@@ -164,6 +164,7 @@ def running_system(services: Services, tmp_path: Path, **env: str) -> Iterator[S
             database_url=database_url, discord_bot_token=sandbox.discord_bot_token,
             discord_api_base_url=sandbox.discord_base_url,
             google_credentials_file=services.credentials_file,
+            google_impersonate_subject=sandbox.impersonate_subject,
             google_calendar_endpoint=sandbox.calendar_endpoint, time_scale=SCALE,
         )
         world = World(sandbox, settings, sessions, {})
@@ -173,6 +174,7 @@ def running_system(services: Services, tmp_path: Path, **env: str) -> Iterator[S
             "DISCORD_BOT_TOKEN": sandbox.discord_bot_token,
             "DISCORD_API_BASE_URL": sandbox.discord_base_url,
             "GOOGLE_CREDENTIALS_FILE": str(services.credentials_file),
+            "GOOGLE_IMPERSONATE_SUBJECT": sandbox.impersonate_subject,
             "GOOGLE_CALENDAR_ENDPOINT": sandbox.calendar_endpoint,
             "TIME_SCALE": str(SCALE),
             "ADMIN_PORT": "0",
