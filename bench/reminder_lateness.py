@@ -28,6 +28,7 @@ from core.db.models import Meeting, ReminderDelivery, SyncType
 from core.db.session import create_engine, create_session_factory
 from core.lanes import Lane
 from core.notifications import scheduler as scheduler_module
+from core.observability import configure_logging
 from core.sandbox import start_sandbox
 from core.syncers.reminder_plan import ReminderKey, nonce_for
 from core.syncers.reminders import RemindersSyncer
@@ -156,4 +157,5 @@ async def main(n: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    configure_logging(level="WARNING", stream=sys.stderr)  # stdout: the one JSON line
     print(json.dumps(asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100))))
