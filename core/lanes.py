@@ -1,10 +1,54 @@
-"""The two lanes of outbound work (DESIGN §4)."""
+"""The two lanes of outbound work (DESIGN §4), and the seam through which a client gives
+the engine back a run's slot while the run only waits for a rate-limit token.
+
+The engine holds one of a bounded number of run slots per run; a run that waits for a
+token does no work, so it should not keep an interactive key (or another background key
+whose service has tokens to spare) from starting. The engine installs a ``SlotHolder`` in
+the run's context; the client's limiter wraps every wait in ``slot_released()``. Outside
+an engine run (a test, a tool) there is no holder and the wait is a plain wait.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar, Token
 from enum import StrEnum
+from typing import Protocol
 
 
 class Lane(StrEnum):
     INTERACTIVE = "interactive"  # caused by a membership change or an operator
     BACKGROUND = "background"  # periodic refreshes and sweeps: throttled first
+
+
+class SlotHolder(Protocol):
+    def release(self) -> None: ...
+
+    async def reacquire(self) -> None: ...
+
+
+_holder: ContextVar[SlotHolder | None] = ContextVar("groupsync_run_slot", default=None)
+
+
+def install_slot_holder(holder: SlotHolder | None) -> Token[SlotHolder | None]:
+    return _holder.set(holder)
+
+
+def uninstall_slot_holder(token: Token[SlotHolder | None]) -> None:
+    _holder.reset(token)
+
+
+@asynccontextmanager
+async def slot_released() -> AsyncIterator[None]:
+    """Around a wait that does no work: the run's slot is free meanwhile, and taken back
+    (waiting for it if need be) before the run goes on."""
+    holder = _holder.get()
+    if holder is None:
+        yield
+        return
+    holder.release()
+    try:
+        yield
+    finally:
+        await holder.reacquire()

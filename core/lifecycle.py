@@ -7,6 +7,7 @@ A failure is recorded and returned, never raised; bad arguments raise ValueError
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -37,17 +38,21 @@ async def current_runtime() -> AsyncIterator[Runtime]:
 async def mark_and_run(
     rt: Runtime, keys: list[SyncKey], *, lane: Lane = Lane.INTERACTIVE
 ) -> list[SyncResult]:
-    """Mark the keys owed in one transaction, then run them one after the other.
+    """Mark the keys owed in one transaction, then run them side by side.
 
-    Keys already owed and not running are left as they are: the caller usually wrote
-    the outbox row itself (request_group_sync), and a second write per caller only
-    lengthens a burst that coalescing must absorb."""
+    The runs start in the order given, but none waits for another: a key whose service is
+    slow, rate limited or down never delays the others of the same change (each has its
+    own lease, record and retry).
+
+    Keys already owed and not running are left as they are: the caller usually wrote the
+    outbox row itself (request_group_sync), and a second write per caller only lengthens
+    a burst that coalescing must absorb."""
     uncovered = await state.not_yet_covered(rt.session_factory, keys, rt.clock.now())
     if uncovered:
         async with rt.session_factory() as session, session.begin():
             for key in uncovered:
                 await mark_owed(session, [key.group_id], rt.clock.now(), [key.sync_type])
-    return [await runner.run_key(rt, key, lane=lane) for key in keys]
+    return list(await asyncio.gather(*(runner.run_key(rt, key, lane=lane) for key in keys)))
 
 
 async def sync_group(sync_type: str, group_id: int) -> SyncResult:

@@ -8,7 +8,6 @@ sessions, thread pools) on ``deps.exit_stack``.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import socket
@@ -29,6 +28,7 @@ from core.engine.coordinator import Coordinator
 from core.engine.outage import DatabaseOutage
 from core.engine.parking import Parking
 from core.engine.pauses import PauseFlags
+from core.engine.slots import RunSlots
 from core.errors import ConfigError
 from core.syncers.base import Syncer
 
@@ -63,7 +63,8 @@ class Runtime:
     scheduler: SyncScheduler | None
     owner: str  # lease owner id of this process's runs
     coordinator: Coordinator = field(default_factory=lambda: Coordinator(window=0.0))
-    limiter: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    # Run slots per process, a share reserved for interactive keys (core/engine/slots.py).
+    limiter: RunSlots = field(default_factory=lambda: RunSlots(8))
     pauses: PauseFlags = field(default_factory=lambda: PauseFlags(None))
     client_board: ClientBoard = field(default_factory=ClientBoard)
     # Shared by every loop of the process: one log line pair per database outage.
@@ -120,7 +121,7 @@ async def open_runtime(
         scheduler=scheduler,
         owner=lease_owner_id(owner_kind),
         coordinator=Coordinator(window=time_scale.seconds(settings.coalesce_window_seconds)),
-        limiter=asyncio.Semaphore(settings.sync_concurrency),
+        limiter=RunSlots(settings.sync_concurrency),
         pauses=PauseFlags(session_factory),
         client_board=board,
         outage=outage or DatabaseOutage(),

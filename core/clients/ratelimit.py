@@ -12,7 +12,9 @@ every bucket or from none and says how long to wait.
   unless the service said the limit is global, which stops both; an interactive 429 also
   holds background back, since background yields first;
 - a pause longer than ``max_wait`` is not waited out inside the call: ``acquire`` raises
-  ``RateLimitedError(retry_after)`` so the engine schedules a retry instead of holding a task.
+  ``RateLimitedError(retry_after)`` so the engine schedules a retry instead of holding a task;
+- every wait gives the engine's run slot back meanwhile (``core.lanes.slot_released``): a
+  run that only waits for a token must not keep other keys from starting.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from core.errors import RateLimitedError
-from core.lanes import Lane
+from core.lanes import Lane, slot_released
 from core.observability import get_logger
 
 log = get_logger("core.clients.ratelimit")
@@ -175,10 +177,12 @@ class LaneLimiter:
                 )
             if paused > 0.0:
                 self._log_wait(lane, paused, "server_pause")
-                await self._sleep(paused)
+                async with slot_released():
+                    await self._sleep(paused)
                 continue
             if lane is Lane.BACKGROUND and self._interactive_waiting:
-                await self._interactive_idle.wait()
+                async with slot_released():
+                    await self._interactive_idle.wait()
                 continue
             buckets = list(self._service_buckets)
             if lane is Lane.BACKGROUND:
@@ -187,7 +191,8 @@ class LaneLimiter:
             if wait == 0.0:
                 return
             self._log_wait(lane, wait, "client_bucket")
-            await self._sleep(wait)
+            async with slot_released():
+                await self._sleep(wait)
 
     def _log_wait(self, lane: Lane, wait: float, reason: str) -> None:
         # Bucket waits are routine under load; server pauses are worth a line each.

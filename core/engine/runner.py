@@ -76,7 +76,7 @@ async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncR
         return {"skipped": "service paused"}
     if (parked := _parked(rt, key)) is not None:
         return parked
-    async with rt.limiter:
+    async with rt.limiter.hold(lane):
         if (parked := _parked(rt, key)) is not None:  # parked while this run waited
             return parked
         now = rt.clock.now()

@@ -33,15 +33,17 @@ from tests.waiting import wait_for
 OLD, NEW = 7, 8
 
 
-async def test_old_group_first_then_new_in_type_order(
+async def test_every_key_of_the_old_and_the_new_group_runs_once_interactive(
     make_runtime: RuntimeMaker, fakes: Fakes
 ) -> None:
+    # The keys start in the documented order (old group first, discord … rsvps) but run
+    # side by side, so the order they finish in is not part of the contract.
     await make_runtime()
 
     await sync_after_group_change(NEW, previous_group_id=OLD)
 
-    order = [(r["type"], r["group"]) for r in fakes.runs()]
-    assert order == [(t, OLD) for t in ALL_TYPES] + [(t, NEW) for t in ALL_TYPES]
+    ran = sorted((r["type"], r["group"]) for r in fakes.runs())
+    assert ran == sorted([(t, OLD) for t in ALL_TYPES] + [(t, NEW) for t in ALL_TYPES])
     assert {r["lane"] for r in fakes.runs()} == {"interactive"}
 
 
@@ -54,7 +56,7 @@ async def test_an_exception_in_one_type_does_not_stop_the_others(
 
     await sync_after_group_change(NEW)  # does not raise
 
-    assert [r["type"] for r in fakes.runs()] == ALL_TYPES
+    assert sorted(r["type"] for r in fakes.runs()) == sorted(ALL_TYPES)
     statuses = {t: (await row(rt.session_factory, t, NEW)).status for t in ALL_TYPES}
     assert statuses == {"discord": "retrying", "calendar": "ok", "reminders": "retrying",
                         "rsvps": "ok"}

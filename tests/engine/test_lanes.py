@@ -1,0 +1,129 @@
+"""Lanes in the engine: interactive keys never wait behind background work, a run waiting
+for a rate-limit token gives its slot up, and the keys of one change run independently."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import suppress
+
+from core.clients.ratelimit import LaneLimiter, LimiterConfig, Rate
+from core.db.models import SyncType
+from core.engine import runner
+from core.engine.outbox import mark_owed
+from core.engine.slots import RunSlots
+from core.engine.state import SyncKey
+from core.group_joining import sync_after_group_change
+from core.lanes import Lane
+from core.lifecycle import mark_and_run
+from core.runtime import Runtime
+from core.syncers.base import SyncContext, SyncResult
+from tests.engine.conftest import ALL_TYPES, Fakes, RuntimeMaker, status_of
+from tests.waiting import wait_for
+
+OLD, NEW = 7, 8
+
+
+class TokenWaiter:
+    """A discord syncer whose one call waits for a token its bucket will not have for an
+    hour: the real client limiter, nothing else."""
+
+    sync_type = SyncType.DISCORD
+
+    def __init__(self) -> None:
+        config = LimiterConfig((Rate(1, 3600.0, burst=1),), max_wait=7200.0)
+        self.limiter = LaneLimiter("fake", config, time.monotonic)
+        self.waiting = 0
+
+    async def drain_bucket(self) -> None:
+        await self.limiter.acquire(Lane.INTERACTIVE)
+
+    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
+        self.waiting += 1
+        await self.limiter.acquire(context.lane)
+        return {"failed": 0}
+
+
+async def background_runs_waiting_on_tokens(rt: Runtime, groups: range) -> TokenWaiter:
+    waiter = TokenWaiter()
+    await waiter.drain_bucket()
+    rt.syncers = {**rt.syncers, SyncType.DISCORD: waiter}
+    async with rt.session_factory() as session, session.begin():
+        await mark_owed(session, list(groups), rt.clock.now(), [SyncType.DISCORD])
+    for group in groups:
+        key = SyncKey(SyncType.DISCORD, group)
+        rt.coordinator.spawn(runner.run_key(rt, key, lane=Lane.BACKGROUND))
+    return waiter
+
+
+async def test_an_interactive_key_starts_while_all_background_slots_wait_on_tokens(
+    make_runtime: RuntimeMaker, fakes: Fakes
+) -> None:
+    rt = await make_runtime(sync_concurrency=4)
+    waiter = await background_runs_waiting_on_tokens(rt, range(1, 5))
+    await wait_for(lambda: waiter.waiting >= 3, message="background runs to wait")
+
+    (result,) = await asyncio.wait_for(
+        mark_and_run(rt, [SyncKey(SyncType.CALENDAR, 50)]), timeout=10)
+
+    assert "error" not in result
+    assert await status_of(rt.session_factory, "calendar", 50) == "ok"
+
+
+async def test_a_run_waiting_for_a_token_gives_its_slot_to_another_background_key(
+    make_runtime: RuntimeMaker, fakes: Fakes
+) -> None:
+    rt = await make_runtime(sync_concurrency=4)
+    waiter = await background_runs_waiting_on_tokens(rt, range(1, 7))
+    await wait_for(lambda: waiter.waiting == 6, message="all six to claim and wait")
+
+    (result,) = await asyncio.wait_for(
+        mark_and_run(rt, [SyncKey(SyncType.CALENDAR, 50)], lane=Lane.BACKGROUND), timeout=10)
+
+    assert "error" not in result
+    assert await status_of(rt.session_factory, "calendar", 50) == "ok"
+
+
+async def test_a_blocked_key_of_a_change_does_not_hold_back_the_others(
+    make_runtime: RuntimeMaker, fakes: Fakes
+) -> None:
+    rt = await make_runtime()
+    fakes.set(f"discord:{OLD}", "ok", sleep=60)  # a key stuck far longer than the test
+
+    change = asyncio.create_task(sync_after_group_change(NEW, previous_group_id=OLD))
+    try:
+        others = [(t, g) for g in (OLD, NEW) for t in ALL_TYPES if (t, g) != ("discord", OLD)]
+
+        async def others_done() -> bool:
+            statuses = [await status_of(rt.session_factory, t, g) for t, g in others]
+            return statuses == ["ok"] * len(others)
+
+        await wait_for(others_done, timeout=20, message="the seven other keys to be synced")
+        assert await status_of(rt.session_factory, "discord", OLD) == "running"
+        assert not change.done()
+    finally:
+        change.cancel()
+        with suppress(asyncio.CancelledError):
+            await change
+
+
+def test_background_runs_never_take_the_slots_reserved_for_interactive() -> None:
+    async def scenario() -> tuple[int, int, bool]:
+        slots = RunSlots(8)
+        held = [asyncio.create_task(slots.acquire(Lane.BACKGROUND)) for _ in range(8)]
+        await asyncio.sleep(0)
+        background = slots.busy(Lane.BACKGROUND)
+        await asyncio.wait_for(slots.acquire(Lane.INTERACTIVE), timeout=1)
+        await asyncio.wait_for(slots.acquire(Lane.INTERACTIVE), timeout=1)
+        third = asyncio.create_task(slots.acquire(Lane.INTERACTIVE))
+        await asyncio.sleep(0)
+        blocked = not third.done()
+        slots.release(Lane.BACKGROUND)  # the freed slot goes to the interactive waiter first
+        await asyncio.wait_for(third, timeout=1)
+        for task in held:
+            task.cancel()
+        return background, slots.busy(Lane.INTERACTIVE), blocked
+
+    background, interactive, blocked = asyncio.run(scenario())
+
+    assert (background, interactive, blocked) == (6, 3, True)
