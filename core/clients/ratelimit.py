@@ -120,6 +120,7 @@ class LaneLimiter:
         self._interactive_waiting = 0
         self._interactive_idle = asyncio.Event()
         self._interactive_idle.set()
+        self._turns = {Lane.INTERACTIVE: asyncio.Lock(), Lane.BACKGROUND: asyncio.Lock()}
 
     # ---- pauses ------------------------------------------------------------------------------
     def pause(self, lane: Lane, retry_after: float, is_global: bool) -> None:
@@ -184,15 +185,21 @@ class LaneLimiter:
                 async with slot_released():
                     await self._interactive_idle.wait()
                 continue
-            buckets = list(self._service_buckets)
-            if lane is Lane.BACKGROUND:
-                buckets.append(self._background_bucket)
-            wait = take_all(buckets, now)
+            wait = take_all(self._buckets(lane), now)
             if wait == 0.0:
                 return
             self._log_wait(lane, wait, "client_bucket")
-            async with slot_released():
-                await self._sleep(wait)
+            async with slot_released(), self._turns[lane]:
+                # One waiter per lane sleeps on the bucket, the rest queue on the lock:
+                # hundreds of runs waiting for tokens must not all wake for each one.
+                now = self._now()
+                await self._sleep(max((b.wait_time(now) for b in self._buckets(lane)),
+                                      default=0.0))
+
+    def _buckets(self, lane: Lane) -> list[TokenBucket]:
+        if lane is Lane.BACKGROUND:
+            return [*self._service_buckets, self._background_bucket]
+        return list(self._service_buckets)
 
     def _log_wait(self, lane: Lane, wait: float, reason: str) -> None:
         # Bucket waits are routine under load; server pauses are worth a line each.
