@@ -15,6 +15,7 @@ from core.db.models import SyncState, SyncType
 from core.db.session import SessionFactory
 from core.engine.outbox import mark_owed
 from core.engine.sweeper import OutboxSweeper
+from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SyncScheduler
 from core.runtime import open_runtime
 from core.sandbox import Sandbox
@@ -39,9 +40,11 @@ async def system(
         scheduler = SyncScheduler()
         runtime = await open_runtime(settings, stack, scheduler=scheduler)
         scheduler.start()
+        scheduler_module._scheduler = scheduler
         try:
             yield System(World(sandbox, settings, session_factory, runtime.syncers), runtime)
         finally:
+            scheduler_module._scheduler = None
             scheduler.shutdown(wait=False)
             await runtime.coordinator.drain(2.0)
 
