@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, update
@@ -27,10 +28,12 @@ from tests.e2e.reminder_world import (
     statuses,
     write_rows_as_an_application,
 )
+from tests.engine import conftest as engine_fixtures
 from tests.waiting import wait_for
 from tests.world import GUILD, sandbox_settings
 
 SCALE = 0.05
+sentry_events = engine_fixtures.sentry_events  # a Sentry client recording its events
 
 
 @pytest.fixture
@@ -41,7 +44,11 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 
 async def test_a_send_failing_three_times_then_succeeding_posts_once_and_showed_retrying(
-    sandbox: Sandbox, session_factory: SessionFactory, database_url: str, tmp_path: Path
+    sandbox: Sandbox,
+    session_factory: SessionFactory,
+    database_url: str,
+    tmp_path: Path,
+    sentry_events: list[dict[str, Any]],
 ) -> None:
     # Given a reminder due in 1 s whose first three posts are slow and answered 503
     # (slower than a retry's delay: the retry must not be dropped while one is running).
@@ -69,6 +76,10 @@ async def test_a_send_failing_three_times_then_succeeding_posts_once_and_showed_
     assert any("503" in text and "attempt" in text for text in retrying)
     row = await reminder_row(session_factory, seeded.meeting_ids[0])
     assert (row.attempt, row.last_error, row.failing_since) == (0, None, None)
+    # Sentry heard once for the streak, not once per failure
+    reported = [e for e in sentry_events if e["tags"].get("sync_type") == "reminders"]
+    assert len(reported) == 1
+    assert reported[0]["tags"]["group_id"] == str(seeded.group_id)
 
 
 async def test_a_reminder_missed_beyond_the_grace_window_is_marked_missed_not_sent(
