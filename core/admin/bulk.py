@@ -238,11 +238,19 @@ class BulkWorker:
         return int(state != "queued")
 
     async def _set(self, job_id: int, key: SyncKey, state: str) -> None:
+        now = self.rt.clock.now()
         async with self.rt.session_factory() as session, session.begin():
             await session.execute(
                 update(BulkJobItem).where(*_item(job_id, key))
-                .values(state=state, updated_at=self.rt.clock.now())
+                .values(state=state, updated_at=now)
                 .execution_options(synchronize_session=False))
+            job = await session.get(BulkJob, job_id)
+            if job is not None and job.state == "cancelled" and job.finished_at is None:
+                running = await session.scalar(select(func.count()).select_from(BulkJobItem)
+                                               .where(BulkJobItem.job_id == job_id,
+                                                      BulkJobItem.state == "running"))
+                if not running:  # the last item running at the cancel just ended
+                    job.finished_at = now
 
     async def _finish_if_done(self, job_id: int) -> None:
         now = self.rt.clock.now()

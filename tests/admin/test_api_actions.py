@@ -110,7 +110,7 @@ async def test_a_cancelled_bulk_leaves_the_unstarted_keys_untouched(
 
         async def settled() -> bool:
             job = (await api.get(f"/api/bulk-jobs/{job_id}")).json()
-            return bool(job["remaining"] == 0)
+            return bool(job["remaining"] == 0 and job["finished_at"] is not None)
 
         await wait_for(settled, timeout=30)
         job = (await api.get(f"/api/bulk-jobs/{job_id}")).json()

@@ -9,7 +9,7 @@ import pytest
 from core.admin.face import AdminFace
 from core.config import load_settings
 from core.errors import ConfigError
-from tests.admin.conftest import AdminDaemon, DaemonMaker, active
+from tests.admin.conftest import TOKEN, AdminDaemon, DaemonMaker, active
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,3 +97,23 @@ async def test_a_standby_answers_health_and_reads_and_names_the_active_daemon(
     assert overview.json()["active_daemon"] == leader
     assert overview.headers["X-Groupsync-Role"] == "standby"
     assert keys.status_code == 200
+
+
+async def test_the_dashboard_session_opens_the_api_and_actions_need_its_csrf_token(
+    daemon: AdminDaemon,
+) -> None:
+    import re
+
+    async with daemon.client(token=None) as browser:
+        login = await browser.post("/login", data={"token": TOKEN})
+        page = await browser.get("/")
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+        read = await browser.get("/api/overview")
+        forged = await browser.post("/api/services/discord/pause")
+        assert csrf is not None
+        action = await browser.post("/api/services/discord/pause",
+                                    headers={"X-CSRF-Token": csrf.group(1)})
+    assert login.status_code in (200, 303)
+    assert read.status_code == 200
+    assert forged.status_code == 403
+    assert action.status_code == 200
