@@ -186,6 +186,7 @@ class BulkWorker:
     async def step(self) -> int:
         """Run the next batch of one job; returns how many items finished."""
         sessions, now = self.rt.session_factory, self.rt.clock.now()
+        await self._stamp_cancelled(now)
         async with sessions() as session, session.begin():
             job = await session.scalar(
                 select(BulkJob).where(BulkJob.state.in_(("queued", "running")))
@@ -208,6 +209,17 @@ class BulkWorker:
         claimed = [k for k in keys if await self._claim(job_id, k)]
         results = await asyncio.gather(*(self._one(job_id, k) for k in claimed))
         return sum(results)
+
+    async def _stamp_cancelled(self, now: datetime) -> None:
+        """A cancelled job is finished once the items running at the cancel have ended."""
+        running = select(BulkJobItem.job_id).where(BulkJobItem.job_id == BulkJob.id,
+                                                   BulkJobItem.state == "running")
+        async with self.rt.session_factory() as session, session.begin():
+            await session.execute(
+                update(BulkJob).where(BulkJob.state == "cancelled",
+                                      BulkJob.finished_at.is_(None), ~running.exists())
+                .values(finished_at=now, updated_at=now)
+                .execution_options(synchronize_session=False))
 
     async def _claim(self, job_id: int, key: SyncKey) -> bool:
         """queued → running, unless a cancel got there first."""
@@ -244,13 +256,6 @@ class BulkWorker:
                 update(BulkJobItem).where(*_item(job_id, key))
                 .values(state=state, updated_at=now)
                 .execution_options(synchronize_session=False))
-            job = await session.get(BulkJob, job_id)
-            if job is not None and job.state == "cancelled" and job.finished_at is None:
-                running = await session.scalar(select(func.count()).select_from(BulkJobItem)
-                                               .where(BulkJobItem.job_id == job_id,
-                                                      BulkJobItem.state == "running"))
-                if not running:  # the last item running at the cancel just ended
-                    job.finished_at = now
 
     async def _finish_if_done(self, job_id: int) -> None:
         now = self.rt.clock.now()

@@ -105,14 +105,15 @@ async def test_a_cancelled_bulk_leaves_the_unstarted_keys_untouched(
     fakes.set("discord:*", "ok", sleep=0.3)
     async with daemon.client() as api:
         job_id = (await api.post("/api/bulk-retry", json={"confirm": True})).json()["job"]["id"]
-        await wait_for(lambda: len(fakes.runs("discord")) >= 4, timeout=30)
+        await wait_for(lambda: len(fakes.runs("discord")) >= 4, timeout=30,
+                       message="the bulk under way")
         cancelled = (await api.post(f"/api/bulk-jobs/{job_id}/cancel")).json()
 
         async def settled() -> bool:
             job = (await api.get(f"/api/bulk-jobs/{job_id}")).json()
             return bool(job["remaining"] == 0 and job["finished_at"] is not None)
 
-        await wait_for(settled, timeout=30)
+        await wait_for(settled, timeout=30, message="the cancelled job finished")
         job = (await api.get(f"/api/bulk-jobs/{job_id}")).json()
     assert cancelled["state"] == "cancelled"
     assert job["cancelled"] > 0
