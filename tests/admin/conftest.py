@@ -60,8 +60,9 @@ async def start_daemon(database_url: str, fakes: Fakes  # noqa: F811
         return daemon
 
     yield start
-    for daemon in started:
+    for daemon in reversed(started):  # standbys first, so none takes over mid-teardown
         daemon.stop.set()
+    for daemon in reversed(started):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(daemon.task, timeout=15)
 
