@@ -150,10 +150,10 @@ def test_bulk_retry_states_its_cost_shows_progress_and_cancels_the_rest(
     assert [e["via"] for e in admin_actions(system, "bulk_cancel")] == ["dashboard"]
 
 
-def test_rate_limit_banner_counts_down_during_a_429_storm_and_goes_away(
+def test_rate_limit_banner_counts_down_during_a_429_storm_and_goes_away_then_a_breaker_reset(
     new_browser: Callable[[str], Browser], start_system: StartSystem
 ) -> None:
-    system = start_system()
+    system = start_system(BREAKER_RESET_SECONDS="400")  # an open circuit waits 40 s (real)
     browser = signed_in(new_browser, system)
     # Discord answers 429 with a 12 s (real) Retry-After to every call for a while.
     system.call(system.sandbox.discord.inject, "429", retry_after=120.0, count=50)
@@ -166,6 +166,18 @@ def test_rate_limit_banner_counts_down_during_a_429_storm_and_goes_away(
                  what="the countdown to go down")
     system.call(system.sandbox.discord.clear_faults)
     browser.wait_gone(banner, timeout=60)
+
+    # Server errors on every call: the circuit opens, the banner counts to the probe.
+    system.call(system.sandbox.discord.inject, "5xx")
+    add_member_groups(system, 1)
+    opened = browser.wait_text("#banner-breaker-discord", "next probe is in", timeout=60)
+    assert seconds_in(opened) > 10
+    browser.screenshot("circuit-open")
+    system.call(system.sandbox.discord.clear_faults)
+    browser.click("#reset-breaker-discord")
+    browser.wait_text("#toasts", "breaker reset")
+    browser.wait_gone("#banner-breaker-discord", timeout=30)
+    assert [e["via"] for e in admin_actions(system, "breaker_reset")] == ["dashboard"]
 
 
 def test_pause_resume_force_resync_and_a_request_without_csrf_is_refused(

@@ -306,7 +306,7 @@
       let node = $(banner.id);
       if (!node) {
         node = el('div', { id: banner.id, class: `banner ${banner.kind}` },
-          el('strong', { text: banner.title }), el('span', { class: 'banner-text' }));
+          el('strong', { text: banner.title }), ' ', el('span', { class: 'banner-text' }));
         container.append(node);
       }
       node.querySelector('.banner-text').textContent = banner.text;
