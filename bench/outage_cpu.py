@@ -4,10 +4,11 @@ two-minute (scaled) 503 storm.
 Each group owes two grants (so every sync must call Discord). The outbox sweep (what the
 daemon runs) works the keys while Discord answers 503. Reported over the outage:
 ``cpu_percent_of_one_core`` (process CPU / wall time; the in-process sandbox included),
-the Discord calls that reached the fake, and ``probes_per_breaker_window``: calls after
-the breaker opened (the first BREAKER_FAILURE_THRESHOLD calls open it) divided by the
-number of breaker windows (BREAKER_RESET_SECONDS, 30 s nominal) in the outage; then the
-seconds to converge once the storm clears.
+the Discord requests that reached the fake, split into bursts: the opening one (the calls
+in flight until the breaker opened) and one per half-open probe. ``probe_windows_used`` is
+at most the number of breaker windows (BREAKER_RESET_SECONDS, 30 s nominal) and
+``requests_per_probe_max`` at most 1 + the in-call retries when every window has at most
+one probe call. Then the seconds to converge once the storm clears.
 
 Prints one JSON line. Usage:
     uv run --frozen python -m bench.outage_cpu [--groups 2000] [--scale 0.1]
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import bench_database, bench_system, emit, parser, seed_groups, until
+from core.clients.limits import ClientLimits
 from core.db.models import SyncType
 from core.engine.outbox import mark_owed
 from core.engine.sweeper import OutboxSweeper
@@ -32,9 +34,20 @@ from core.engine.sweeper import OutboxSweeper
 OUTAGE_SECONDS = 120.0
 
 
+def split_bursts(times: list[float], gap: float) -> list[list[float]]:
+    bursts: list[list[float]] = []
+    for t in times:
+        if bursts and t - bursts[-1][-1] < gap:
+            bursts[-1].append(t)
+        else:
+            bursts.append([t])
+    return bursts
+
+
 async def run(args: Any, tmp: Path) -> dict[str, object]:
+    # The production poll interval (the test settings poll ten times as often).
     async with bench_database(args.database, tmp) as url, bench_system(
-        url, tmp, args.scale
+        url, tmp, args.scale, outbox_poll_seconds=1.0
     ) as bench:
         settings = bench.runtime.settings
         groups = await seed_groups(bench, args.groups, 1, applied=False)
@@ -51,7 +64,8 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
             cpu = time.process_time() - cpu_started
             wall = time.monotonic() - started
             # Logins count: the adapter's first call logs in, and that is what meets the 503s.
-            during = len(bench.sandbox.discord.request_log)
+            times = sorted(r.time for r in bench.sandbox.discord.request_log)
+            during = len(times)
             storm.clear()
             recovery = await until(bench.converged, timeout=1800, interval=0.2)
         finally:
@@ -59,7 +73,10 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
             with suppress(asyncio.CancelledError):
                 await sweeper
     windows = OUTAGE_SECONDS / settings.breaker_reset_seconds
-    probes = max(0, during - settings.breaker_failure_threshold)
+    # Requests come in bursts: the one that opens the breaker, then one per half-open probe
+    # (a call and its in-call retries). A gap of half a breaker window separates bursts.
+    bursts = split_bursts(times, gap=settings.breaker_reset_seconds * args.scale / 2)
+    probe_bursts = bursts[1:]
     return {
         "bench": "outage_cpu",
         "database": args.database,
@@ -72,7 +89,11 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         "ratio_to_5_percent": round(cpu / wall * 100 / 5, 2),
         "discord_calls_during_outage": during,
         "breaker_windows": windows,
-        "probes_per_breaker_window": round(probes / windows, 2),
+        "opening_burst_requests": len(bursts[0]) if bursts else 0,
+        "probe_windows_used": len(probe_bursts),
+        "requests_per_probe_max": max((len(b) for b in probe_bursts), default=0),
+        # One probe is one call: at most 1 + in_call_retries requests (Cloudflare 503 retries).
+        "in_call_retries": ClientLimits.from_settings(settings).discord_in_call_retries,
         "seconds_to_converge_after_outage": round(recovery, 2),
     }
 
