@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import traceback
 from collections.abc import Callable
 
 from core.config import Settings, load_settings
-from core.errors import ConfigError, GroupsyncError
+from core.errors import ConfigError, GroupsyncError, InvalidArgument
 from core.observability import configure_logging, init_sentry
 
 EXIT_CONFIG = 2
@@ -44,8 +45,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from core.config import redact_url
-    from core.db.migrate import upgrade
+    from core.db.migrate import unknown_target, upgrade
 
+    problem = unknown_target(settings.database_url, args.revision)
+    if problem is not None:
+        print(f"groupsync: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     upgrade(settings.database_url, args.revision)
     print(f"database at {redact_url(settings.database_url)} upgraded to {args.revision}")
     return 0
@@ -145,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every known problem ends in one line on stderr naming the fix: exit 2 for bad
+    settings, arguments and database problems, 1 for other refusals. The traceback is
+    shown only with LOG_LEVEL=DEBUG; an unexpected error (a bug) keeps its traceback."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
@@ -155,14 +163,31 @@ def main(argv: list[str] | None = None) -> int:
     _prepare(settings)
     try:
         return handler(args, settings)
-    except ConfigError as exc:
-        print(f"groupsync: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except GroupsyncError as exc:
-        print(f"groupsync: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        code, line = _explain(exc)
+        if code is None:
+            raise
+        if settings.log_level == "DEBUG":
+            traceback.print_exc()
+        print(f"groupsync: {line}", file=sys.stderr)
+        return code
+
+
+def _explain(exc: Exception) -> tuple[int | None, str]:
+    from core.db.problems import database_problem
+
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG, f"configuration error: {exc}"
+    if isinstance(exc, InvalidArgument):
+        return EXIT_CONFIG, str(exc)
+    problem = database_problem(exc)
+    if problem is not None:
+        return EXIT_CONFIG, problem
+    if isinstance(exc, GroupsyncError):
+        return 1, str(exc)
+    return None, ""
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.db.urls import normalize_database_url
 from core.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/groupsync.db"
@@ -25,8 +26,10 @@ class Service(StrEnum):
 
 
 class Settings(BaseSettings):
+    # allow_inf_nan=False: TIME_SCALE=inf (or nan) would pass "> 0" and overflow later.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True,
+        allow_inf_nan=False,
     )
 
     database_url: str = Field(
@@ -115,14 +118,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        value = value.strip()
-        if value.startswith(("postgres://", "postgresql://")):
-            return "postgresql+asyncpg://" + value.split("://", 1)[1]
-        if value.startswith("sqlite:///"):
-            return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must be a sqlite:/// or postgresql:// URL")
-        return value
+        return normalize_database_url(value)
 
     @field_validator("google_impersonate_subject")
     @classmethod

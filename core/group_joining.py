@@ -15,9 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Group, MemberRole, Membership, SyncType, User
+from core.db.problems import describe_database_error
 from core.engine.outbox import mark_owed
+from core.engine.state import SyncKey
 from core.errors import InvalidArgument, UnknownGroupError
+from core.lifecycle import mark_and_run
+from core.notifications import handoff
+from core.notifications.scheduler import current_runtime, on_runtime_loop
+from core.observability import get_logger
 from core.validation import optional_group_id, require_group_id
+
+log = get_logger("groupsync.group_joining")
 
 
 async def request_group_sync(
@@ -112,13 +120,20 @@ def _now() -> datetime:
 async def sync_after_group_change(group_id: int, previous_group_id: int | None = None) -> None:
     """Sync after a membership commit (DESIGN §2): the old group first when switching,
     then the new one, each in the order discord, calendar, reminders, rsvps. Never raises
-    because a sync failed: each failure is logged, recorded, reported and retried."""
-    from core.engine.state import SyncKey
-    from core.lifecycle import current_runtime, mark_and_run
+    because a sync failed: each failure is logged, recorded, reported and retried.
 
+    With a runtime leading in this process the syncs run here; otherwise the keys are
+    handed off (marked owed, the daemon woken) and nothing else happens in this process."""
     group_id = require_group_id(group_id)
     previous_group_id = optional_group_id(previous_group_id)
     groups = [group_id] if previous_group_id in (None, group_id) else [previous_group_id, group_id]
+    rt = current_runtime()
+    if rt is None:
+        await handoff.hand_off(groups)
+        return
     keys = [SyncKey(t, g) for g in groups for t in SyncType]
-    async with current_runtime() as rt:
-        await mark_and_run(rt, keys)
+    try:
+        await on_runtime_loop(rt, mark_and_run(rt, keys))
+    except Exception as exc:  # the database, not a sync (those are recorded, not raised)
+        log.error("sync_not_started", group_ids=groups, error=describe_database_error(exc),
+                  outcome="the outbox rows of the commit stay owed")

@@ -1,38 +1,31 @@
 """The four public sync entry points (DESIGN §2): run one key through the engine.
 
-Each marks its key owed (so a direct call is a request plus a run), runs it under the
+In a process whose runtime leads (the daemon, or an embedded ``core.embed`` runtime)
+each marks its key owed (so a direct call is a request plus a run), runs it under the
 lease, records the outcome and arms the retry on failure, and returns the result dict.
+In a process with no runtime it hands the key off to the daemon and returns
+``{"handed_off": "daemon"}`` (or ``{"error": …}`` if even that write failed).
 A failure is recorded and returned, never raised; bad arguments raise ValueError.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 
-from core.config import load_settings
 from core.db.models import SyncType
+from core.db.problems import describe_database_error
 from core.engine import runner, state
+from core.engine.context import Runtime
 from core.engine.outbox import mark_owed
 from core.engine.state import SyncKey
 from core.lanes import Lane
-from core.notifications import scheduler as scheduler_module
-from core.runtime import Runtime, open_runtime
+from core.notifications import handoff
+from core.notifications.scheduler import current_runtime, on_runtime_loop
+from core.observability import get_logger
 from core.syncers.base import SyncResult
 from core.validation import parse_sync_type, require_group_id
 
-
-@asynccontextmanager
-async def current_runtime() -> AsyncIterator[Runtime]:
-    """The running scheduler's runtime, or a temporary one from the environment when no
-    daemon lives in this process (its failures are recorded; the daemon retries them)."""
-    running = scheduler_module._scheduler
-    if running is not None and running.runtime is not None:
-        yield running.runtime
-        return
-    async with AsyncExitStack() as stack:
-        yield await open_runtime(load_settings(), stack)
+log = get_logger("groupsync.lifecycle")
 
 
 async def mark_and_run(
@@ -58,8 +51,18 @@ async def mark_and_run(
 async def sync_group(sync_type: str, group_id: int) -> SyncResult:
     """Run one (type, group) now. Unknown types are refused with the list of valid ones."""
     key = SyncKey(parse_sync_type(sync_type), require_group_id(group_id))
-    async with current_runtime() as rt:
-        (result,) = await mark_and_run(rt, [key])
+    rt = current_runtime()
+    if rt is None:
+        if await handoff.hand_off([key.group_id], [key.sync_type]):
+            return {"handed_off": "daemon"}
+        return {"error": "could not mark the sync owed; see the log line handoff_failed"}
+    try:
+        (result,) = await on_runtime_loop(rt, mark_and_run(rt, [key]))
+    except Exception as exc:  # the database, not the sync: the run never started
+        error = describe_database_error(exc)
+        log.error("sync_not_started", sync_type=key.sync_type.value, group_id=key.group_id,
+                  error=error)
+        return {"error": error}
     return result
 
 

@@ -1,9 +1,10 @@
-"""What a run needs, built once and entered on an AsyncExitStack (DESIGN §2, STYLE).
+"""The composition root's builder: one engine ``Runtime`` from settings (DESIGN §2, STYLE).
 
 ``open_runtime`` builds the database engine (unless given one), the session factory and
-the syncers. The syncers come from ``settings.syncer_factory`` ("module:function"),
-awaited with a frozen ``SyncerDeps``; a factory registers its own clean-up (HTTP
-sessions, thread pools) on ``deps.exit_stack``.
+the syncers, on an ``AsyncExitStack`` that closes them. The syncers come from
+``settings.syncer_factory`` ("module:function"), awaited with a frozen ``SyncerDeps``.
+Starting and stopping a runtime (leadership, scheduler, recovery, sweep) is
+``core.embed.GroupsyncRuntime``; the engine itself only knows ``core.engine.context``.
 """
 
 from __future__ import annotations
@@ -12,64 +13,27 @@ import importlib
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
+from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock, TimeScale
 from core.config import Settings
 from core.db.models import SyncType
-from core.db.session import SessionFactory, create_engine, create_session_factory
+from core.db.session import create_engine, create_session_factory
+from core.engine.context import RetryTimers, Runtime
 from core.engine.coordinator import Coordinator
 from core.engine.outage import DatabaseOutage
-from core.engine.parking import Parking
 from core.engine.pauses import PauseFlags
 from core.engine.slots import RunSlots
 from core.errors import ConfigError
-from core.syncers.base import Syncer
+from core.syncers.deps import SyncerDeps, SyncerFactory
 
-if TYPE_CHECKING:
-    from core.notifications.scheduler import SyncScheduler
-
-
-@dataclass(frozen=True)
-class SyncerDeps:
-    """Everything a syncer factory may use. Typed, frozen: no dependency bag."""
-
-    settings: Settings
-    session_factory: SessionFactory
-    clock: Clock
-    time_scale: TimeScale
-    scheduler: SyncScheduler | None
-    exit_stack: AsyncExitStack
-    client_board: ClientBoard = field(default_factory=ClientBoard)  # for core/admin
-
-
-SyncerFactory = Callable[[SyncerDeps], Awaitable[Mapping[SyncType, Syncer]]]
-
-
-@dataclass
-class Runtime:
-    settings: Settings
-    clock: Clock
-    time_scale: TimeScale
-    engine: AsyncEngine
-    session_factory: SessionFactory
-    syncers: Mapping[SyncType, Syncer]
-    scheduler: SyncScheduler | None
-    owner: str  # lease owner id of this process's runs
-    coordinator: Coordinator = field(default_factory=lambda: Coordinator(window=0.0))
-    # Run slots per process, a share reserved for interactive keys (core/engine/slots.py).
-    limiter: RunSlots = field(default_factory=lambda: RunSlots(8))
-    pauses: PauseFlags = field(default_factory=lambda: PauseFlags(None))
-    client_board: ClientBoard = field(default_factory=ClientBoard)
-    # Shared by every loop of the process: one log line pair per database outage.
-    outage: DatabaseOutage = field(default_factory=DatabaseOutage)
-    parking: Parking = field(default_factory=Parking)  # sync types whose circuit is open
+__all__ = ["Runtime", "SyncerDeps", "SyncerFactory", "lease_owner_id", "load_factory",
+           "open_runtime"]
 
 
 def lease_owner_id(kind: str) -> str:
@@ -92,13 +56,18 @@ async def open_runtime(
     settings: Settings,
     stack: AsyncExitStack,
     *,
-    scheduler: SyncScheduler | None = None,
+    scheduler: BaseScheduler | None = None,
+    retry_timers: RetryTimers | None = None,
     engine: AsyncEngine | None = None,
     clock: Clock | None = None,
     owner_kind: str = "app",
     outage: DatabaseOutage | None = None,
 ) -> Runtime:
-    """Build a runtime whose resources close when ``stack`` does."""
+    """Build a runtime whose resources close when ``stack`` does.
+
+    ``scheduler`` is the runtime's own scheduler (reminder timers, periodic work; a
+    ``SyncScheduler`` learns its runtime). Retry timers go to ``retry_timers`` when given
+    (an application's own scheduler), else to ``scheduler``."""
     if engine is None:
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
@@ -111,6 +80,7 @@ async def open_runtime(
     missing = [t.value for t in SyncType if t not in syncers]
     if missing:
         raise ConfigError("SYNCER_FACTORY", f"no syncer for: {', '.join(missing)}")
+    timers = retry_timers if retry_timers is not None else cast(RetryTimers | None, scheduler)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -118,7 +88,7 @@ async def open_runtime(
         engine=engine,
         session_factory=session_factory,
         syncers=syncers,
-        scheduler=scheduler,
+        scheduler=timers,
         owner=lease_owner_id(owner_kind),
         coordinator=Coordinator(window=time_scale.seconds(settings.coalesce_window_seconds)),
         limiter=RunSlots(settings.sync_concurrency),
@@ -126,6 +96,7 @@ async def open_runtime(
         client_board=board,
         outage=outage or DatabaseOutage(),
     )
-    if scheduler is not None:
-        scheduler.runtime = runtime
+    if scheduler is not None and hasattr(scheduler, "runtime"):
+        # A SyncScheduler: code that assigns it to ``_scheduler`` by hand finds the runtime.
+        setattr(scheduler, "runtime", runtime)  # noqa: B010
     return runtime

@@ -54,7 +54,7 @@ async def open_admin(settings: Settings, api: str | None) -> AsyncIterator[Admin
     from core.admin.service import AdminService
     from core.db.session import create_engine, create_session_factory
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create_file=False)  # creates nothing
     try:
         yield AdminService(create_session_factory(engine), settings)
     finally:
@@ -148,9 +148,10 @@ def render_status(view: dict[str, Any], failing: dict[str, Any],
 
 async def retry(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
     if args.here:
-        from core.lifecycle import sync_group
+        from core.config import load_settings
+        from core.embed import run_once
 
-        result = await sync_group(args.sync_type, args.group_id)
+        result = await run_once(load_settings(), args.sync_type, args.group_id)
         _print_json(result, out)
         return 0 if not ("error" in result or result.get("failed")) else 1
     _print_json(await admin.retry(args.sync_type, args.group_id, via=VIA), out)

@@ -14,14 +14,35 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core.db.urls import sqlite_path
+from core.errors import GroupsyncError
+
 SessionFactory = async_sessionmaker[AsyncSession]
+# The command that creates and upgrades the schema: the wheel's script, or the checkout's.
+MIGRATE_COMMAND = "groupsync migrate` (in a checkout: `python main.py migrate"
 
 
-def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
+class DatabaseFileMissing(GroupsyncError):
+    """A SQLite file that only ``migrate`` may create does not exist."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"database file {path} does not exist; run `{MIGRATE_COMMAND}` to create it "
+            "(or set DATABASE_URL to the right file)"
+        )
+        self.path = path
+
+
+def create_engine(database_url: str, *, create_file: bool = True, **kwargs: Any) -> AsyncEngine:
+    """``create_file=False`` for anything that only reads or works on an existing database
+    (status, the daemon, hand-off): a missing SQLite file is an error, not a new file."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(database_url)
+        if path is not None and not create_file and not path.exists():
+            raise DatabaseFileMissing(path)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

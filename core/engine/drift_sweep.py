@@ -26,9 +26,10 @@ from core.metrics import DRIFT_SWEEP_GROUPS
 from core.observability import get_logger
 
 if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
     from core.db.session import SessionFactory
-    from core.notifications.scheduler import SyncScheduler
-    from core.runtime import Runtime
+    from core.engine.context import Runtime
 
 log = get_logger("groupsync.drift_sweep")
 DRIFT_SWEEP_JOB = "drift_sweep"
@@ -119,19 +120,16 @@ async def _sweep_group(rt: Runtime, group_id: int, types: list[SyncType], now: d
     return ran
 
 
-async def drift_sweep_job() -> None:
-    from core.notifications import scheduler as scheduler_module
-
-    running = scheduler_module._scheduler
-    if running is None or running.runtime is None:
-        return
-    await sweep_once(running.runtime)
+async def drift_sweep_job(rt: Runtime) -> None:
+    """Bound to its runtime when scheduled: no process-wide handle is looked up."""
+    await sweep_once(rt)
 
 
-def schedule_drift_sweep(scheduler: SyncScheduler, rt: Runtime) -> None:
+def schedule_drift_sweep(scheduler: BaseScheduler, rt: Runtime) -> None:
     scheduler.add_job(
         drift_sweep_job,
         "interval",
+        args=[rt],
         seconds=rt.time_scale.seconds(rt.settings.drift_sweep_tick_seconds),
         id=DRIFT_SWEEP_JOB,
         replace_existing=True,

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from sqlalchemy.engine import make_url
 
+from core.db.urls import asyncpg_dsn
 from core.engine.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
 from core.errors import GroupsyncError
 from core.observability import get_logger
@@ -37,11 +38,6 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 
 class AnotherDaemonRunning(GroupsyncError):
     """A second daemon on one SQLite file: refused, with the first one's pid."""
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    url = make_url(database_url).set(drivername="postgresql")
-    return str(url.render_as_string(hide_password=False))
 
 
 @asynccontextmanager

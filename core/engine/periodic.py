@@ -21,8 +21,9 @@ from core.lanes import Lane
 from core.observability import get_logger
 
 if TYPE_CHECKING:
-    from core.notifications.scheduler import SyncScheduler
-    from core.runtime import Runtime
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from core.engine.context import Runtime
 
 log = get_logger("groupsync.periodic")
 RSVP_REFRESH_JOB = "rsvp_refresh"
@@ -54,13 +55,8 @@ async def refresh_rsvps(rt: Runtime) -> int:
     return refreshed
 
 
-async def rsvp_refresh_job() -> None:
-    from core.notifications import scheduler as scheduler_module
-
-    running = scheduler_module._scheduler
-    if running is None or running.runtime is None:
-        return
-    rt = running.runtime
+async def rsvp_refresh_job(rt: Runtime) -> None:
+    """Bound to its runtime when scheduled: no process-wide handle is looked up."""
     try:
         await refresh_rsvps(rt)
     except Exception as exc:
@@ -69,13 +65,14 @@ async def rsvp_refresh_job() -> None:
         rt.outage.failed(exc, where="rsvp_refresh")  # the next refresh catches up
 
 
-def schedule_periodic(scheduler: SyncScheduler, rt: Runtime) -> None:
+def schedule_periodic(scheduler: BaseScheduler, rt: Runtime) -> None:
     from core.engine.drift_sweep import schedule_drift_sweep
 
     schedule_drift_sweep(scheduler, rt)
     scheduler.add_job(
         rsvp_refresh_job,
         "interval",
+        args=[rt],
         seconds=rt.time_scale.seconds(rt.settings.rsvp_refresh_seconds),
         id=RSVP_REFRESH_JOB,
         replace_existing=True,

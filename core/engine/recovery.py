@@ -16,13 +16,12 @@ from core.engine import state
 from core.observability import get_logger
 
 if TYPE_CHECKING:
-    from core.notifications.scheduler import SyncScheduler
-    from core.runtime import Runtime
+    from core.engine.context import RetryTimers, Runtime
 
 log = get_logger("groupsync.recovery")
 
 
-async def recover(rt: Runtime, scheduler: SyncScheduler) -> int:
+async def recover(rt: Runtime, scheduler: RetryTimers) -> int:
     now = rt.clock.now()
     freed = await state.reclaim_leases(rt.session_factory, now)
     retries = await state.owed_retries(rt.session_factory)

@@ -40,8 +40,9 @@ from core.syncers.reminder_plan import ReminderKey
 from core.syncers.reminders import RemindersSyncer
 
 if TYPE_CHECKING:
-    from core.notifications.scheduler import SyncScheduler
-    from core.runtime import Runtime
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from core.engine.context import Runtime
 
 log = get_logger("groupsync.reminders")
 
@@ -71,7 +72,7 @@ class ReminderDelivery:
         self,
         session_factory: SessionFactory,
         discord: DiscordPort,
-        scheduler: SyncScheduler,
+        scheduler: BaseScheduler,
         clock: Clock,
         options: DeliveryOptions,
         spawn: Spawn,
@@ -312,7 +313,7 @@ def reminder_port(rt: Runtime) -> DiscordPort | None:
     return syncer.discord if isinstance(syncer, RemindersSyncer) else None
 
 
-def delivery_for(rt: Runtime, scheduler: SyncScheduler) -> ReminderDelivery | None:
+def delivery_for(rt: Runtime, scheduler: BaseScheduler) -> ReminderDelivery | None:
     """The delivery of an active daemon (or an embedding application's runtime)."""
     port = reminder_port(rt)
     if port is None:

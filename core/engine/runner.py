@@ -31,7 +31,7 @@ from core.observability import get_logger
 from core.syncers.base import SyncContext, SyncResult
 
 if TYPE_CHECKING:
-    from core.runtime import Runtime
+    from core.engine.context import Runtime
 
 log = get_logger("groupsync.engine")
 

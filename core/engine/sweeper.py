@@ -16,16 +16,18 @@ import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
+from core.db.urls import sqlite_path
 from core.engine import runner, state
 from core.engine.outage import is_database_unavailable, reconnect_delay
 from core.engine.outbox import OUTBOX_CHANNEL
 from core.engine.pauses import sync_types_of
+from core.engine.wakeup import watch_sqlite
 from core.observability import get_logger
 from core.syncers.reminders import REMINDERS_CHANNEL
 
 if TYPE_CHECKING:
+    from core.engine.context import Runtime
     from core.engine.reminders import ReminderDelivery
-    from core.runtime import Runtime
 
 log = get_logger("groupsync.sweeper")
 
@@ -45,6 +47,10 @@ class OutboxSweeper:
         """PostgreSQL only: a dedicated asyncpg connection whose NOTIFYs wake the sweep.
         Re-opened by the sweep after a database outage closed it."""
         if self.rt.settings.is_sqlite:
+            # SQLite: a watcher of the file's commits (core.engine.wakeup) stands in.
+            path = sqlite_path(self.rt.settings.database_url)
+            if path is not None:
+                await watch_sqlite(path, self.wake, stack)
             return
         self._listening = True
         stack.push_async_callback(self._close_listener)
@@ -86,6 +92,7 @@ class OutboxSweeper:
         failures = 0
         while not stop.is_set():
             delay = poll
+            self.wake.clear()  # before the sweep: a wake during it means sweep again
             try:
                 await self.sweep_once()
             except Exception as exc:
@@ -100,7 +107,6 @@ class OutboxSweeper:
                 self.rt.outage.reachable()
                 if self._listening and (self._listener is None or self._listener.is_closed()):
                     await self._listen()  # the outage closed it: NOTIFYs wake us again
-            self.wake.clear()
             waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:

@@ -1,8 +1,11 @@
 """The public retry functions and the one process-wide scheduler handle (DESIGN §2).
 
-``_scheduler`` is None until a daemon (or an application embedding groupsync) starts a
-``SyncScheduler``; it carries the runtime, so job functions, referenced by name with
-plain-value kwargs, find the engine, sessions and syncers at run time.
+``_scheduler`` is None until a daemon, an embedded runtime (``core.embed``) or the
+application itself puts an APScheduler 3 scheduler there (any kind: AsyncIOScheduler,
+BackgroundScheduler …). ``schedule_sync_retry`` adds the documented ``date`` job to it;
+the job function, referenced by name with plain-value kwargs, hands the key to the
+runtime running in this process (``current_runtime``), or, when there is none, marks it
+owed for the daemon. ``current_scheduler`` is the one place that reads ``_scheduler``.
 
 APScheduler 3 traps (DESIGN §6a) and how they are handled here:
 - a ``date`` job is deleted when handed to the executor: the sync-state row, not the
@@ -10,34 +13,94 @@ APScheduler 3 traps (DESIGN §6a) and how they are handled here:
 - ``misfire_grace_time`` is None so a late retry still runs;
 - ``max_instances``: the job function only hands the run to the engine and returns at
   once, so a retry that fires while the previous one is still running is never dropped;
-- the job store is in memory: nothing is pickled, the rows are the one source of truth.
+- the job function is a plain function: every executor can run it (a thread pool
+  would only create, never await, a coroutine); it submits the run to the runtime's loop;
+- the daemon's job store is in memory: nothing is pickled, the rows are the one source
+  of truth.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import BaseScheduler
 
+from core.clock import SystemClock
+from core.engine import runner
 from core.engine.backoff import retry_delay, scaled_delay
+from core.engine.context import Runtime
 from core.engine.state import SyncKey
+from core.notifications import handoff
 from core.observability import get_logger
 from core.validation import optional_group_id, parse_sync_type, require_group_id
-
-if TYPE_CHECKING:
-    from core.runtime import Runtime
 
 log = get_logger("groupsync.scheduler")
 
 RETRY_JOB_FUNC = "core.notifications.scheduler:run_sync_retry"
+T = TypeVar("T")
+
+
+def add_retry_job(
+    scheduler: BaseScheduler,
+    key: SyncKey,
+    run_at: datetime,
+    attempt: int,
+    previous_group_id: int | None = None,
+) -> None:
+    """The documented retry job: one pending timer per key, a newer one replaces it."""
+    scheduler.add_job(
+        RETRY_JOB_FUNC,
+        trigger="date",
+        run_date=run_at,
+        id=key.job_id,
+        name=key.job_id,
+        replace_existing=True,
+        misfire_grace_time=None,
+        max_instances=1000,
+        coalesce=True,
+        kwargs={
+            "sync_type": key.sync_type.value,
+            "group_id": key.group_id,
+            "attempt": attempt,
+            "previous_group_id": previous_group_id,
+        },
+    )
+
+
+def remove_retry_job(scheduler: BaseScheduler, key: SyncKey) -> None:
+    with contextlib.suppress(JobLookupError):
+        scheduler.remove_job(key.job_id)
+
+
+class SchedulerRetryTimers:
+    """The engine's ``RetryTimers`` over any APScheduler 3 scheduler."""
+
+    def __init__(self, scheduler: BaseScheduler) -> None:
+        self.scheduler = scheduler
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running)
+
+    def arm_retry(
+        self, key: SyncKey, run_at: datetime, attempt: int, previous_group_id: int | None = None
+    ) -> None:
+        add_retry_job(self.scheduler, key, run_at, attempt, previous_group_id)
+
+    def cancel_retry(self, key: SyncKey) -> None:
+        remove_retry_job(self.scheduler, key)
 
 
 class SyncScheduler(AsyncIOScheduler):
-    """An AsyncIOScheduler that knows the runtime its jobs run against."""
+    """The runtime's own AsyncIOScheduler (in-memory store, UTC), knowing its runtime."""
 
     def __init__(self, runtime: Runtime | None = None, **options: Any) -> None:
         super().__init__(jobstores={"default": MemoryJobStore()}, timezone=UTC, **options)
@@ -46,31 +109,67 @@ class SyncScheduler(AsyncIOScheduler):
     def arm_retry(
         self, key: SyncKey, run_at: datetime, attempt: int, previous_group_id: int | None = None
     ) -> None:
-        """One pending timer per key: a newer retry replaces the older one."""
-        self.add_job(
-            RETRY_JOB_FUNC,
-            trigger="date",
-            run_date=run_at,
-            id=key.job_id,
-            name=key.job_id,
-            replace_existing=True,
-            misfire_grace_time=None,
-            max_instances=1000,
-            coalesce=True,
-            kwargs={
-                "sync_type": key.sync_type.value,
-                "group_id": key.group_id,
-                "attempt": attempt,
-                "previous_group_id": previous_group_id,
-            },
-        )
+        add_retry_job(self, key, run_at, attempt, previous_group_id)
 
     def cancel_retry(self, key: SyncKey) -> None:
-        with contextlib.suppress(JobLookupError):
-            self.remove_job(key.job_id)
+        remove_retry_job(self, key)
 
 
-_scheduler: SyncScheduler | None = None
+_scheduler: BaseScheduler | None = None
+
+
+@dataclass(frozen=True)
+class _Installed:
+    runtime: Runtime
+    loop: asyncio.AbstractEventLoop
+
+
+_installed: _Installed | None = None
+
+
+def current_scheduler() -> BaseScheduler | None:
+    """The scheduler this process's public functions use (the only read of ``_scheduler``)."""
+    return _scheduler
+
+
+def install_runtime(runtime: Runtime) -> None:
+    """Make ``runtime`` the one this process's public calls run on. Call it on its loop."""
+    global _installed
+    _installed = _Installed(runtime, asyncio.get_running_loop())
+
+
+def uninstall_runtime(runtime: Runtime) -> None:
+    global _installed
+    if _installed is not None and _installed.runtime is runtime:
+        _installed = None
+
+
+def _current() -> _Installed | None:
+    if _installed is not None:
+        return _installed
+    # A SyncScheduler assigned by hand (tests, tools) carries its runtime and its loop.
+    scheduler = current_scheduler()
+    runtime = getattr(scheduler, "runtime", None)
+    loop = getattr(scheduler, "_eventloop", None)
+    if isinstance(runtime, Runtime) and isinstance(loop, asyncio.AbstractEventLoop):
+        return _Installed(runtime, loop)
+    return None
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime running in this process, or None (then public calls hand off)."""
+    installed = _current()
+    return installed.runtime if installed is not None else None
+
+
+async def on_runtime_loop(runtime: Runtime, coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` on the runtime's own loop (its connections and tasks live there),
+    also when the caller runs another loop (a worker thread's ``asyncio.run``)."""
+    installed = _current()
+    loop = installed.loop if installed is not None and installed.runtime is runtime else None
+    if loop is None or loop is asyncio.get_running_loop():
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
 
 def get_retry_delay(attempt: int, include_jitter: bool = True) -> float:
@@ -87,40 +186,58 @@ def schedule_sync_retry(
     retry_after: float | None = None,
 ) -> None:
     """Arm the retry timer ``sync_retry_{type}_{group}`` for now + get_retry_delay(attempt)
-    (scaled), or later when the service asked for ``retry_after`` seconds. The job's
-    kwargs carry attempt + 1. Without a running scheduler: a warning, nothing else (the
-    sync-state row still says the sync is owed)."""
+    (scaled by the running runtime's TIME_SCALE), or later when the service asked for
+    ``retry_after`` seconds. The job's kwargs carry attempt + 1. Without a running
+    scheduler: a warning, nothing else (the sync-state row still says the sync is owed)."""
     key = SyncKey(parse_sync_type(sync_type), require_group_id(group_id))
     previous_group_id = optional_group_id(previous_group_id)
     delay = get_retry_delay(attempt)  # validates attempt
-    scheduler = _scheduler
+    scheduler = current_scheduler()
     if scheduler is None or not scheduler.running:
         log.warning("retry_not_scheduled", reason="no scheduler running in this process",
                     sync_type=key.sync_type.value, group_id=key.group_id, attempt=attempt)
         return
-    scale = scheduler.runtime.time_scale.factor if scheduler.runtime else 1.0
-    seconds = scaled_delay(delay, scale, retry_after)
-    run_at = scheduler.runtime.clock.now() if scheduler.runtime else _utcnow()
-    scheduler.arm_retry(key, run_at + timedelta(seconds=seconds), attempt + 1, previous_group_id)
+    runtime = current_runtime()
+    scale = runtime.time_scale.factor if runtime is not None else 1.0
+    now = runtime.clock.now() if runtime is not None else SystemClock().now()
+    run_at = now + timedelta(seconds=scaled_delay(delay, scale, retry_after))
+    add_retry_job(scheduler, key, run_at, attempt + 1, previous_group_id)
 
 
-async def run_sync_retry(
+def run_sync_retry(
     sync_type: str, group_id: int, attempt: int, previous_group_id: int | None = None
 ) -> None:
-    """The retry job: hand the key to the engine and return (see max_instances above).
-    ``attempt`` is informational; the row's attempt count is the one that counts."""
-    from core.engine import runner
-
-    scheduler = _scheduler
-    if scheduler is None or scheduler.runtime is None:
-        log.warning("retry_fired_without_runtime", sync_type=sync_type, group_id=group_id)
-        return
-    runtime = scheduler.runtime
+    """The retry job: hand the key to this process's runtime and return at once (see
+    max_instances above); with no runtime here, mark it owed for the daemon. ``attempt``
+    is informational; the row's attempt count is the one that counts."""
     key = SyncKey(parse_sync_type(sync_type), require_group_id(group_id))
+    installed = _current()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if installed is None or installed.loop.is_closed():
+        coro = handoff.hand_off([key.group_id], [key.sync_type], reason="retry")
+        if running is not None:
+            _keep(running.create_task(coro))
+        else:
+            asyncio.run(coro)
+        return
+    start = _start_run(installed.runtime, key)
+    if running is installed.loop:
+        _keep(running.create_task(start))
+    else:
+        asyncio.run_coroutine_threadsafe(start, installed.loop)
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _keep(task: asyncio.Task[Any]) -> None:
+    """Hold a reference until the task ends (the loop keeps only weak ones)."""
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _start_run(runtime: Runtime, key: SyncKey) -> None:
     runtime.coordinator.spawn(runner.run_key_quietly(runtime, key, reason="retry"))
-
-
-def _utcnow() -> datetime:
-    from core.clock import SystemClock
-
-    return SystemClock().now()

@@ -19,7 +19,7 @@ from core.syncers.reminders import RemindersSyncer
 from core.syncers.rsvps import RsvpsSyncer
 
 if TYPE_CHECKING:
-    from core.runtime import SyncerDeps
+    from core.syncers.deps import SyncerDeps
 
 
 class DisabledServiceSyncer:

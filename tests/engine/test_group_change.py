@@ -172,13 +172,12 @@ async def test_a_key_leased_elsewhere_is_not_run(
     assert len(fakes.runs("rsvps", NEW)) == 2
 
 
-async def test_without_a_scheduler_failures_are_recorded_and_left_owed(
+async def test_without_a_runtime_the_keys_are_handed_off_not_run(
     database_url: str, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given no daemon in this process: settings come from the environment
+    # Given no runtime in this process (hand-off mode, DESIGN §2): only DATABASE_URL is read
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SYNCER_FACTORY", FAKE_FACTORY)
-    fakes.set(f"calendar:{NEW}", "raise")
 
     with structlog.testing.capture_logs() as logs:
         await sync_after_group_change(NEW)
@@ -188,10 +187,10 @@ async def test_without_a_scheduler_failures_are_recorded_and_left_owed(
         state = await row(create_session_factory(engine), "calendar", NEW)
     finally:
         await engine.dispose()
-    assert (state.attempt, state.status) == (1, SyncStatus.RETRYING)
-    assert state.requested_generation > state.completed_generation
-    assert [e["sync_type"] for e in logs if e["event"] == "retry_not_scheduled"] == ["calendar"]
-    assert len(fakes.runs()) == 4
+    assert (state.attempt, state.status) == (0, SyncStatus.PENDING)
+    assert state.requested_generation > state.completed_generation  # owed, for the daemon
+    assert [e["event"] for e in logs] == ["sync_handed_off"]
+    assert fakes.runs() == []  # nothing ran in this process
 
 
 @pytest.mark.parametrize(

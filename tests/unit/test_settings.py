@@ -10,12 +10,17 @@ from core.config import load_settings, redact_url
 from core.errors import ConfigError
 
 BAD_SETTINGS = [
-    ("DATABASE_URL", "mysql://u:pw@db/x", "must be a sqlite:/// or postgresql:// URL"),
+    ("DATABASE_URL", "mysql://u:pw@db/x", "must be sqlite:///PATH or postgresql://"),
+    ("DATABASE_URL", "sqlite:///", "names no SQLite file"),
+    ("DATABASE_URL", "postgresql://u@db:5432/x?sslmode=sometimes", "use one of disable"),
     ("LOG_FORMAT", "xml", "'console' or 'json'"),
     ("LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     ("ADMIN_PORT", "http", "valid integer"),
     ("ADMIN_PORT", "70000", "less than or equal to 65535"),
     ("TIME_SCALE", "0", "greater than 0"),
+    ("TIME_SCALE", "inf", "finite number"),
+    ("OUTBOX_POLL_SECONDS", "nan", "finite number"),
+    ("LEASE_SECONDS", "1e999", "finite number"),
     ("LEASE_SECONDS", "-5", "greater than 0"),
     ("ENABLED_SERVICES", "discord,slack", "'discord' or 'calendar'"),
     ("REMINDER_OFFSETS_MINUTES", "60,soon", "comma-separated list of whole numbers"),
@@ -120,3 +125,25 @@ def test_the_scrubber_removes_a_pem_key_even_from_a_repr() -> None:
     assert "A" * 64 not in str(scrubbed)
     assert "B" * 40 not in str(scrubbed)
     assert scrubbed["tags"]["token"] == REDACTED
+URL_FORMS = [
+    ("sqlite:///var/gs.db", "sqlite+aiosqlite:///var/gs.db"),
+    ("sqlite:////abs/gs.db", "sqlite+aiosqlite:////abs/gs.db"),
+    ("sqlite+aiosqlite:///var/gs.db", "sqlite+aiosqlite:///var/gs.db"),
+    ("postgresql://gs:pw@db:5432/gs", "postgresql+asyncpg://gs:pw@db:5432/gs"),
+    ("postgres://gs:pw@db/gs", "postgresql+asyncpg://gs:pw@db/gs"),
+    ("postgresql+asyncpg://gs@db/gs", "postgresql+asyncpg://gs@db/gs"),
+    ("postgres://gs:pw@db/gs?sslmode=require", "postgresql+asyncpg://gs:pw@db/gs?ssl=require"),
+    (" postgresql://gs@db/gs?sslmode=disable ", "postgresql+asyncpg://gs@db/gs?ssl=disable"),
+]
+
+
+@pytest.mark.parametrize(("given", "used"), URL_FORMS)
+def test_every_documented_url_form_becomes_the_async_driver_url(given: str, used: str) -> None:
+    assert load_settings(database_url=given).database_url == used
+
+
+def test_sslmode_goes_back_to_libpq_spelling_for_asyncpg_connect() -> None:
+    from core.db.urls import asyncpg_dsn
+
+    url = load_settings(database_url="postgres://gs:pw@db/gs?sslmode=verify-full").database_url
+    assert asyncpg_dsn(url) == "postgresql://gs:pw@db/gs?sslmode=verify-full"

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from core.config import load_settings
@@ -29,7 +30,14 @@ def database_url() -> str:
     return config.attributes.get("database_url") or load_settings().database_url
 
 
+# Two `migrate` started together: the second waits here until the first commits, then
+# finds the schema at head (without it, both create the tables and one fails).
+MIGRATION_LOCK_KEY = 0x67736D6967  # "gsmig"
+
+
 def run_migrations(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -1,0 +1,61 @@
+"""What the engine runs against: one ``Runtime`` value per process, built by the
+composition root (``core.runtime.open_runtime``) and passed in.
+
+The engine depends only on these types, never on the composition root that builds them
+or on the scheduler module that arms its timers (``RetryTimers`` is the seam).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.clients.status import ClientBoard
+from core.clock import Clock, TimeScale
+from core.config import Settings
+from core.db.models import SyncType
+from core.db.session import SessionFactory
+from core.engine.coordinator import Coordinator
+from core.engine.outage import DatabaseOutage
+from core.engine.parking import Parking
+from core.engine.pauses import PauseFlags
+from core.engine.slots import RunSlots
+from core.engine.state import SyncKey
+from core.syncers.base import Syncer
+
+
+class RetryTimers(Protocol):
+    """Arms and removes the APScheduler date job ``sync_retry_{type}_{group}`` of a key."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def arm_retry(
+        self, key: SyncKey, run_at: datetime, attempt: int, previous_group_id: int | None = None
+    ) -> None: ...
+
+    def cancel_retry(self, key: SyncKey) -> None: ...
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    time_scale: TimeScale
+    engine: AsyncEngine
+    session_factory: SessionFactory
+    syncers: Mapping[SyncType, Syncer]
+    scheduler: RetryTimers | None
+    owner: str  # lease owner id of this process's runs
+    coordinator: Coordinator = field(default_factory=lambda: Coordinator(window=0.0))
+    # Run slots per process, a share reserved for interactive keys (core/engine/slots.py).
+    limiter: RunSlots = field(default_factory=lambda: RunSlots(8))
+    pauses: PauseFlags = field(default_factory=lambda: PauseFlags(None))
+    client_board: ClientBoard = field(default_factory=ClientBoard)
+    # Shared by every loop of the process: one log line pair per database outage.
+    outage: DatabaseOutage = field(default_factory=DatabaseOutage)
+    parking: Parking = field(default_factory=Parking)  # sync types whose circuit is open
