@@ -130,6 +130,18 @@ def configure_logging(
         "discord.http",
     ):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Libraries' DEBUG lines (aiosqlite logs every statement) would drown ours even at
+    # LOG_LEVEL=DEBUG: they get INFO at most; our own loggers keep the level asked for.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+QUIET_LIBRARIES = (
+    # Not sqlalchemy: it sets its own logger to WARNING, and INFO there means echo-all-SQL.
+    "aiosqlite", "asyncio", "asyncpg", "aiohttp", "discord", "googleapiclient",
+    "google", "google_auth_httplib2", "httplib2", "urllib3", "httpx", "httpcore", "hpack",
+    "uvicorn", "fastapi", "multipart", "python_multipart", "apscheduler", "tzlocal", "sentry_sdk",
+)
 
 
 def get_logger(name: str) -> Any:

@@ -25,6 +25,11 @@ else
   mkdir -p "$DATA"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$DATA"
   as_pg "$BIN/initdb" -D "$DATA" -A trust -U postgres >/dev/null
+  # Members of gs_password_checked must give their password (the wrong-password test);
+  # everyone else is trusted, as a throwaway test server may be.
+  { echo "host all +gs_password_checked 127.0.0.1/32 scram-sha-256"; cat "$DATA/pg_hba.conf"; } \
+    > "$DATA/pg_hba.conf.new" && mv "$DATA/pg_hba.conf.new" "$DATA/pg_hba.conf"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$DATA/pg_hba.conf"
   as_pg "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w \
     -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >&2
 fi

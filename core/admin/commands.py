@@ -54,8 +54,11 @@ async def open_admin(settings: Settings, api: str | None) -> AsyncIterator[Admin
     from core.admin.service import AdminService
     from core.db.session import create_engine, create_session_factory
 
+    from core.db.migrate import require_current_schema
+
     engine = create_engine(settings.database_url, create_file=False)  # creates nothing
     try:
+        await require_current_schema(engine, settings.database_url)  # one line naming the fix
         yield AdminService(create_session_factory(engine), settings)
     finally:
         await engine.dispose()

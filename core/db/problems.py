@@ -10,6 +10,7 @@ credentials and a database that does not exist. Anything else returns None from
 
 from __future__ import annotations
 
+import errno
 import socket
 import sqlite3
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from core.db.session import MIGRATE_COMMAND, DatabaseFileMissing
 from core.errors import GroupsyncError
 
 FIX_URL = "check DATABASE_URL"
+_UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT,
+                errno.ECONNRESET, errno.EADDRNOTAVAIL}
 
 
 class SchemaNotCurrent(GroupsyncError):
@@ -25,16 +28,20 @@ class SchemaNotCurrent(GroupsyncError):
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and everything it wraps: SQLAlchemy's ``orig``, ``__cause__``,
+    ``__context__`` (breadth first, each once)."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    queue: list[BaseException] = [exc]
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         yield current
-        orig = getattr(current, "orig", None)
-        if isinstance(orig, BaseException) and id(orig) not in seen:
-            yield orig
-            seen.add(id(orig))
-        current = current.__cause__ or current.__context__
+        context = None if current.__suppress_context__ else current.__context__  # `from None`
+        for linked in (getattr(current, "orig", None), current.__cause__, context):
+            if isinstance(linked, BaseException):
+                queue.append(linked)
 
 
 def database_problem(exc: BaseException) -> str | None:
@@ -73,8 +80,8 @@ def _describe_one(error: BaseException) -> str | None:
         return f"{text}; create it (e.g. `createdb`) or {FIX_URL}"
     if isinstance(error, socket.gaierror):
         return f"cannot resolve the database host ({error.strerror}); {FIX_URL}"
-    if isinstance(error, ConnectionRefusedError | TimeoutError) or (
-        isinstance(error, OSError) and error.errno is not None
+    if isinstance(error, ConnectionError | TimeoutError) or (
+        isinstance(error, OSError) and error.errno in _UNREACHABLE
     ):
         return f"cannot reach the database server ({text}); start it or {FIX_URL}"
     if name in ("CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"):

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from core.db.urls import sqlite_path
+from core.db.urls import normalize_database_url, sqlite_path
 from core.errors import GroupsyncError
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -36,6 +36,7 @@ class DatabaseFileMissing(GroupsyncError):
 def create_engine(database_url: str, *, create_file: bool = True, **kwargs: Any) -> AsyncEngine:
     """``create_file=False`` for anything that only reads or works on an existing database
     (status, the daemon, hand-off): a missing SQLite file is an error, not a new file."""
+    database_url = normalize_database_url(database_url)  # any documented form works here too
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         path = sqlite_path(database_url)

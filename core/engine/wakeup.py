@@ -18,7 +18,7 @@ import aiosqlite
 from core.observability import get_logger
 
 log = get_logger("groupsync.wakeup")
-WATCH_SECONDS = 0.05
+WATCH_SECONDS = 0.025
 
 
 async def watch_sqlite(path: Path, wake: asyncio.Event, stack: AsyncExitStack) -> None:
