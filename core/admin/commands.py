@@ -52,9 +52,8 @@ async def open_admin(settings: Settings, api: str | None) -> AsyncIterator[Admin
             await client.aclose()
         return
     from core.admin.service import AdminService
-    from core.db.session import create_engine, create_session_factory
-
     from core.db.migrate import require_current_schema
+    from core.db.session import create_engine, create_session_factory
 
     engine = create_engine(settings.database_url, create_file=False)  # creates nothing
     try:
