@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+import structlog
 
 from core.cli import main
 
@@ -42,6 +43,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
     yield run
     root.handlers[:] = handlers  # main() pointed logging at capsys's stream; put it back
     root.setLevel(level)
+    structlog.reset_defaults()  # main() configured structlog for the whole process
 
 
 def one_line(err: str) -> str:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from core.observability import configure_logging, get_logger
 
@@ -18,6 +19,7 @@ def restored_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    structlog.reset_defaults()  # main() configured structlog for the whole process
 
 
 @pytest.mark.usefixtures("restored_logging")
