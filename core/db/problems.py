@@ -11,6 +11,7 @@ credentials and a database that does not exist. Anything else returns None from
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import sqlite3
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def describe_database_error(exc: BaseException) -> str:
 
 def _describe_one(error: BaseException) -> str | None:
     name = type(error).__name__
-    text = str(error)
+    text = _text(error)
     if isinstance(error, DatabaseFileMissing | SchemaNotCurrent):
         return text
     if name == "CommandError" and "Can't locate revision" in text:
@@ -87,6 +88,12 @@ def _describe_one(error: BaseException) -> str | None:
     if name in ("CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"):
         return f"the database server is not accepting connections ({text}); {FIX_URL} or retry"
     return None
+
+
+def _text(error: BaseException) -> str:
+    """The error's own words: first line, without SQLAlchemy's "(driver.Error) " prefix."""
+    first = (str(error).splitlines() or [""])[0]
+    return re.sub(r"^\([\w.]+\) ", "", first)
 
 
 def _unknown_revision_fix() -> str:
