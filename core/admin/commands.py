@@ -90,6 +90,27 @@ def _confirmed(args: argparse.Namespace, question: str, out: TextIO) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _service_line(s: dict[str, Any]) -> str:
+    state = "enabled" if s["enabled"] else "disabled"
+    if s["paused"]:
+        state += ", PAUSED" + (f" ({s['paused_reason']})" if s.get("paused_reason") else "")
+    breaker = s["breaker"]
+    parts = [f"{s['name']}: {state}", f"breaker {breaker.get('state')}"]
+    if breaker.get("half_open_at"):
+        parts[-1] += f" until {breaker['half_open_at']}"
+    for lane in s["rate_limits"]:
+        text = f"{lane['lane']} {lane['remaining']} left"
+        if lane.get("limited_until"):
+            text += f", limited until {lane['limited_until']}"
+        parts.append(text)
+    invalid = s["invalid_requests"]
+    if invalid.get("used") is not None:
+        parts.append(f"invalid requests {invalid['used']}/{invalid['budget']}")
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(s["counts"].items()))
+    parts.append(f"keys: {counts or 'none'}")
+    return " | ".join(parts)
+
+
 # ---- verbs -------------------------------------------------------------------------------------
 async def status(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
     view = await admin.overview()
@@ -111,25 +132,7 @@ def render_status(view: dict[str, Any], failing: dict[str, Any],
     for d in alive:
         lines.append(f"daemon {d['role']:8} {d['host']} pid {d['pid']} since {d['since']} "
                      f"(last heartbeat {d['last_heartbeat']})")
-    for s in view["services"]:
-        state = "enabled" if s["enabled"] else "disabled"
-        if s["paused"]:
-            state += ", PAUSED" + (f" ({s['paused_reason']})" if s.get("paused_reason") else "")
-        breaker = s["breaker"]
-        parts = [f"{s['name']}: {state}", f"breaker {breaker.get('state')}"]
-        if breaker.get("half_open_at"):
-            parts[-1] += f" until {breaker['half_open_at']}"
-        for lane in s["rate_limits"]:
-            text = f"{lane['lane']} {lane['remaining']} left"
-            if lane.get("limited_until"):
-                text += f", limited until {lane['limited_until']}"
-            parts.append(text)
-        invalid = s["invalid_requests"]
-        if invalid.get("used") is not None:
-            parts.append(f"invalid requests {invalid['used']}/{invalid['budget']}")
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(s["counts"].items()))
-        parts.append(f"keys: {counts or 'none'}")
-        lines.append(" | ".join(parts))
+    lines.extend(_service_line(s) for s in view["services"])
     for k in failing["items"]:
         since = f" failing since {k['failing_since']}" if k["failing_since"] else ""
         due = f", next attempt {k['next_attempt_at']}" if k["next_attempt_at"] else ""

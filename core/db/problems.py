@@ -61,16 +61,26 @@ def describe_database_error(exc: BaseException) -> str:
 
 
 def _describe_one(error: BaseException) -> str | None:
-    name = type(error).__name__
-    text = _text(error)
+    return _schema_problem(error) or _access_problem(error) or _network_problem(error)
+
+
+def _schema_problem(error: BaseException) -> str | None:
+    """The database is there, its schema is not what this groupsync needs."""
+    name, text = type(error).__name__, _text(error)
     if isinstance(error, DatabaseFileMissing | SchemaNotCurrent):
         return text
     if name == "CommandError" and "Can't locate revision" in text:
         return f"unknown database revision ({text}); {_unknown_revision_fix()}"
-    if name in ("UndefinedTableError",) or (
+    if name == "UndefinedTableError" or (
         isinstance(error, sqlite3.OperationalError) and text.startswith("no such table")
     ):
         return f"the database has no groupsync schema ({text}); run `{MIGRATE_COMMAND}`"
+    return None
+
+
+def _access_problem(error: BaseException) -> str | None:
+    """The server (or file) answers, and refuses us."""
+    name, text = type(error).__name__, _text(error)
     if isinstance(error, sqlite3.OperationalError) and "unable to open database file" in text:
         return f"cannot open the SQLite file ({text}); {FIX_URL} and the folder's permissions"
     if name == "InvalidPasswordError" or "password authentication failed" in text:
@@ -79,6 +89,12 @@ def _describe_one(error: BaseException) -> str | None:
         return f"the database refused the connection ({text}); {FIX_URL} (user) and pg_hba.conf"
     if name == "InvalidCatalogNameError":
         return f"{text}; create it (e.g. `createdb`) or {FIX_URL}"
+    return None
+
+
+def _network_problem(error: BaseException) -> str | None:
+    """Nothing answers where DATABASE_URL points."""
+    name, text = type(error).__name__, _text(error)
     if isinstance(error, socket.gaierror):
         return f"cannot resolve the database host ({error.strerror}); {FIX_URL}"
     if isinstance(error, ConnectionError | TimeoutError) or (

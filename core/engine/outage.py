@@ -80,7 +80,7 @@ def _is_connectivity(exc: BaseException) -> bool:
 def reconnect_delay(attempt: int, time_scale: float = 1.0) -> float:
     """Capped exponential pacing of reconnect attempts: 0.25, 0.5, 1, 2, 4, 5, 5 … s."""
     seconds = min(RECONNECT_FIRST_SECONDS * 2 ** min(attempt, 16), RECONNECT_CAP_SECONDS)
-    return max(seconds * time_scale, RECONNECT_FLOOR_SECONDS)
+    return float(max(seconds * time_scale, RECONNECT_FLOOR_SECONDS))
 
 
 def _report(message: str) -> None:

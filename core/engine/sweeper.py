@@ -59,7 +59,7 @@ class OutboxSweeper:
     async def _listen(self) -> None:
         import asyncpg
 
-        from core.engine.leadership import asyncpg_dsn
+        from core.db.urls import asyncpg_dsn
 
         try:
             connection = await asyncio.wait_for(

@@ -253,8 +253,9 @@ class CalendarFake(FakeService):
             await asyncio.sleep(self.clock.scaled(late.latency or 1.0))
         return response
 
-    def _call(self, name: str, params: dict[str, str], req: CalRequest, body: dict[str, Any],
-              principal: Principal) -> CalResponse:
+    def _admitted_calendar(self, name: str, params: dict[str, str], req: CalRequest,
+                           body: dict[str, Any], principal: Principal) -> str:
+        """The calendar the request is for, once Google would accept the request."""
         send_updates = req.query.get("sendUpdates", [None])[-1]
         if send_updates is not None and send_updates not in SEND_UPDATES:
             raise bad_request("invalid", f"Invalid value for: sendUpdates: {send_updates}")
@@ -266,6 +267,11 @@ class CalendarFake(FakeService):
         if name in ("insert", "update", "patch") and body.get("attendees") \
                 and not principal.may_invite:
             raise forbidden_for_service_accounts()
+        return calendar_id
+
+    def _call(self, name: str, params: dict[str, str], req: CalRequest, body: dict[str, Any],
+              principal: Principal) -> CalResponse:
+        calendar_id = self._admitted_calendar(name, params, req, body, principal)
         event_id = params.get("event_id", "")
         if_match = req.headers.get("if-match")
         store = self.store

@@ -194,7 +194,9 @@ def _pings(state: DiscordState, channel: Channel, content: str,
     )
 
 
-def _message(state: DiscordState, channel_id: str, content: str, body: dict[str, Any]) -> dict:
+def _message(
+    state: DiscordState, channel_id: str, content: str, body: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "id": new_snowflake(), "channel_id": channel_id, "type": 0, "content": content,
         "author": payloads.user(state.bot), "timestamp": now_iso(), "edited_timestamp": None,

@@ -44,7 +44,7 @@ async def bearer_operator(request: Request) -> Operator | None:
 
 async def require_operator(request: Request) -> Operator:
     for check in (bearer_operator, *request.app.state.auth_checks):
-        operator = await check(request)
+        operator: Operator | None = await check(request)
         if operator is not None:
             return operator
     if request.app.state.admin_token is None:

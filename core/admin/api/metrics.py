@@ -43,6 +43,21 @@ async def snapshot_families(service: AdminService) -> list[Metric]:
     for sync_type, counts in sorted(view["sync_types"].items()):
         for status, n in sorted(counts.items()):
             keys.add_metric([sync_type, services.get(sync_type, "none"), status], n)
+    service_families = _service_families(view["services"])
+    reminders = GaugeMetricFamily("groupsync_reminders",
+                                  "Reminder deliveries by status (sent, skipped = missed, ...).",
+                                  labels=["status"])
+    for status, n in sorted((await _reminders(service)).items()):
+        reminders.add_metric([status], n)
+    bulk = GaugeMetricFamily("groupsync_bulk_job_items", "Items of recent bulk jobs by state.",
+                             labels=["job_id", "state"])
+    for job in await list_jobs(service.session_factory, limit=10):
+        for state in ("done", "failed", "remaining", "cancelled"):
+            bulk.add_metric([str(job["id"]), state], job[state])
+    return [keys, *service_families, reminders, bulk, _daemon_family(view["daemons"])]
+
+
+def _service_families(services: list[dict[str, Any]]) -> list[Metric]:
     paused = GaugeMetricFamily("groupsync_service_paused", "1 while an operator paused it.",
                                labels=["service"])
     breaker = GaugeMetricFamily("groupsync_circuit_breaker_state",
@@ -54,7 +69,7 @@ async def snapshot_families(service: AdminService) -> list[Metric]:
     invalid = GaugeMetricFamily("groupsync_discord_invalid_requests",
                                 "401/403/429 answers in the current 10-minute window.",
                                 labels=["service", "budget"])
-    for entry in view["services"]:
+    for entry in services:
         name = entry["name"]
         paused.add_metric([name], 1.0 if entry["paused"] else 0.0)
         state = entry["breaker"].get("state")
@@ -67,25 +82,19 @@ async def snapshot_families(service: AdminService) -> list[Metric]:
         used = entry["invalid_requests"].get("used")
         if used is not None:
             invalid.add_metric([name, str(entry["invalid_requests"].get("budget"))], float(used))
-    reminders = GaugeMetricFamily("groupsync_reminders",
-                                  "Reminder deliveries by status (sent, skipped = missed, ...).",
-                                  labels=["status"])
-    for status, n in sorted((await _reminders(service)).items()):
-        reminders.add_metric([status], n)
-    bulk = GaugeMetricFamily("groupsync_bulk_job_items", "Items of recent bulk jobs by state.",
-                             labels=["job_id", "state"])
-    for job in await list_jobs(service.session_factory, limit=10):
-        for state in ("done", "failed", "remaining", "cancelled"):
-            bulk.add_metric([str(job["id"]), state], job[state])
+    return [paused, breaker, remaining, invalid]
+
+
+def _daemon_family(daemons_seen: list[dict[str, Any]]) -> Metric:
     daemons = GaugeMetricFamily("groupsync_daemons", "Daemons with a fresh heartbeat, by role.",
                                 labels=["role"])
     alive: dict[str, int] = {"active": 0, "standby": 0}
-    for daemon in view["daemons"]:
+    for daemon in daemons_seen:
         if daemon["alive"]:
             alive[daemon["role"]] = alive.get(daemon["role"], 0) + 1
     for role, n in sorted(alive.items()):
         daemons.add_metric([role], n)
-    return [keys, paused, breaker, remaining, invalid, reminders, bulk, daemons]
+    return daemons
 
 
 async def render(service: AdminService) -> bytes:

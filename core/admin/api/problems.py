@@ -44,7 +44,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("admin_api_error", path=request.url.path, error=type(exc).__name__)
+        # An exception handler, not an except block: pass the exception explicitly.
+        log.error("admin_api_error", path=request.url.path, error=type(exc).__name__,
+                  exc_info=exc)
         return problem(500, "Internal error", "the server failed; see its log")
 
 
