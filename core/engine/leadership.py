@@ -120,8 +120,7 @@ async def _advisory_lock(
     finally:
         watchdog.cancel()
         connection.remove_termination_listener(closed)  # our own close is no loss
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(connection.close(), timeout=5)  # closing drops the lock
+        await _close(connection)  # closing drops the lock
 
 
 async def _contend(
@@ -149,7 +148,8 @@ async def _contend(
                 if held:
                     log.info("leadership_acquired", backend="postgresql",
                              lock_key=ADVISORY_LOCK_KEY)
-                    return connection
+                    leading, connection = connection, None
+                    return leading
                 if not announced:
                     holder = await _lock_holder(connection)
                     log.info("standing_by", leader_pid=holder,
@@ -160,12 +160,17 @@ async def _contend(
             if not is_database_unavailable(exc):
                 raise
             outage.failed(exc, where="leadership")
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    connection.terminate()
             await _pause(stop, reconnect_delay(failures, time_scale))
             failures += 1
+        finally:
+            if connection is not None:  # stopped, failed or cancelled while standing by
+                connection.terminate()
     return None
+
+
+async def _close(connection: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.close(), timeout=5)
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
