@@ -16,12 +16,7 @@ from core.db.migrate import schema_status
 from core.db.session import create_engine
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.slow,
-    # Remove once issue 12's migration lock (core/db/migrate.py, migrations/env.py) is on
-    # main: without it the second and third `migrate` fail ("table already exists").
-    pytest.mark.xfail(reason="needs the migration lock of issue 12", strict=False),
-]
+pytestmark = pytest.mark.slow
 
 
 async def test_three_concurrent_migrate_commands_all_succeed(empty_database_url: str) -> None:
