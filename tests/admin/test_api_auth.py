@@ -9,7 +9,9 @@ import pytest
 from core.admin.face import AdminFace
 from core.config import load_settings
 from core.errors import ConfigError
-from tests.admin.conftest import TOKEN, AdminDaemon, DaemonMaker, active
+from tests.admin.conftest import TOKEN, AdminDaemon, DaemonMaker
+from tests.engine.conftest import Fakes
+from tests.engine.daemon_process import Daemon
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,37 +73,41 @@ async def test_the_daemon_command_refuses_a_public_bind_without_a_token(tmp_path
     assert "0.0.0.0" in err.decode()
 
 
-# A standby stopped while it stands by leaves one raw asyncpg connection for the garbage
-# collector since the leadership rework (core/engine/leadership.py, not the admin face):
-# tolerated here, reported to its owner.
-@pytest.mark.filterwarnings("ignore::ResourceWarning",
-                            "ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_standby_answers_health_and_reads_and_names_the_active_daemon(
-    start_daemon: DaemonMaker, database_url: str
+    start_daemon: DaemonMaker, database_url: str, fakes: Fakes, tmp_path: Path
 ) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("a standby needs PostgreSQL (SQLite refuses a second daemon)")
-    first = await active(await start_daemon())
-    second = await start_daemon()
-    assert first.face.presence is not None
-    assert second.face.presence is not None
-    leader, standby_id = first.face.presence.id, second.face.presence.id
+    # The leader is a real daemon process: one process holds one groupsync runtime.
+    leader_process = Daemon(database_url, fakes.root, tmp_path / "leader.log",
+                            ADMIN_TOKEN=TOKEN)
+    try:
+        await wait_for(lambda: bool(leader_process.events("leadership_acquired")),
+                       timeout=60, message="the daemon process to lead")
+        second = await start_daemon()
+        assert second.face.presence is not None
+        standby_id = second.face.presence.id
 
-    async def both_seen() -> bool:
-        async with second.client() as api:
-            daemons = (await api.get("/api/overview")).json()["daemons"]
-        return {(d["id"], d["role"]) for d in daemons} == {(leader, "active"),
-                                                           (standby_id, "standby")}
+        async def both_seen() -> bool:
+            async with second.client() as api:
+                daemons = (await api.get("/api/overview")).json()["daemons"]
+            roles = {d["role"]: d for d in daemons}
+            return (roles.get("active", {}).get("pid") == leader_process.pid
+                    and roles.get("standby", {}).get("id") == standby_id)
 
-    await wait_for(both_seen, timeout=20, message="both heartbeats")
-    async with second.client(token=None) as anonymous, second.client() as api:
-        ready = (await anonymous.get("/readyz")).json()
-        overview = await api.get("/api/overview")
-        keys = await api.get("/api/keys")
-    assert (ready["role"], ready["active_daemon"]) == ("standby", leader)
-    assert overview.json()["active_daemon"] == leader
-    assert overview.headers["X-Groupsync-Role"] == "standby"
-    assert keys.status_code == 200
+        await wait_for(both_seen, timeout=20, message="both heartbeats")
+        async with second.client(token=None) as anonymous, second.client() as api:
+            ready = (await anonymous.get("/readyz")).json()
+            overview = await api.get("/api/overview")
+            keys = await api.get("/api/keys")
+        leader = overview.json()["active_daemon"]
+        assert [d["pid"] for d in overview.json()["daemons"] if d["id"] == leader] == [
+            leader_process.pid]
+        assert (ready["role"], ready["active_daemon"]) == ("standby", leader)
+        assert overview.headers["X-Groupsync-Role"] == "standby"
+        assert keys.status_code == 200
+    finally:
+        leader_process.close()
 
 
 async def test_the_dashboard_session_opens_the_api_and_actions_need_its_csrf_token(
