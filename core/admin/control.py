@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.admin.errors import Conflict, Invalid, NotFound
 from core.admin.keys import parse_sync_type
@@ -105,6 +106,14 @@ async def _notify(session: Any) -> None:
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
 
 
+async def _service_row(session: AsyncSession, name: str, now: datetime) -> ServiceState:
+    row = await session.get(ServiceState, name)
+    if row is None:
+        row = ServiceState(service=name, paused=False, updated_at=now)
+        session.add(row)
+    return row
+
+
 async def set_paused(
     session_factory: SessionFactory, service: str, paused: bool, now: datetime,
     reason: str | None = None,
@@ -112,10 +121,7 @@ async def set_paused(
     """Returns whether the flag changed."""
     name = parse_service(service).value
     async with session_factory() as session, session.begin():
-        row = await session.get(ServiceState, name)
-        if row is None:
-            row = ServiceState(service=name, paused=False, updated_at=now)
-            session.add(row)
+        row = await _service_row(session, name, now)
         changed = bool(row.paused) != paused
         row.paused = paused
         row.paused_reason = reason if paused else None
@@ -129,10 +135,7 @@ async def request_breaker_reset(session_factory: SessionFactory, service: str, n
                                 ) -> None:
     name = parse_service(service).value
     async with session_factory() as session, session.begin():
-        row = await session.get(ServiceState, name)
-        if row is None:
-            row = ServiceState(service=name, paused=False, updated_at=now)
-            session.add(row)
+        row = await _service_row(session, name, now)
         row.breaker_reset_requested_at = now
         row.updated_at = now
         # Keys that were only waiting for the circuit to half-open run again now.

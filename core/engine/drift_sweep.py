@@ -20,6 +20,7 @@ from core.config import Service, Settings
 from core.db.models import Group, SyncState, SyncType
 from core.engine import runner
 from core.engine.outbox import mark_owed
+from core.engine.periodic_jobs import add_periodic_job
 from core.engine.state import SyncKey
 from core.lanes import Lane
 from core.metrics import DRIFT_SWEEP_GROUPS
@@ -126,14 +127,5 @@ async def drift_sweep_job(rt: Runtime) -> None:
 
 
 def schedule_drift_sweep(scheduler: BaseScheduler, rt: Runtime) -> None:
-    scheduler.add_job(
-        drift_sweep_job,
-        "interval",
-        args=[rt],
-        seconds=rt.time_scale.seconds(rt.settings.drift_sweep_tick_seconds),
-        id=DRIFT_SWEEP_JOB,
-        replace_existing=True,
-        coalesce=True,  # a tick that could not run on time runs once, not many times
-        max_instances=1,
-        misfire_grace_time=None,
-    )
+    add_periodic_job(scheduler, drift_sweep_job, rt, DRIFT_SWEEP_JOB,
+                     rt.settings.drift_sweep_tick_seconds)

@@ -16,6 +16,7 @@ from core.db.models import Group, Meeting, SyncType
 from core.engine import runner
 from core.engine.outage import is_database_unavailable
 from core.engine.outbox import mark_owed
+from core.engine.periodic_jobs import add_periodic_job
 from core.engine.state import SyncKey
 from core.lanes import Lane
 from core.observability import get_logger
@@ -69,14 +70,5 @@ def schedule_periodic(scheduler: BaseScheduler, rt: Runtime) -> None:
     from core.engine.drift_sweep import schedule_drift_sweep
 
     schedule_drift_sweep(scheduler, rt)
-    scheduler.add_job(
-        rsvp_refresh_job,
-        "interval",
-        args=[rt],
-        seconds=rt.time_scale.seconds(rt.settings.rsvp_refresh_seconds),
-        id=RSVP_REFRESH_JOB,
-        replace_existing=True,
-        coalesce=True,  # a refresh that could not run on time runs once, not many times
-        max_instances=1,
-        misfire_grace_time=None,
-    )
+    add_periodic_job(scheduler, rsvp_refresh_job, rt, RSVP_REFRESH_JOB,
+                     rt.settings.rsvp_refresh_seconds)
