@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,9 @@ log = get_logger("groupsync.reminders")
 DELIVERY_CONCURRENCY = 16
 # Discord's clock and ours may disagree: look this far before our first attempt.
 CLOCK_SKEW = timedelta(seconds=60)
+# While Discord is paused a due reminder looks again this often; with the pause flags'
+# half-second cache, a resume is honoured within a second.
+PAUSE_RECHECK = timedelta(seconds=0.5)
 
 
 def job_id(key: ReminderKey) -> str:
@@ -65,6 +68,12 @@ class DeliveryOptions:
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
+# Asks whether an operator paused Discord (core/engine/pauses.py reads the rows).
+PausedCheck = Callable[[], Awaitable[bool]]
+
+
+async def _never_paused() -> bool:
+    return False
 
 
 class ReminderDelivery:
@@ -76,6 +85,7 @@ class ReminderDelivery:
         clock: Clock,
         options: DeliveryOptions,
         spawn: Spawn,
+        discord_paused: PausedCheck = _never_paused,
     ) -> None:
         self._sessions = session_factory
         self._discord = discord
@@ -83,6 +93,7 @@ class ReminderDelivery:
         self._clock = clock
         self._options = options
         self._spawn = spawn
+        self._discord_paused = discord_paused
         self._armed: dict[ReminderKey, datetime] = {}
         self._inflight: set[ReminderKey] = set()
         self._limit = asyncio.Semaphore(DELIVERY_CONCURRENCY)
@@ -156,6 +167,14 @@ class ReminderDelivery:
     # ---- one delivery ---------------------------------------------------------------------
     async def _deliver(self, key: ReminderKey) -> None:
         now = self._clock.now()
+        if await self._discord_paused():
+            # A paused service is never called. The row is left untouched (not claimed), so
+            # after the resume it is judged as usual: posted if still within grace, else
+            # missed. Look again soon: the resume must be honoured within a second.
+            log.info("reminder_paused", reason="Discord is paused by an operator",
+                     **_fields(key))
+            self._arm(key, now + PAUSE_RECHECK)
+            return
         opts = self._options
         claim = await rows.claim(self._sessions, key, now, opts.grace, opts.nonce_window)
         if claim is None:
@@ -328,6 +347,10 @@ def delivery_for(rt: Runtime, scheduler: BaseScheduler) -> ReminderDelivery | No
         ),
         time_scale=rt.time_scale.factor,
     )
+    async def discord_paused() -> bool:
+        return await rt.pauses.is_paused(SyncType.DISCORD)
+
     return ReminderDelivery(
-        rt.session_factory, port, scheduler, rt.clock, options, rt.coordinator.spawn
+        rt.session_factory, port, scheduler, rt.clock, options, rt.coordinator.spawn,
+        discord_paused=discord_paused,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from core.db.models import CalendarEventRecord, DiscordGrant, ReminderDelivery, SyncState
@@ -24,7 +25,9 @@ async def _count(sessions: SessionFactory, model: type, group_id: int, **where: 
                    or 0)
 
 
+@pytest.mark.parametrize("wiped", [True, False], ids=["overwrites-wiped", "all-in-place"])
 async def test_force_resync_preview_counts_equal_the_calls_and_records_made(
+    wiped: bool,
     sandbox: Sandbox,  # noqa: F811
     start_daemon: DaemonMaker, session_factory: SessionFactory, database_url: str,
     tmp_path: Path,
@@ -46,11 +49,11 @@ async def test_force_resync_preview_counts_equal_the_calls_and_records_made(
             r.status == "ok" and r.requested_generation == r.completed_generation for r in rows)
 
     await wait_for(converged, timeout=60, message="the group converged")
-    # Someone wiped the group's channel permissions behind our back.
-    for channel in (group.discord_text_channel_id, group.discord_voice_channel_id):
-        assert channel is not None
-        for target in list(world.member_overwrites(channel)):
-            sandbox.discord.state.delete_overwrite(channel, target)
+    if wiped:  # someone wiped the group's channel permissions behind our back
+        for channel in (group.discord_text_channel_id, group.discord_voice_channel_id):
+            assert channel is not None
+            for target in list(world.member_overwrites(channel)):
+                sandbox.discord.state.delete_overwrite(channel, target)
     world.clear_calls()
 
     async with daemon.client() as api:

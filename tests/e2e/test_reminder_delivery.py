@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from core.admin.reminder_status import reminder_overview, render_reminders
+from core.admin.service import AdminService
 from core.db.models import Meeting, ReminderDelivery
 from core.db.session import SessionFactory
 from core.sandbox import Sandbox, start_sandbox
@@ -156,3 +157,38 @@ async def test_500_reminders_due_in_the_same_second_across_100_channels_post_onc
     assert set(nonces) == {row["nonce"] for row in rows}
     # ... within Discord's limits: no post was refused with a 429.
     assert sandbox.discord.counts()[(MESSAGES, 429)] == 0
+
+
+async def test_a_reminder_due_while_discord_is_paused_waits_and_posts_once_after_the_resume(
+    sandbox: Sandbox, session_factory: SessionFactory, database_url: str, tmp_path: Path
+) -> None:
+    # Given an operator paused Discord, and a reminder falls due during the pause
+    settings = sandbox_settings(sandbox, database_url, tmp_path, time_scale=SCALE)
+    admin = AdminService(session_factory, settings)
+    await admin.pause("discord", via="test", reason="Discord incident")
+    start = due_in(1.0)
+    due = start - timedelta(minutes=OFFSET)
+    seeded = await seed_group(session_factory, sandbox, [start])
+    await write_rows_as_an_application(session_factory, seeded.group_id)
+    meeting_id = seeded.meeting_ids[0]
+
+    async with daemon_in_process(settings):
+        # When it is well past due (grace is 10 minutes), nothing reached Discord
+        await wait_for(lambda: datetime.now(UTC) >= due + timedelta(seconds=2.5), timeout=10,
+                       message="the reminder to be 2.5 s past due")
+        held = await reminder_row(session_factory, meeting_id)
+        assert sandbox.discord.messages(seeded.channel_id) == []
+        assert [r for r in sandbox.discord.request_log if r.route == MESSAGES] == []
+        assert (held.status, held.attempt) == ("scheduled", 0)
+
+        # Then the resume posts it, once, within a couple of seconds
+        await admin.resume("discord", via="test")
+        resumed = datetime.now(UTC)
+
+        async def sent() -> bool:
+            return (await reminder_row(session_factory, meeting_id)).status == "sent"
+
+        await wait_for(sent, timeout=10, interval=0.02, message="the reminder after resume")
+        assert (datetime.now(UTC) - resumed).total_seconds() < 3
+    assert len(sandbox.discord.messages(seeded.channel_id)) == 1
+
