@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,6 +24,14 @@ SyncTypeParam = Annotated[str, Path(max_length=32)]
 ServiceParam = Annotated[str, Path(max_length=32)]
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_operator)])
+
+
+async def _once(request: Request, service: AdminService, status: int,
+                action: Callable[[], Awaitable[dict[str, Any]]]) -> JSONResponse:
+    """Run an action once per ``Idempotency-Key``: a repeated request gets the first answer."""
+    async def act() -> tuple[int, dict[str, Any]]:
+        return status, await action()
+    return await idempotent(request, service.session_factory, service.clock.now(), act)
 
 
 class Strict(BaseModel):
@@ -105,9 +114,8 @@ async def key_detail(service: Service, sync_type: SyncTypeParam, group_id: Group
              responses={404: {"description": "unknown group"}, 409: {"description": "busy"}})
 async def retry(request: Request, service: Service, caller: Caller,
                 sync_type: SyncTypeParam, group_id: GroupId) -> JSONResponse:
-    async def act() -> tuple[int, dict[str, Any]]:
-        return 202, await service.retry(sync_type, group_id, via=caller.via)
-    return await idempotent(request, service.session_factory, service.clock.now(), act)
+    return await _once(request, service, 202,
+                       lambda: service.retry(sync_type, group_id, via=caller.via))
 
 
 @router.post("/bulk-retry/preview", summary="How many groups, keys and calls a bulk retry means")
@@ -120,9 +128,9 @@ async def bulk_retry(request: Request, service: Service, caller: Caller, body: B
                      ) -> JSONResponse:
     _require_confirm(body.confirm)
 
-    async def act() -> tuple[int, dict[str, Any]]:
-        return 202, {"job": await service.bulk_start(body.scope(), via=caller.via)}
-    return await idempotent(request, service.session_factory, service.clock.now(), act)
+    async def start() -> dict[str, Any]:
+        return {"job": await service.bulk_start(body.scope(), via=caller.via)}
+    return await _once(request, service, 202, start)
 
 
 @router.get("/bulk-jobs", summary="Recent bulk jobs with their progress")
@@ -138,9 +146,8 @@ async def bulk_job(service: Service, job_id: JobId) -> dict[str, Any]:
 @router.post("/bulk-jobs/{job_id}/cancel", summary="Cancel what has not started yet")
 async def bulk_cancel(request: Request, service: Service, caller: Caller, job_id: JobId
                       ) -> JSONResponse:
-    async def act() -> tuple[int, dict[str, Any]]:
-        return 200, await service.bulk_cancel(job_id, via=caller.via)
-    return await idempotent(request, service.session_factory, service.clock.now(), act)
+    return await _once(request, service, 200,
+                       lambda: service.bulk_cancel(job_id, via=caller.via))
 
 
 @router.post("/resync/preview", summary="What a force re-sync of a group will send")
@@ -152,32 +159,27 @@ async def resync_preview(service: Service, body: GroupIn) -> dict[str, Any]:
 async def resync(request: Request, service: Service, caller: Caller, body: ResyncIn
                  ) -> JSONResponse:
     _require_confirm(body.confirm)
-
-    async def act() -> tuple[int, dict[str, Any]]:
-        return 202, await service.resync(body.group_id, via=caller.via)
-    return await idempotent(request, service.session_factory, service.clock.now(), act)
+    return await _once(request, service, 202,
+                       lambda: service.resync(body.group_id, via=caller.via))
 
 
 @router.post("/services/{name}/pause", summary="Pause a service: no calls, keys stay owed")
 async def pause(request: Request, service: Service, caller: Caller, name: ServiceParam,
                 body: PauseIn | None = None) -> JSONResponse:
-    async def act() -> tuple[int, dict[str, Any]]:
-        reason = body.reason if body else None
-        return 200, await service.pause(name, via=caller.via, reason=reason)
-    return await idempotent(request, service.session_factory, service.clock.now(), act)
+    reason = body.reason if body else None
+    return await _once(request, service, 200,
+                       lambda: service.pause(name, via=caller.via, reason=reason))
 
 
 @router.post("/services/{name}/resume", summary="Resume a paused service")
 async def resume(request: Request, service: Service, caller: Caller, name: ServiceParam
                  ) -> JSONResponse:
-    async def act() -> tuple[int, dict[str, Any]]:
-        return 200, await service.resume(name, via=caller.via)
-    return await idempotent(request, service.session_factory, service.clock.now(), act)
+    return await _once(request, service, 200,
+                       lambda: service.resume(name, via=caller.via))
 
 
 @router.post("/services/{name}/breaker/reset", summary="Close a service's circuit breaker")
 async def breaker_reset(request: Request, service: Service, caller: Caller, name: ServiceParam
                         ) -> JSONResponse:
-    async def act() -> tuple[int, dict[str, Any]]:
-        return 200, await service.reset_breaker(name, via=caller.via)
-    return await idempotent(request, service.session_factory, service.clock.now(), act)
+    return await _once(request, service, 200,
+                       lambda: service.reset_breaker(name, via=caller.via))
