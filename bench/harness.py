@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.engine import make_url
 
 from core.db.migrate import upgrade
@@ -95,11 +95,16 @@ class Bench:
     scheduler: SyncScheduler
 
     async def converged(self) -> bool:
-        async with self.world.sessions() as session:
-            rows = (await session.execute(select(SyncState))).scalars().all()
-        return all(
-            r.status == "ok" and r.requested_generation == r.completed_generation for r in rows
+        # Counted in SQL: this poll shares the event loop with the engine it measures, and
+        # loading every sync-state row as an object cost a third of the run's CPU.
+        owed = (
+            select(func.count())
+            .select_from(SyncState)
+            .where(or_(SyncState.status != "ok",
+                       SyncState.requested_generation != SyncState.completed_generation))
         )
+        async with self.world.sessions() as session:
+            return (await session.execute(owed)).scalar_one() == 0
 
 
 @asynccontextmanager
