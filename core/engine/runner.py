@@ -77,38 +77,49 @@ async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncR
     if (parked := _parked(rt, key)) is not None:
         return parked
     async with rt.limiter.hold(lane):
-        if (parked := _parked(rt, key)) is not None:  # parked while this run waited
-            return parked
-        now = rt.clock.now()
-        claim = await state.claim(
-            rt.session_factory, key, rt.owner, now, rt.settings.lease_seconds
-        )
-        if claim is None:
-            return {"skipped": "not owed, or running elsewhere"}
-        started = time.monotonic()
-        fence = LeaseFence(rt.session_factory, claim, rt.clock)
-        loop = asyncio.get_running_loop()
-        recording = asyncio.Event()
-        work = loop.create_task(_call_syncer(rt, claim, lane, fence))
-        renewer = loop.create_task(_keep_lease(rt, claim, fence, work, recording))
+        # Parked while this run waited? And while the breaker is half-open, only the run
+        # admitted as the probe goes on; the others wait in their rows for its outcome.
+        admission = rt.parking.admit(key.sync_type, time.monotonic(), rt.client_board.statuses())
+        if admission.wait > 0.0:
+            return _parked_result(rt, key, admission.wait)
         try:
-            outcome = await _outcome_of(work)
-            if outcome is None or fence.lost or outcome.error_kind == LeaseLostError.kind:
-                return _lost(claim, reason)
-            duration_ms = round((time.monotonic() - started) * 1000, 1)
-            # The renewer keeps the lease alive while the outcome is written (the write
-            # itself is fenced, and gives the lease back when it succeeds).
-            recording.set()
-            result = await _record(rt, claim, fence, outcome, duration_ms, reason)
-            await history.note_run(
-                rt.session_factory, claim, outcome, duration_ms, rt.clock.now()
-            )
-            return result
-        except asyncio.CancelledError:
-            await _abandon(rt, claim, fence, work)
-            raise
+            return await _claim_and_run(rt, key, lane, reason)
         finally:
-            renewer.cancel()
+            if admission.probe:
+                rt.parking.probe_ended(key.sync_type)
+
+
+async def _claim_and_run(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncResult:
+    now = rt.clock.now()
+    claim = await state.claim(
+        rt.session_factory, key, rt.owner, now, rt.settings.lease_seconds
+    )
+    if claim is None:
+        return {"skipped": "not owed, or running elsewhere"}
+    started = time.monotonic()
+    fence = LeaseFence(rt.session_factory, claim, rt.clock)
+    loop = asyncio.get_running_loop()
+    recording = asyncio.Event()
+    work = loop.create_task(_call_syncer(rt, claim, lane, fence))
+    renewer = loop.create_task(_keep_lease(rt, claim, fence, work, recording))
+    try:
+        outcome = await _outcome_of(work)
+        if outcome is None or fence.lost or outcome.error_kind == LeaseLostError.kind:
+            return _lost(claim, reason)
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        # The renewer keeps the lease alive while the outcome is written (the write
+        # itself is fenced, and gives the lease back when it succeeds).
+        recording.set()
+        result = await _record(rt, claim, fence, outcome, duration_ms, reason)
+        await history.note_run(
+            rt.session_factory, claim, outcome, duration_ms, rt.clock.now()
+        )
+        return result
+    except asyncio.CancelledError:
+        await _abandon(rt, claim, fence, work)
+        raise
+    finally:
+        renewer.cancel()
 
 
 async def _outcome_of(work: asyncio.Task[Outcome]) -> Outcome | None:
@@ -150,8 +161,10 @@ def _lost(claim: Claim, reason: str) -> SyncResult:
 def _parked(rt: Runtime, key: SyncKey) -> SyncResult | None:
     """The service's circuit is open: no claim, no record, the row stays owed (parking)."""
     wait = rt.parking.parked_for(key.sync_type, time.monotonic(), rt.client_board.statuses())
-    if wait <= 0.0:
-        return None
+    return None if wait <= 0.0 else _parked_result(rt, key, wait)
+
+
+def _parked_result(rt: Runtime, key: SyncKey, wait: float) -> SyncResult:
     return {"error": rt.parking.reason(key.sync_type, wait), "parked_seconds": round(wait, 3)}
 
 

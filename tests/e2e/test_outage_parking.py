@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from core.db.models import SyncState, SyncType
+from core.db.models import Group, SyncAttempt, SyncState, SyncType
 from core.db.session import SessionFactory
 from core.engine.outbox import mark_owed
 from core.engine.sweeper import OutboxSweeper
@@ -49,13 +49,10 @@ async def system(
             await runtime.coordinator.drain(2.0)
 
 
-async def test_keys_of_a_service_with_an_open_circuit_are_parked_not_claimed(
-    system: System,
-) -> None:
-    # Given many groups that owe their Discord sync, and Discord answering 503 to everything
-    world = system.world
-    groups = [await world.add_group(meetings=0) for _ in range(GROUPS)]
-    for group in groups:
+async def owe_discord(world: World, groups: int) -> list[Group]:
+    """``groups`` groups of one member each, converged but for a Discord sync now owed."""
+    added = [await world.add_group(meetings=0) for _ in range(groups)]
+    for group in added:
         await world.join(await world.add_user(), group)
     async with world.sessions() as session, session.begin():
         await session.execute(
@@ -63,7 +60,16 @@ async def test_keys_of_a_service_with_an_open_circuit_are_parked_not_claimed(
                 completed_generation=SyncState.requested_generation, status="ok"
             )
         )
-        await mark_owed(session, [g.id for g in groups], datetime.now(UTC), [SyncType.DISCORD])
+        await mark_owed(session, [g.id for g in added], datetime.now(UTC), [SyncType.DISCORD])
+    return added
+
+
+async def test_keys_of_a_service_with_an_open_circuit_are_parked_not_claimed(
+    system: System,
+) -> None:
+    # Given many groups that owe their Discord sync, and Discord answering 503 to everything
+    world = system.world
+    groups = await owe_discord(world, GROUPS)
     storm = system.sandbox.discord.inject("5xx", status=503)
 
     # When the sweep works through several breaker windows of the outage
@@ -91,3 +97,41 @@ async def test_keys_of_a_service_with_an_open_circuit_are_parked_not_claimed(
     assert attempts <= bound, f"{attempts} failures recorded"
     for group in groups[:: len(groups) // 6]:
         assert len(world.member_overwrites(group.discord_text_channel_id)) == 1
+
+
+async def test_a_half_open_window_runs_only_its_probe(system: System) -> None:
+    # Given many groups that owe their Discord sync, and Discord answering 503 to everything
+    world = system.world
+    await owe_discord(world, GROUPS)
+    storm = system.sandbox.discord.inject("5xx", status=503)
+    board = system.runtime.client_board
+    window = BREAKER_RESET_SECONDS * SCALE
+
+    # When the sweep works through several breaker windows of the outage
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(OutboxSweeper(system.runtime).run(stop))
+    try:
+        await wait_for(
+            lambda: any(s.breaker_state == "open" for s in board.statuses()),
+            timeout=30, message="the Discord breaker to open")
+        opened = datetime.now(UTC)
+        await asyncio.sleep(BREAKER_WINDOWS * window)
+        async with world.sessions() as session:
+            after_opening = (await session.execute(
+                select(SyncAttempt.outcome, SyncAttempt.at).where(
+                    SyncAttempt.sync_type == SyncType.DISCORD.value)
+            )).all()
+        storm.clear()
+        await wait_for(system.all_converged, timeout=60, message="groups to converge")
+    finally:
+        stop.set()
+        with suppress(asyncio.CancelledError):
+            await sweeper
+
+    # Then after the runs in flight when the breaker opened (half a window to finish),
+    # each window's probe is the only run recorded: no run claimed its key only to be
+    # refused by the circuit while another run probed
+    late = [outcome for outcome, at in after_opening
+            if at.replace(tzinfo=UTC) > opened + timedelta(seconds=window / 2)]
+    assert "circuit_open" not in late, late
+    assert len(late) <= BREAKER_WINDOWS, late
