@@ -8,6 +8,13 @@ channels and none on the old group's, "returned" is when ``sync_after_group_chan
 returns. Then BACKGROUND_GROUPS groups of ten members, each owing twenty grants, are run in
 the background lane (as the periodic refreshes and sweeps do) and the samples are repeated.
 
+``background_lane_was_busy`` says whether the background lane was saturated during every
+measured change, from commit to return: it is sampled at each poll of the change, and a
+change counts as saturated when, throughout, at least as many background runs were
+outstanding (holding a slot, queued for one, or waiting for a rate-limit token) as the
+background lane has slots. ``background_slots_full_share`` is the share of those polls at
+which every background slot was taken.
+
 Prints one JSON line. Usage:
     uv run --frozen python -m bench.interactive [--samples 30] [--background-groups 100]
         [--scale 1.0] [--database sqlite|postgresql]
@@ -19,6 +26,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +42,7 @@ from bench.harness import (
 from core.db.models import SyncType
 from core.engine import runner
 from core.engine.outbox import mark_owed
+from core.engine.slots import RunSlots
 from core.engine.state import SyncKey
 from core.group_joining import switch_group, sync_after_group_change
 from core.lanes import Lane
@@ -48,27 +57,71 @@ def holds(bench: Bench, group: SeededGroup, discord_id: str) -> bool:
     return all(discord_id in bench.sandbox.discord.overwrites(c) for c in (group.text, group.voice))
 
 
-async def sample(bench: Bench, old: SeededGroup, new: SeededGroup) -> tuple[float, float]:
+@dataclass
+class BackgroundWatch:
+    """The background lane as each measured change sees it, sampled at every poll."""
+
+    slots: RunSlots
+    runs: list[asyncio.Task[Any]] = field(default_factory=list)  # background runs spawned
+    outstanding_min: list[int] = field(default_factory=list)  # per change
+    polls: int = 0
+    polls_full: int = 0
+
+    def outstanding(self) -> int:
+        return sum(1 for run in self.runs if not run.done())
+
+    def look(self) -> int:
+        self.polls += 1
+        if self.slots.busy(Lane.BACKGROUND) >= self.slots.capacity(Lane.BACKGROUND):
+            self.polls_full += 1
+        return self.outstanding()
+
+    def summary(self) -> dict[str, object]:
+        capacity = self.slots.capacity(Lane.BACKGROUND)
+        saturated = sum(1 for low in self.outstanding_min if low >= capacity)
+        return {
+            "background_slots": capacity,
+            "changes_beside_saturated_background": saturated,
+            "background_outstanding_min": min(self.outstanding_min, default=0),
+            "background_slots_full_share": round(self.polls_full / max(self.polls, 1), 3),
+        }
+
+
+async def sample(
+    bench: Bench, old: SeededGroup, new: SeededGroup, watch: BackgroundWatch | None
+) -> tuple[float, float]:
     user_id, discord_id = old.members[0]
     async with bench.world.sessions() as session, session.begin():
         await switch_group(session, user_id, new.id)
     started = time.monotonic()
+    low = watch.look() if watch is not None else 0
     call = asyncio.create_task(sync_after_group_change(new.id, old.id))
-    while not (holds(bench, new, discord_id) and not any(
-        discord_id in bench.sandbox.discord.overwrites(c) for c in (old.text, old.voice)
-    )):
+    applied: float | None = None
+    while applied is None or not call.done():
+        if applied is None and holds(bench, new, discord_id) and not any(
+            discord_id in bench.sandbox.discord.overwrites(c) for c in (old.text, old.voice)
+        ):
+            applied = time.monotonic() - started
         if call.done() and call.exception() is not None:
             raise call.exception()  # type: ignore[misc]
+        if watch is not None:
+            low = min(low, watch.look())
         await asyncio.sleep(0.002)
-    applied = time.monotonic() - started
+    returned = time.monotonic() - started
+    assert applied is not None
     await call
-    return applied, time.monotonic() - started
+    if watch is not None:
+        watch.outstanding_min.append(low)
+    return applied, returned
 
 
-async def phase(bench: Bench, pairs: list[tuple[SeededGroup, SeededGroup]]) -> dict[str, float]:
+async def phase(
+    bench: Bench, pairs: list[tuple[SeededGroup, SeededGroup]],
+    watch: BackgroundWatch | None = None,
+) -> dict[str, float]:
     applied, returned = [], []
     for old, new in pairs:
-        a, r = await sample(bench, old, new)
+        a, r = await sample(bench, old, new, watch)
         applied.append(a * 1000)
         returned.append(r * 1000)
         await asyncio.sleep(0.05)
@@ -93,15 +146,19 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
             await mark_owed(session, [g.id for g in background], bench.runtime.clock.now(),
                             [SyncType.DISCORD])
         rt = bench.runtime
+        watch = BackgroundWatch(rt.limiter)
         for group in background:
-            rt.coordinator.spawn(
-                runner.run_key(rt, SyncKey(SyncType.DISCORD, group.id), lane=Lane.BACKGROUND))
+            watch.runs.append(rt.coordinator.spawn(
+                runner.run_key(rt, SyncKey(SyncType.DISCORD, group.id), lane=Lane.BACKGROUND)))
         await asyncio.sleep(1.0 * args.scale)  # let the background lane fill up
-        busy = await phase(bench, pairs[args.samples:])
+        started = time.monotonic()
+        busy = await phase(bench, pairs[args.samples:], watch)
+        seconds = time.monotonic() - started
+        lane = watch.summary()
+        channels = {c for g in background for c in (g.text, g.voice)}
         background_calls = sum(
             1 for r in bench.sandbox.discord.request_log
-            if r.route.startswith("PUT") and any(r.path.startswith(f"/channels/{g.text}")
-                                                 for g in background[:5]))
+            if r.time >= started and r.path.split("/")[2:3] and r.path.split("/")[2] in channels)
     return {
         "bench": "interactive",
         "database": args.database,
@@ -115,7 +172,11 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         "background_added_returned_p99_ms": round(
             busy["returned_p99_ms"] - alone["returned_p99_ms"], 1),
         "ratio_applied_p99_to_500ms": round(busy["applied_p99_ms"] / 500, 3),
-        "background_lane_was_busy": background_calls > 0,
+        # Saturated during every measured change, not merely busy at some point.
+        "background_lane_was_busy": lane["changes_beside_saturated_background"] == args.samples,
+        **lane,
+        # The background lane's own Discord calls while the changes were measured.
+        "background_requests_per_second": round(background_calls / seconds, 1),
     }
 
 

@@ -35,6 +35,15 @@ class RunSlots:
     def busy(self, lane: Lane) -> int:
         return self._busy[lane]
 
+    def waiting(self, lane: Lane) -> int:
+        """Runs of ``lane`` queued for a slot."""
+        return sum(1 for w_lane, _ in self._waiters if w_lane is lane)
+
+    def capacity(self, lane: Lane) -> int:
+        """Slots ``lane`` may fill: all of them for interactive runs, the unreserved ones for
+        background runs."""
+        return self.total if lane is Lane.INTERACTIVE else self.total - self.reserved
+
     def _can_take(self, lane: Lane) -> bool:
         if sum(self._busy.values()) >= self.total:
             return False
