@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from core import metrics
 from core.db.models import SyncAttempt
@@ -51,20 +51,23 @@ async def record_attempt(
     attempt: int,
     keep: int = KEEP_PER_KEY,
 ) -> None:
+    same_key = (SyncAttempt.sync_type == key.sync_type.value,
+                SyncAttempt.group_id == key.group_id)
+    # The id of the newest row past the ``keep`` newest (NULL while there are fewer): the
+    # prune is one statement, and both are Core statements, not an ORM flush (every run
+    # writes one row, so this is on the path of every interactive change).
+    cutoff = (
+        select(SyncAttempt.id).where(*same_key)
+        .order_by(SyncAttempt.id.desc()).offset(keep).limit(1)
+        .scalar_subquery()
+    )
     with contextlib.suppress(Exception):
         async with session_factory() as session, session.begin():
-            session.add(SyncAttempt(
+            await session.execute(insert(SyncAttempt).values(
                 sync_type=key.sync_type.value, group_id=key.group_id, at=at, outcome=outcome,
                 error=(error or None) and error[:2000], duration_ms=duration_ms, attempt=attempt,
             ))
-            await session.flush()
-            same_key = (SyncAttempt.sync_type == key.sync_type.value,
-                        SyncAttempt.group_id == key.group_id)
-            cutoff = await session.scalar(
-                select(SyncAttempt.id).where(*same_key)
-                .order_by(SyncAttempt.id.desc()).offset(keep).limit(1)
+            await session.execute(
+                delete(SyncAttempt).where(*same_key, SyncAttempt.id <= cutoff)
+                .execution_options(synchronize_session=False)
             )
-            if cutoff is not None:
-                await session.execute(
-                    delete(SyncAttempt).where(*same_key, SyncAttempt.id <= cutoff)
-                )
