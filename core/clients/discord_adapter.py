@@ -14,6 +14,11 @@ discord.py's own behaviour that we rely on (discord/http.py, 2.7.1):
   clamps it to >= 30 s. We keep 30 s nominal but multiply it by the time scale, as the
   sandbox does its bucket windows, so we set the ``HTTPClient`` attribute directly;
 - it retries 500/502/504/524 after 1, 3, 5, 7, 9 s; our in-call deadline cuts that short;
+- it keeps per-route buckets of its own and, when an answer says a bucket has no request
+  left, sleeps until the reset *inside* that call, holding the run for the whole window.
+  ``RouteBuckets`` (core/clients/route_buckets.py) keeps those buckets instead, from the
+  same headers, and waits *before* a call with the run's slot given back, so
+  ``BasedHTTPClient`` hands discord.py a bucket that never waits;
 - it ignores the ``X-RateLimit-Scope`` header, so an aiohttp trace hook reads every
   response instead: it feeds the invalid-request guard (the library's own retries
   included) and tells a global 429 from a route one;
@@ -38,13 +43,14 @@ from typing import Any, TypeVar
 
 import aiohttp
 import discord
-from discord.http import HTTPClient, Route, handle_message_parameters
+from discord.http import HTTPClient, Ratelimit, Route, handle_message_parameters
 from discord.utils import MISSING
 
 from core import metrics
 from core.clients.invalid_requests import InvalidRequestGuard
 from core.clients.ports import Overwrite, PostedMessage
 from core.clients.resilience import ResilienceConfig, ServiceGuard
+from core.clients.route_buckets import RateHeaders, RouteBuckets, RouteKey
 from core.clients.status import ServiceStatus
 from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
 from core.lanes import Lane
@@ -57,6 +63,10 @@ MAX_NONCE = 25
 # 404 codes that mean "already gone" for a revoke: unknown overwrite, member, role, user.
 GONE_CODES = frozenset({10007, 10009, 10011, 10013})
 LIBRARY_RETRIED = frozenset({500, 502, 504, 524})
+# A login sends GET /users/@me and GET /oauth2/applications/@me: two requests of the
+# global limit.
+LOGIN_REQUESTS = 2
+MEMBER_ROLE = "/guilds/{guild_id}/members/{user_id}/roles/{role_id}"
 
 T = TypeVar("T")
 
@@ -80,6 +90,7 @@ class _Observed:
 
     global_429: bool = False
     statuses: list[int] = field(default_factory=list)
+    rate: RateHeaders | None = None  # the last answer's rate-limit headers
 
 
 _observed: ContextVar[_Observed | None] = ContextVar("groupsync_discord_observed", default=None)
@@ -156,9 +167,27 @@ class BasedHTTPClient(HTTPClient):
     """
 
     base_url: str
+    _unmetered: Ratelimit | None = None
 
     async def request(self, route: Route, **kwargs: Any) -> Any:
         return await super().request(rebased(route, self.base_url), **kwargs)
+
+    def get_ratelimit(self, key: str) -> Ratelimit:
+        # RouteBuckets decides before each call; one bucket that never waits stands in
+        # for all of discord.py's (its 429 handling, which does not use it, stays).
+        if self._unmetered is None:
+            self._unmetered = _Unmetered(None)
+        return self._unmetered
+
+
+class _Unmetered(Ratelimit):
+    """A discord.py bucket that lets every request through at once."""
+
+    async def acquire(self) -> None:
+        return None
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
 
 
 def use_base_url(client: discord.Client, base_url: str) -> None:
@@ -197,12 +226,14 @@ class DiscordAdapter:
         self.options = options
         self._now = now
         self.guard = ServiceGuard(SERVICE, options.resilience, now)
+        self.routes = RouteBuckets(now, options.max_rate_limit_wait)
         self.invalid = InvalidRequestGuard(
             options.invalid_request_budget, options.invalid_request_window
         )
         self._client: discord.Client | None = None
         self._logged_in = False
         self._login_lock = asyncio.Lock()
+        self._login_turn = asyncio.Lock()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -256,7 +287,8 @@ class DiscordAdapter:
                 for o in data.get("permission_overwrites", [])
             }
 
-        return await self._call(lane, op, f"read channel {channel_id}")
+        return await self._call(lane, op, f"read channel {channel_id}",
+                                RouteKey("GET /channels/{channel_id}", channel_id))
 
     async def set_member_overwrite(
         self, channel_id: str, user_id: str, allow: int, deny: int, lane: Lane, reason: str
@@ -266,7 +298,8 @@ class DiscordAdapter:
                 channel_id, user_id, str(allow), str(deny), 1, reason=reason  # MEMBER_OVERWRITE
             )
 
-        await self._call(lane, op, f"set overwrite {channel_id}/{user_id}")
+        await self._call(lane, op, f"set overwrite {channel_id}/{user_id}",
+                         RouteKey("PUT /channels/{channel_id}/permissions/{target}", channel_id))
 
     async def delete_member_overwrite(
         self, channel_id: str, user_id: str, lane: Lane, reason: str
@@ -274,14 +307,21 @@ class DiscordAdapter:
         async def op(client: discord.Client) -> None:
             await client.http.delete_channel_permissions(channel_id, user_id, reason=reason)
 
-        await self._call(lane, op, f"delete overwrite {channel_id}/{user_id}", gone_ok=True)
+        await self._call(
+            lane, op, f"delete overwrite {channel_id}/{user_id}",
+            RouteKey("DELETE /channels/{channel_id}/permissions/{target}", channel_id),
+            gone_ok=True,
+        )
 
     async def member_role_ids(self, guild_id: str, user_id: str, lane: Lane) -> frozenset[str]:
         async def op(client: discord.Client) -> frozenset[str] | None:
             data: Any = await client.http.get_member(guild_id, user_id)
             return frozenset(str(r) for r in data.get("roles", []))
 
-        roles = await self._call(lane, op, f"read member {user_id}", gone_ok=True)
+        roles = await self._call(
+            lane, op, f"read member {user_id}",
+            RouteKey("GET /guilds/{guild_id}/members/{user_id}", guild_id), gone_ok=True,
+        )
         return roles or frozenset()  # None: not (or no longer) in the guild
 
     async def add_member_role(
@@ -290,7 +330,8 @@ class DiscordAdapter:
         async def op(client: discord.Client) -> None:
             await client.http.add_role(guild_id, user_id, role_id, reason=reason)
 
-        await self._call(lane, op, f"add role {role_id} to {user_id}")
+        await self._call(lane, op, f"add role {role_id} to {user_id}",
+                         RouteKey(f"PUT {MEMBER_ROLE}", guild_id))
 
     async def remove_member_role(
         self, guild_id: str, user_id: str, role_id: str, lane: Lane, reason: str
@@ -298,7 +339,8 @@ class DiscordAdapter:
         async def op(client: discord.Client) -> None:
             await client.http.remove_role(guild_id, user_id, role_id, reason=reason)
 
-        await self._call(lane, op, f"remove role {role_id} from {user_id}", gone_ok=True)
+        await self._call(lane, op, f"remove role {role_id} from {user_id}",
+                         RouteKey(f"DELETE {MEMBER_ROLE}", guild_id), gone_ok=True)
 
     async def send_message(
         self,
@@ -317,7 +359,8 @@ class DiscordAdapter:
                 data: Any = await client.http.send_message(channel_id, params=params)
             return str(data["id"])
 
-        return await self._call(lane, op, f"post to channel {channel_id}")
+        return await self._call(lane, op, f"post to channel {channel_id}",
+                                RouteKey("POST /channels/{channel_id}/messages", channel_id))
 
     async def own_messages_since(
         self, channel_id: str, since: datetime, lane: Lane, limit: int = 100
@@ -332,7 +375,8 @@ class DiscordAdapter:
                 if str(m.get("author", {}).get("id")) == bot_id
             ]
 
-        return await self._call(lane, op, f"read recent messages of channel {channel_id}")
+        return await self._call(lane, op, f"read recent messages of channel {channel_id}",
+                                RouteKey("GET /channels/{channel_id}/messages", channel_id))
 
     # ---- status ------------------------------------------------------------------------------
     def status(self) -> ServiceStatus:
@@ -349,12 +393,29 @@ class DiscordAdapter:
         lane: Lane,
         op: Callable[[discord.Client], Awaitable[T]],
         what: str,
+        route: RouteKey,
         gone_ok: bool = False,
     ) -> T:
         self._check_invalid_budget(what)
-
-        async def attempt() -> T:
+        if not self._logged_in:
+            await self._login(lane)
+        async with self.routes.acquire(route) as answers:
             observed = _Observed()
+            try:
+                return await self.guard.call(
+                    lane, self._attempt(op, observed, gone_ok, what), what
+                )
+            finally:
+                answers.append(observed.rate)
+
+    def _attempt(
+        self,
+        op: Callable[[discord.Client], Awaitable[T]],
+        observed: _Observed,
+        gone_ok: bool,
+        what: str,
+    ) -> Callable[[], Awaitable[T]]:
+        async def attempt() -> T:
             token = _observed.set(observed)
             try:
                 return await self._with_retries(op, what)
@@ -370,7 +431,22 @@ class DiscordAdapter:
             finally:
                 _observed.reset(token)
 
-        return await self.guard.call(lane, attempt, what)
+        return attempt
+
+    async def _login(self, lane: Lane) -> None:
+        """Log in as a call of its own, costing its two requests of the global limit.
+        Callers queue on a lock holding no token, so only one of them pays."""
+        async with self._login_turn:
+            if self._logged_in:
+                return
+
+            async def nothing(_client: discord.Client) -> None:
+                return None
+
+            await self.guard.call(
+                lane, self._attempt(nothing, _Observed(), False, "log in"), "log in",
+                cost=LOGIN_REQUESTS,
+            )
 
     async def _with_retries(self, op: Callable[[discord.Client], Awaitable[T]], what: str) -> T:
         pause = self.options.retry_pause
@@ -412,6 +488,7 @@ class DiscordAdapter:
         observed = _observed.get()
         if observed is not None:
             observed.statuses.append(response.status)
+            observed.rate = RateHeaders.parse(response.headers) or observed.rate
             if response.status == 429 and (
                 scope == "global" or response.headers.get("X-RateLimit-Global") == "true"
             ):

@@ -1,12 +1,14 @@
 """The outbound limits in nominal seconds, and their scaled forms for each adapter.
 
 The request limits default to the documented ones (Discord 50 requests/s globally;
-Calendar 600 per minute per user and 10,000 per project), and ``window_rate`` turns each into
-a token bucket that stays a small safety margin under it in *any* sliding window: burst plus
-refill over one period is the limit less the margin. A fixed low default (40 of Discord's 50)
-alone cost a quarter of the throughput a bulk change could have. Per-route buckets come from
-the answers themselves: discord.py reads ``X-RateLimit-Remaining`` / ``-Reset-After`` /
-``-Bucket`` and waits before a request that would exceed a route's bucket. The invalid-request
+Calendar 600 per minute per user and 10,000 per project), a small safety margin under
+them. Discord's becomes a sliding window of 49 requests per second (``SlidingWindow``:
+bursts allowed, never more than 49 in any second as Discord counts them); Calendar's
+become token buckets through ``window_rate``, whose burst plus refill over one period is
+the limit less the margin. A fixed low default (40 of Discord's 50) alone cost a quarter
+of the throughput a bulk change could have. Per-route buckets come from the answers
+themselves: ``RouteBuckets`` reads ``X-RateLimit-Bucket`` / ``-Limit`` / ``-Remaining`` /
+``-Reset-After`` and waits before a request that would exceed a route's bucket. The invalid-request
 budget stays at half of Discord's 10,000 per 10 minutes: exceeding it is a ban.
 ``Settings`` fields of the same names override the defaults. Every duration and every rate
 period is multiplied by the time scale, as the sandbox scales its own windows.
@@ -14,13 +16,14 @@ period is multiplied by the time scale, as the sandbox scales its own windows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 from core.clients.breaker import BreakerConfig
 from core.clients.calendar_adapter import CalendarOptions
 from core.clients.discord_adapter import DiscordOptions
-from core.clients.ratelimit import LimiterConfig, Rate
+from core.clients.ratelimit import LimiterConfig, Rate, Window
 from core.clients.resilience import ResilienceConfig
 from core.clock import TimeScale
 
@@ -78,7 +81,9 @@ class ClientLimits:
         })
 
     # ---- scaled forms ------------------------------------------------------------------------
-    def resilience(self, rates: tuple[Rate, ...], scale: TimeScale) -> ResilienceConfig:
+    def resilience(
+        self, rates: tuple[Rate, ...], scale: TimeScale, windows: tuple[Window, ...] = ()
+    ) -> ResilienceConfig:
         return ResilienceConfig(
             breaker=BreakerConfig(
                 failure_threshold=self.breaker_failure_threshold,
@@ -91,23 +96,33 @@ class ClientLimits:
                 ),
                 background_share=self.background_lane_share,
                 max_wait=scale.seconds(self.client_max_rate_limit_wait_seconds),
+                service_windows=tuple(
+                    Window(w.limit, scale.seconds(w.period)) for w in windows
+                ),
             ),
             call_timeout=deadline(self.client_call_timeout_seconds, scale),
         )
 
     def discord(self, base_url: str, scale: TimeScale) -> DiscordOptions:
-        # Discord counts its global limit over a sliding second: a burst of one call, so
-        # nearly all of the allowance is sustained rate.
-        rate = window_rate(self.discord_requests_per_second, 1.0, burst_fraction=0.0)
         return DiscordOptions(
             base_url=base_url,
-            resilience=self.resilience((rate,), scale),
+            resilience=self.resilience((), scale, (self.discord_window(),)),
             max_rate_limit_wait=scale.seconds(max(30.0, self.discord_max_rate_limit_wait_seconds)),
             invalid_request_budget=self.discord_invalid_request_budget,
             invalid_request_window=scale.seconds(self.discord_invalid_request_window_seconds),
             in_call_retries=self.discord_in_call_retries,
             retry_pause=scale.seconds(self.discord_retry_pause_seconds),
         )
+
+    def discord_window(self) -> Window:
+        """Discord counts its global limit over a sliding second: the same window, one
+        request short of it (49 of 50), lets a whole change's calls go at once and a bulk
+        run send at the limit, where a token bucket with a burst of one spaced every
+        call out."""
+        allowance = self.discord_requests_per_second * (1 - RATE_SAFETY_MARGIN)
+        if allowance >= 1.0:
+            return Window(math.floor(allowance), 1.0)
+        return Window(1, 1.0 / allowance)  # under one a second: one per longer window
 
     def calendar(self, endpoint: str, scale: TimeScale) -> CalendarOptions:
         # Bursts of a tenth of a minute's allowance: refill plus burst stays under the quota

@@ -1,7 +1,8 @@
 """Client-side rate limiting per service, in two lanes (DESIGN §4).
 
-Pure part: ``TokenBucket`` (``now`` passed in) and ``take_all``, which takes one token from
-every bucket or from none and says how long to wait.
+Pure part (``now`` passed in): ``TokenBucket``; ``SlidingWindow``, at most N calls in any
+window of a period (Discord counts its global limit so); and ``take_all``, which takes one
+token from every gate or from none and says how long to wait.
 
 ``LaneLimiter`` carries those decisions out with real sleeps:
 
@@ -20,8 +21,10 @@ every bucket or from none and says how long to wait.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from core.errors import RateLimitedError
 from core.lanes import Lane, slot_released
@@ -71,7 +74,88 @@ class TokenBucket:
         return self._tokens
 
 
-def take_all(buckets: Iterable[TokenBucket], now: float) -> float:
+    def reset_in(self, now: float) -> float:
+        """Seconds until the bucket is full again."""
+        return max(0.0, (self.capacity - self.available(now)) / self.rate.per_second)
+
+    def end(self, now: float) -> None:
+        """A call that took a token has ended: nothing to do for a bucket."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most ``limit`` calls in any ``period``-second window."""
+
+    limit: int
+    period: float
+
+    @property
+    def per_second(self) -> float:
+        return self.limit / self.period
+
+
+class SlidingWindow:
+    """``Window`` enforced from our side: a call counts from the moment it is let through
+    until ``period`` after it ended. The service stamps each request somewhere between the
+    two, so no window of the service's can hold more than ``limit`` of ours, however the
+    requests bunch on the way; a burst of ``limit`` calls is allowed at once."""
+
+    def __init__(self, window: Window, now: float) -> None:
+        self.window = window
+        self.capacity = float(window.limit)
+        self._in_flight = 0
+        self._ended: deque[float] = deque()
+
+    def _expire(self, now: float) -> None:
+        while self._ended and self._ended[0] <= now - self.window.period:
+            self._ended.popleft()
+
+    def used(self, now: float) -> int:
+        self._expire(now)
+        return self._in_flight + len(self._ended)
+
+    def wait_time(self, now: float) -> float:
+        over = self.used(now) - self.window.limit + 1
+        if over <= 0:
+            return 0.0
+        if over <= len(self._ended):
+            return max(0.0, self._ended[over - 1] + self.window.period - now)
+        # Every counted call is still in flight: look again after about one call's share.
+        return self.window.period / self.window.limit
+
+    def take(self, now: float) -> None:
+        self._expire(now)
+        self._in_flight += 1
+
+    def end(self, now: float) -> None:
+        self._in_flight = max(0, self._in_flight - 1)
+        self._ended.append(now)
+
+    def available(self, now: float) -> float:
+        return float(max(0, self.window.limit - self.used(now)))
+
+    def reset_in(self, now: float) -> float:
+        self._expire(now)
+        if self._in_flight:
+            return self.window.period
+        return max(0.0, self._ended[-1] + self.window.period - now) if self._ended else 0.0
+
+
+class Gate(Protocol):
+    capacity: float
+
+    def wait_time(self, now: float) -> float: ...
+
+    def take(self, now: float) -> None: ...
+
+    def end(self, now: float) -> None: ...
+
+    def available(self, now: float) -> float: ...
+
+    def reset_in(self, now: float) -> float: ...
+
+
+def take_all(buckets: Iterable[Gate], now: float) -> float:
     """Take one token from each bucket and return 0.0, or take none and return the wait."""
     buckets = list(buckets)
     wait = max((b.wait_time(now) for b in buckets), default=0.0)
@@ -87,6 +171,16 @@ class LimiterConfig:
     service_rates: tuple[Rate, ...]
     background_share: float = 0.5  # fraction of the tightest service rate background may use
     max_wait: float = 5.0  # longest server pause waited out inside a call
+    service_windows: tuple[Window, ...] = ()  # sliding windows, beside (or instead of) rates
+
+    def tightest(self) -> Rate:
+        """The slowest service limit, as a rate whose burst is its whole allowance for a
+        window."""
+        limits = [*self.service_rates,
+                  *(Rate(w.limit, w.period, w.limit) for w in self.service_windows)]
+        if not limits:
+            raise ValueError("a limiter needs at least one service rate or window")
+        return min(limits, key=lambda r: r.per_second)
 
 
 @dataclass
@@ -108,8 +202,11 @@ class LaneLimiter:
         self._now = now
         self._sleep = sleep
         start = now()
-        self._service_buckets = [TokenBucket(rate, start) for rate in config.service_rates]
-        tightest = min(config.service_rates, key=lambda r: r.per_second)
+        self._service_buckets: list[Gate] = [
+            *(TokenBucket(rate, start) for rate in config.service_rates),
+            *(SlidingWindow(window, start) for window in config.service_windows),
+        ]
+        tightest = config.tightest()
         share = config.background_share
         self._background_bucket = TokenBucket(
             Rate(tightest.limit * share, tightest.period,
@@ -149,8 +246,21 @@ class LaneLimiter:
         if lane is Lane.BACKGROUND:
             buckets.append(self._background_bucket)
         remaining = min(int(b.available(now)) for b in buckets)
-        reset_in = max((b.capacity - b.available(now)) / b.rate.per_second for b in buckets)
+        reset_in = max(b.reset_in(now) for b in buckets)
         return max(0, remaining), max(0.0, reset_in)
+
+    def most_at_once(self) -> int:
+        """The most calls one caller may hold at once (the smallest gate)."""
+        return max(1, int(min(g.capacity for g in [*self._service_buckets,
+                                                   self._background_bucket])))
+
+    def finished(self, lane: Lane, calls: int = 1) -> None:
+        """``calls`` let through by ``acquire`` have ended (answered, failed or given up):
+        sliding windows count them until one period from now."""
+        now = self._now()
+        for gate in self._buckets(lane):
+            for _ in range(calls):
+                gate.end(now)
 
     # ---- acquiring ---------------------------------------------------------------------------
     async def acquire(self, lane: Lane) -> None:
@@ -196,7 +306,7 @@ class LaneLimiter:
                 await self._sleep(max((b.wait_time(now) for b in self._buckets(lane)),
                                       default=0.0))
 
-    def _buckets(self, lane: Lane) -> list[TokenBucket]:
+    def _buckets(self, lane: Lane) -> list[Gate]:
         if lane is Lane.BACKGROUND:
             return [*self._service_buckets, self._background_bucket]
         return list(self._service_buckets)

@@ -58,13 +58,27 @@ class ServiceGuard:
         self.breaker = CircuitBreaker(config.breaker)
         self.limiter = LaneLimiter(service, config.limiter, now, sleep)
 
-    async def call(self, lane: Lane, op: Callable[[], Awaitable[T]], what: str) -> T:
+    async def call(
+        self, lane: Lane, op: Callable[[], Awaitable[T]], what: str, cost: int = 1
+    ) -> T:
+        """``cost``: requests ``op`` sends (one, unless it is known to send more)."""
         self._admit(lane, what)
+        cost = max(1, min(cost, self.limiter.most_at_once()))
+        taken = 0
         try:
-            await self.limiter.acquire(lane)
+            for _ in range(cost):
+                await self.limiter.acquire(lane)
+                taken += 1
         except BaseException:
+            self.limiter.finished(lane, taken)
             self.breaker.on_neutral(self._now())  # frees a half-open probe slot
             raise
+        try:
+            return await self._run(lane, op, what)
+        finally:
+            self.limiter.finished(lane, cost)  # a sliding window counts calls from their end
+
+    async def _run(self, lane: Lane, op: Callable[[], Awaitable[T]], what: str) -> T:
         try:
             async with asyncio.timeout(self.config.call_timeout):
                 result = await op()
