@@ -96,10 +96,15 @@ class RunSlots:
 
 
 class _Holder:
-    """One run's claim on a slot; released and re-taken around token waits."""
+    """One run's claim on a slot; released and re-taken around token waits.
+
+    A run may have several calls in flight together, each waiting for its token: the
+    first wait gives the slot up, and the first call past its wait takes it back while
+    the others queue on the lock (one run never holds two slots)."""
 
     def __init__(self, slots: RunSlots, lane: Lane) -> None:
         self._slots, self._lane, self._held = slots, lane, False
+        self._taking = asyncio.Lock()
 
     def release(self) -> None:
         if self._held:
@@ -107,6 +112,7 @@ class _Holder:
             self._slots.release(self._lane)
 
     async def reacquire(self) -> None:
-        if not self._held:
-            await self._slots.acquire(self._lane)
-            self._held = True
+        async with self._taking:
+            if not self._held:
+                await self._slots.acquire(self._lane)
+                self._held = True

@@ -10,12 +10,13 @@ remove, and a record is dropped only once Discord confirmed the removal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from core.clients.ports import DiscordPort, Overwrite
 from core.db.models import DeliveryState, DiscordGrant, SyncType
@@ -42,6 +43,16 @@ log = get_logger("groupsync.syncers.discord")
 SERVICE = "discord"
 UNKNOWN_CHANNEL = 10003
 REASON = "groupsync: group membership"
+# Calls per batch: its intents are recorded in one transaction and its outcomes in another;
+# about a second of Discord's global allowance, so a batch is in flight together.
+BATCH = 48
+CALLS = frozenset({Step.GRANT, Step.RESTORE, Step.REVOKE})
+COUNTER = {
+    Step.GRANT: "granted",
+    Step.RESTORE: "granted",
+    Step.REVOKE: "revoked",
+    Step.SETTLE: "unchanged",
+}
 DONE = {
     Step.GRANT: "granted",
     Step.RESTORE: "restored",
@@ -80,17 +91,26 @@ class DiscordAccessSyncer:
             "repaired": 0,
         }
         problems = reading.problems
-        for action in plan.actions:
-            guild = reading.guilds.get(action.grant) or reading.snapshot.guild_id or ""
-            try:
-                await self._apply(action, group_id, guild, context, fence, result)
-            except NeedsAttentionError as exc:
-                result["failed"] += 1
-                problems.append(exc)
-                continue
-            if action.drift:
-                result["repaired"] += 1
-                report_repair(_item(group_id, action, DONE[action.step]))
+        for start in range(0, len(plan.actions), BATCH):
+            batch = plan.actions[start:start + BATCH]
+            outcomes = await self._apply_batch(batch, reading, group_id, context, fence)
+            for action, error in outcomes:
+                if isinstance(error, NeedsAttentionError):
+                    result["failed"] += 1
+                    problems.append(error)
+                    continue
+                counter = COUNTER.get(action.step)
+                if counter is not None:
+                    result[counter] += 1
+                if action.drift:
+                    result["repaired"] += 1
+                    report_repair(_item(group_id, action, DONE[action.step]))
+            # Anything else (transient, lease lost) stops the run once the batch's
+            # outcomes are recorded; the retry redoes the rest.
+            stop = next((e for _, e in outcomes if e is not None
+                         and not isinstance(e, NeedsAttentionError)), None)
+            if stop is not None:
+                raise stop
         if problems:
             # Everything that could be applied was; the first problem names what needs fixing.
             raise problems[0]
@@ -125,18 +145,19 @@ class DiscordAccessSyncer:
         fence: Fence,
         problems: list[NeedsAttentionError],
     ) -> dict[str, Mapping[str, Overwrite] | None]:
-        live: dict[str, Mapping[str, Overwrite] | None] = {}
-        for channel in channels:
+        async def read(channel: str) -> Mapping[str, Overwrite] | None:
             fence.ensure_held()
             try:
-                live[channel] = await self._discord.channel_overwrites(channel, context.lane)
+                return await self._discord.channel_overwrites(channel, context.lane)
             except NeedsAttentionError as exc:
                 if exc.code == UNKNOWN_CHANNEL:
-                    live[channel] = {}  # the channel is gone, and every overwrite with it
-                else:
-                    live[channel] = None
-                    problems.append(exc)
-        return live
+                    return {}  # the channel is gone, and every overwrite with it
+                problems.append(exc)
+                return None
+
+        # Independent reads: in flight together, as far as the rate limiter lets them.
+        found = await asyncio.gather(*(read(channel) for channel in channels))
+        return dict(zip(channels, found, strict=True))
 
     async def _read_roles(
         self,
@@ -150,54 +171,50 @@ class DiscordAccessSyncer:
         recorded_guild = {
             g.discord_user_id: guild for g, guild in guilds.items() if g.kind != CHANNEL_OVERWRITE
         }
-        live: dict[str, frozenset[str] | None] = {}
-        for user in users:
+        async def read(user: str) -> frozenset[str] | None:
             guild = snapshot.guild_id or recorded_guild.get(user)
             if not guild:
-                live[user] = None
-                continue
+                return None
             fence.ensure_held()
             try:
-                live[user] = await self._discord.member_role_ids(guild, user, context.lane)
+                return await self._discord.member_role_ids(guild, user, context.lane)
             except NeedsAttentionError as exc:
-                live[user] = None
                 problems.append(exc)
-        return live
+                return None
+
+        found = await asyncio.gather(*(read(user) for user in users))
+        return dict(zip(users, found, strict=True))
 
     # ---- applying --------------------------------------------------------------------------
-    async def _apply(
+    async def _apply_batch(
         self,
-        action: Action,
+        actions: Sequence[Action],
+        reading: _Reading,
         group_id: int,
-        guild: str,
         context: SyncContext,
         fence: Fence,
-        result: SyncResult,
-    ) -> None:
-        grant = action.grant
-        if action.step is Step.GRANT:
-            await self._record_pending(fence, group_id, guild, grant, context)
-            try:
-                await self._put(grant, guild, context, fence)
-            except NeedsAttentionError:
-                # Refused, so certainly not applied: the intent is void.
-                await self._forget(fence, group_id, grant)
-                raise
-            await self._settle(fence, group_id, grant)
-            result["granted"] += 1
-        elif action.step is Step.RESTORE:
-            await self._put(grant, guild, context, fence)
-            await self._settle(fence, group_id, grant)
-            result["granted"] += 1
-        elif action.step is Step.REVOKE:
-            await self._remove(grant, guild, context, fence)
-            await self._forget(fence, group_id, grant)
-            result["revoked"] += 1
-        elif action.step is Step.SETTLE:
-            await self._settle(fence, group_id, grant)
-            result["unchanged"] += 1
+    ) -> list[tuple[Action, BaseException | None]]:
+        """One transaction records the intents (and settles or drops the records that
+        need no call), then the batch's calls are in flight together, then one
+        transaction records their outcomes. A crash in between leaves pending records
+        the next run reconciles against the live state."""
+        def guild(action: Action) -> str:
+            return reading.guilds.get(action.grant) or reading.snapshot.guild_id or ""
+
+        calls = [a for a in actions if a.step in CALLS]
+        await self._record_intents(fence, group_id, actions, guild, context)
+        answers = await asyncio.gather(
+            *(self._send(a, guild(a), context, fence) for a in calls), return_exceptions=True
+        )
+        errors = dict(zip(calls, answers, strict=True))
+        await self._record_outcomes(fence, group_id, errors)
+        return [(a, errors.get(a)) for a in actions]
+
+    async def _send(self, action: Action, guild: str, context: SyncContext, fence: Fence) -> None:
+        if action.step is Step.REVOKE:
+            await self._remove(action.grant, guild, context, fence)
         else:
-            await self._forget(fence, group_id, grant)
+            await self._put(action.grant, guild, context, fence)
 
     async def _put(self, grant: Grant, guild: str, context: SyncContext, fence: Fence) -> None:
         fence.ensure_held()
@@ -227,42 +244,89 @@ class DiscordAccessSyncer:
             # The channel itself is gone, and with it every overwrite on it.
 
     # ---- records (through the fence) -------------------------------------------------------
-    async def _record_pending(
-        self, fence: Fence, group_id: int, guild: str, grant: Grant, context: SyncContext
+    async def _record_intents(
+        self,
+        fence: Fence,
+        group_id: int,
+        actions: Sequence[Action],
+        guild: Callable[[Action], str],
+        context: SyncContext,
     ) -> None:
-        async with fence.transaction() as session:
-            session.add(
-                DiscordGrant(
-                    group_id=group_id,
-                    guild_id=guild,
-                    kind=grant.kind,
-                    target_id=grant.target_id,
-                    discord_user_id=grant.discord_user_id,
-                    granted_at=context.now,
-                    state=DeliveryState.PENDING.value,
-                )
+        """Pending records for the grants about to be sent; settled or dropped records for
+        the steps that need no call."""
+        pending = [
+            DiscordGrant(
+                group_id=group_id,
+                guild_id=guild(a),
+                kind=a.grant.kind,
+                target_id=a.grant.target_id,
+                discord_user_id=a.grant.discord_user_id,
+                granted_at=context.now,
+                state=DeliveryState.PENDING.value,
             )
-
-    async def _settle(self, fence: Fence, group_id: int, grant: Grant) -> None:
+            for a in actions
+            if a.step is Step.GRANT
+        ]
+        settle = [a.grant for a in actions if a.step is Step.SETTLE]
+        forget = [a.grant for a in actions if a.step is Step.FORGET]
+        if not (pending or settle or forget):
+            return
         async with fence.transaction() as session:
-            await session.execute(
-                update(DiscordGrant)
-                .where(*_matching(group_id, grant))
-                .values(state=DeliveryState.SETTLED.value)
-            )
+            session.add_all(pending)
+            await _settle(session, group_id, settle)
+            await _forget(session, group_id, forget)
 
-    async def _forget(self, fence: Fence, group_id: int, grant: Grant) -> None:
+    async def _record_outcomes(
+        self, fence: Fence, group_id: int, errors: Mapping[Action, BaseException | None]
+    ) -> None:
+        """Confirmed grants settled, confirmed removals and refused grants dropped; a call
+        with no clear answer leaves its record as it was (the next run reads live state)."""
+        settle: list[Grant] = []
+        forget: list[Grant] = []
+        for action, error in errors.items():
+            if error is None:
+                (forget if action.step is Step.REVOKE else settle).append(action.grant)
+            elif isinstance(error, NeedsAttentionError) and action.step is Step.GRANT:
+                forget.append(action.grant)  # refused, so certainly not applied: void intent
+        if not (settle or forget):
+            return
         async with fence.transaction() as session:
-            await session.execute(delete(DiscordGrant).where(*_matching(group_id, grant)))
+            await _settle(session, group_id, settle)
+            await _forget(session, group_id, forget)
 
 
-def _matching(group_id: int, grant: Grant) -> tuple[ColumnElement[bool], ...]:
-    return (
-        DiscordGrant.group_id == group_id,
-        DiscordGrant.kind == grant.kind,
-        DiscordGrant.target_id == grant.target_id,
-        DiscordGrant.discord_user_id == grant.discord_user_id,
-    )
+# Core statements on the table (not the ORM entity): executed once per parameter set.
+_TABLE = cast(Table, DiscordGrant.__table__)
+_BY_GRANT = (
+    DiscordGrant.group_id == bindparam("g_group"),
+    DiscordGrant.kind == bindparam("g_kind"),
+    DiscordGrant.target_id == bindparam("g_target"),
+    DiscordGrant.discord_user_id == bindparam("g_user"),
+)
+
+
+def _grant_params(group_id: int, grants: Sequence[Grant]) -> list[dict[str, object]]:
+    return [
+        {"g_group": group_id, "g_kind": g.kind, "g_target": g.target_id,
+         "g_user": g.discord_user_id}
+        for g in grants
+    ]
+
+
+async def _settle(session: AsyncSession, group_id: int, grants: Sequence[Grant]) -> None:
+    if grants:  # one statement, executed for every grant
+        await session.execute(
+            update(_TABLE).where(*_BY_GRANT)
+            .values(state=DeliveryState.SETTLED.value),
+            _grant_params(group_id, grants),
+        )
+
+
+async def _forget(session: AsyncSession, group_id: int, grants: Sequence[Grant]) -> None:
+    if grants:
+        await session.execute(
+            delete(_TABLE).where(*_BY_GRANT), _grant_params(group_id, grants)
+        )
 
 
 def _item(group_id: int, action: Action, done: str) -> DriftItem:

@@ -14,7 +14,7 @@ from core.engine.outbox import mark_owed
 from core.engine.slots import RunSlots
 from core.engine.state import SyncKey
 from core.group_joining import sync_after_group_change
-from core.lanes import Lane
+from core.lanes import Lane, slot_released
 from core.lifecycle import mark_and_run
 from core.runtime import Runtime
 from core.syncers.base import SyncContext, SyncResult
@@ -127,3 +127,27 @@ def test_background_runs_never_take_the_slots_reserved_for_interactive() -> None
     background, interactive, blocked = asyncio.run(scenario())
 
     assert (background, interactive, blocked) == (6, 3, True)
+
+
+async def test_a_run_whose_calls_wait_together_never_holds_two_slots() -> None:
+    slots = RunSlots(2, reserved=0)
+    gate = asyncio.Event()
+
+    async def call() -> None:  # what the limiter does around a token wait
+        async with slot_released():
+            await gate.wait()
+
+    async with slots.hold(Lane.INTERACTIVE):
+        waits = [asyncio.create_task(call()) for _ in range(3)]
+        await asyncio.sleep(0)  # all three wait for tokens: the run's slot is free
+        await slots.acquire(Lane.INTERACTIVE)  # two other runs take both slots
+        await slots.acquire(Lane.INTERACTIVE)
+        gate.set()
+        await asyncio.sleep(0)  # the calls got their tokens and queue for a slot
+        slots.release(Lane.INTERACTIVE)  # the other runs end, one after the other
+        await asyncio.sleep(0)
+        slots.release(Lane.INTERACTIVE)
+        await asyncio.wait_for(asyncio.gather(*waits), timeout=1)
+        held = slots.busy(Lane.INTERACTIVE)
+
+    assert (held, slots.busy(Lane.INTERACTIVE)) == (1, 0)
