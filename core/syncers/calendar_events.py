@@ -11,12 +11,15 @@ before it is sent and settled after (intent before effect).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from core.clients.ports import CalendarPort
 from core.db.models import (
@@ -53,6 +56,8 @@ from core.syncers.snapshot_loader import load_snapshot
 
 SERVICE = "calendar"
 SEND_UPDATES = "all"
+# Writes per batch: their intents are recorded in one transaction, their outcomes in one.
+BATCH = 25
 RESPONSES = frozenset(r.value for r in RsvpResponse)
 COUNTER = {
     Step.INSERT: "created",
@@ -100,27 +105,43 @@ class CalendarEventsSyncer:
         problems: list[NeedsAttentionError] = []
         # Cancels first: a meeting whose group moved to another calendar has its old event
         # cancelled before the new one is inserted. A cancel the old calendar refuses
-        # leaves its record owed; the new event is still made.
-        ordered = [
-            *plan.steps(Step.CANCEL, Step.CLOSE),
-            *plan.steps(Step.INSERT, Step.UPDATE, Step.SETTLE),
+        # leaves its record owed; the new event is still made. Within each phase the
+        # calls are in flight together, their records written a batch at a time.
+        phases = [
+            (plan.steps(Step.CANCEL, Step.CLOSE), self._cancel_batch),
+            (plan.steps(Step.INSERT, Step.UPDATE, Step.SETTLE), self._write_batch),
         ]
-        for action in ordered:
-            # Transient errors propagate (the retry redoes the rest); a permanent one for
-            # one event is counted and the other events still converge.
-            try:
-                await self._apply(action, group_id, context, fence)
-            except NeedsAttentionError as exc:
-                result["failed"] += 1
-                problems.append(exc)
-                continue
-            result[COUNTER[action.step]] += 1
-            if action.drift:
-                result["repaired"] += 1
-                report_repair(_item(group_id, action, DONE[action.step]))
+        for actions, apply in phases:
+            for start in range(0, len(actions), BATCH):
+                outcomes = await apply(actions[start:start + BATCH], group_id, context, fence)
+                self._count(outcomes, group_id, result, problems)
         if problems:
             raise problems[0]
         return result
+
+    @staticmethod
+    def _count(
+        outcomes: list[tuple[CalendarAction, BaseException | None]],
+        group_id: int,
+        result: SyncResult,
+        problems: list[NeedsAttentionError],
+    ) -> None:
+        """A permanent error for one event is counted and the other events still
+        converge; anything else (transient, lease lost) stops the run once the batch's
+        outcomes are recorded, and the retry redoes the rest."""
+        for action, error in outcomes:
+            if isinstance(error, NeedsAttentionError):
+                result["failed"] += 1
+                problems.append(error)
+            elif error is None:
+                result[COUNTER[action.step]] += 1
+                if action.drift:
+                    result["repaired"] += 1
+                    report_repair(_item(group_id, action, DONE[action.step]))
+        stop = next((e for _, e in outcomes
+                     if e is not None and not isinstance(e, NeedsAttentionError)), None)
+        if stop is not None:
+            raise stop
 
     async def drift(self, group_id: int, context: SyncContext) -> list[DriftItem]:
         """What differs from the live state and what a sync would do; changes nothing."""
@@ -145,26 +166,42 @@ class CalendarEventsSyncer:
         return _Reading(snapshot, desired, plan)
 
     # ---- applying --------------------------------------------------------------------------
-    async def _apply(
-        self, action: CalendarAction, group_id: int, context: SyncContext, fence: Fence
-    ) -> None:
-        if action.step in (Step.CANCEL, Step.CLOSE):
-            assert action.record is not None
-            await self._cancel(action.record, action.step is Step.CANCEL, context, fence)
-            return
-        spec = action.spec
-        assert spec is not None
-        if action.step is Step.SETTLE:
-            found = action.live.raw if action.live else {}
-            await self._record(fence, group_id, spec, found, DeliveryState.SETTLED, context.now)
-            return
-        await self._record(fence, group_id, spec, {}, DeliveryState.PENDING, context.now)
+    async def _write_batch(
+        self, actions: Sequence[CalendarAction], group_id: int, context: SyncContext,
+        fence: Fence,
+    ) -> list[tuple[CalendarAction, BaseException | None]]:
+        """Intents (pending records; settled ones for events found right) in one
+        transaction, the writes in flight together, their outcomes in one transaction."""
+        writes = [a for a in actions if a.step is not Step.SETTLE]
+        async with fence.transaction() as session:
+            for action in actions:
+                spec = _spec(action)
+                if action.step is Step.SETTLE:
+                    found = action.live.raw if action.live else {}
+                    await _record(session, group_id, spec, found, DeliveryState.SETTLED,
+                                  context.now)
+                else:
+                    await _record(session, group_id, spec, {}, DeliveryState.PENDING,
+                                  context.now)
+        answers = await asyncio.gather(
+            *(self._send(a, context.lane, fence) for a in writes), return_exceptions=True
+        )
+        done = [(a, e) for a, e in zip(writes, answers, strict=True) if isinstance(e, dict)]
+        if done:
+            async with fence.transaction() as session:
+                for action, event in done:
+                    await _record(session, group_id, _spec(action), event,
+                                  DeliveryState.SETTLED, context.now)
+        errors = iter(e if isinstance(e, BaseException) else None for e in answers)
+        # (CalendarAction holds dicts, so it cannot key a mapping: outcomes go by position.)
+        return [(a, None if a.step is Step.SETTLE else next(errors)) for a in actions]
+
+    async def _send(self, action: CalendarAction, lane: Lane, fence: Fence) -> dict[str, Any]:
+        spec = _spec(action)
         if action.step is Step.INSERT:
-            event = await self._insert(spec, context.lane, fence)
-        else:
-            live = action.live
-            event = await self._write(spec, live, live.etag if live else None, context.lane, fence)
-        await self._record(fence, group_id, spec, event, DeliveryState.SETTLED, context.now)
+            return await self._insert(spec, lane, fence)
+        live = action.live
+        return await self._write(spec, live, live.etag if live else None, lane, fence)
 
     async def _insert(self, spec: EventSpec, lane: Lane, fence: Fence) -> dict[str, Any]:
         fence.ensure_held()
@@ -206,86 +243,117 @@ class CalendarEventsSyncer:
             )
         return event
 
-    async def _cancel(
-        self, record: AppliedEvent, call: bool, context: SyncContext, fence: Fence
-    ) -> None:
-        where = and_(
-            CalendarEventRecord.calendar_id == record.calendar_id,
-            CalendarEventRecord.event_id == record.event_id,
-        )
-        if call:
-            async with fence.transaction() as session:
-                await session.execute(
-                    update(CalendarEventRecord)
-                    .where(where)
-                    .values(state=DeliveryState.PENDING.value, updated_at=context.now)
-                )
-            fence.ensure_held()
-            await self._calendar.delete_event(
-                record.calendar_id, record.event_id, SEND_UPDATES, context.lane
-            )
-        async with fence.transaction() as session:
-            await session.execute(
-                update(CalendarEventRecord)
-                .where(where)
-                .values(cancelled=True, state=DeliveryState.SETTLED.value, updated_at=context.now)
-            )
-            # The meeting keeps pointing at an event only while one of ours is still open.
-            still_open = await session.scalar(
-                select(CalendarEventRecord.event_id).where(
-                    CalendarEventRecord.meeting_id == record.meeting_id,
-                    CalendarEventRecord.cancelled.is_(False),
-                )
-            )
-            if still_open is None:
-                await session.execute(
-                    update(Meeting)
-                    .where(Meeting.id == record.meeting_id)
-                    .values(calendar_event_id=None)
-                )
-
-    async def _record(
-        self,
+    async def _cancel_batch(
+        self, actions: Sequence[CalendarAction], group_id: int, context: SyncContext,
         fence: Fence,
-        group_id: int,
-        spec: EventSpec,
-        event: dict[str, Any],
-        state: DeliveryState,
-        now: datetime,
-    ) -> None:
-        """``event``: the live event the write returned (or was found as); its attendees'
-        answers become our RSVPs."""
-        etag = event.get("etag")
-        async with fence.transaction() as session:
-            members = {email.lower() for email in spec.attendees}
-            answers = {e: a for e, a in live_answers(event).items() if e in members}
-            await _import_answers(session, spec.meeting_id, answers, now)
-            record = await session.scalar(
-                select(CalendarEventRecord).where(
-                    CalendarEventRecord.calendar_id == spec.calendar_id,
-                    CalendarEventRecord.event_id == spec.event_id,
-                )
-            )
-            if record is None:
-                record = CalendarEventRecord(
-                    calendar_id=spec.calendar_id, event_id=spec.event_id, etag=etag
-                )
-                session.add(record)
-            record.group_id = group_id
-            record.meeting_id = spec.meeting_id
-            record.starts_at = spec.starts_at
-            record.attendees = list(spec.attendees)
-            record.cancelled = False
-            record.state = state.value
-            record.updated_at = now
-            if state is DeliveryState.SETTLED:
-                record.etag = etag
-                record.fingerprint = spec.fingerprint
-            await session.execute(
-                update(Meeting)
-                .where(Meeting.id == spec.meeting_id)
-                .values(calendar_event_id=spec.event_id)
-            )
+    ) -> list[tuple[CalendarAction, BaseException | None]]:
+        """Records marked pending, the cancels in flight together, the confirmed ones
+        closed; a CLOSE (nothing left to cancel) is only closed."""
+        del group_id  # the records name their own calendars and meetings
+        calls = [_record_of(a) for a in actions if a.step is Step.CANCEL]
+        if calls:
+            async with fence.transaction() as session:
+                for record in calls:
+                    await session.execute(
+                        update(CalendarEventRecord)
+                        .where(_record_where(record))
+                        .values(state=DeliveryState.PENDING.value, updated_at=context.now)
+                    )
+        answers = iter(await asyncio.gather(
+            *(self._delete(record, context.lane, fence) for record in calls),
+            return_exceptions=True,
+        ))
+        outcomes: list[tuple[CalendarAction, BaseException | None]] = [
+            (a, next(answers) if a.step is Step.CANCEL else None) for a in actions
+        ]
+        closed = [_record_of(a) for a, error in outcomes if error is None]
+        if closed:
+            async with fence.transaction() as session:
+                for record in closed:
+                    await _close(session, record, context.now)
+        return outcomes
+
+    async def _delete(self, record: AppliedEvent, lane: Lane, fence: Fence) -> None:
+        fence.ensure_held()
+        await self._calendar.delete_event(record.calendar_id, record.event_id, SEND_UPDATES, lane)
+
+
+def _spec(action: CalendarAction) -> EventSpec:
+    assert action.spec is not None
+    return action.spec
+
+
+def _record_of(action: CalendarAction) -> AppliedEvent:
+    assert action.record is not None
+    return action.record
+
+
+def _record_where(record: AppliedEvent) -> ColumnElement[bool]:
+    return and_(
+        CalendarEventRecord.calendar_id == record.calendar_id,
+        CalendarEventRecord.event_id == record.event_id,
+    )
+
+
+async def _close(session: AsyncSession, record: AppliedEvent, now: datetime) -> None:
+    await session.execute(
+        update(CalendarEventRecord)
+        .where(_record_where(record))
+        .values(cancelled=True, state=DeliveryState.SETTLED.value, updated_at=now)
+    )
+    # The meeting keeps pointing at an event only while one of ours is still open.
+    still_open = await session.scalar(
+        select(CalendarEventRecord.event_id).where(
+            CalendarEventRecord.meeting_id == record.meeting_id,
+            CalendarEventRecord.cancelled.is_(False),
+        )
+    )
+    if still_open is None:
+        await session.execute(
+            update(Meeting).where(Meeting.id == record.meeting_id).values(calendar_event_id=None)
+        )
+
+
+async def _record(
+    session: AsyncSession,
+    group_id: int,
+    spec: EventSpec,
+    event: dict[str, Any],
+    state: DeliveryState,
+    now: datetime,
+) -> None:
+    """``event``: the live event the write returned (or was found as); its attendees'
+    answers become our RSVPs."""
+    etag = event.get("etag")
+    members = {email.lower() for email in spec.attendees}
+    answers = {e: a for e, a in live_answers(event).items() if e in members}
+    await _import_answers(session, spec.meeting_id, answers, now)
+    record = await session.scalar(
+        select(CalendarEventRecord).where(
+            CalendarEventRecord.calendar_id == spec.calendar_id,
+            CalendarEventRecord.event_id == spec.event_id,
+        )
+    )
+    if record is None:
+        record = CalendarEventRecord(
+            calendar_id=spec.calendar_id, event_id=spec.event_id, etag=etag
+        )
+        session.add(record)
+    record.group_id = group_id
+    record.meeting_id = spec.meeting_id
+    record.starts_at = spec.starts_at
+    record.attendees = list(spec.attendees)
+    record.cancelled = False
+    record.state = state.value
+    record.updated_at = now
+    if state is DeliveryState.SETTLED:
+        record.etag = etag
+        record.fingerprint = spec.fingerprint
+    await session.execute(
+        update(Meeting)
+        .where(Meeting.id == spec.meeting_id)
+        .values(calendar_event_id=spec.event_id)
+    )
 
 
 def _item(group_id: int, action: CalendarAction, done: str) -> DriftItem:
