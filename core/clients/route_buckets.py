@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from core.errors import RateLimitedError
 from core.lanes import slot_released
 
+KEEP = 4096  # buckets kept before idle ones are dropped
+
 
 @dataclass(frozen=True)
 class RouteKey:
@@ -89,10 +91,22 @@ class RouteBuckets:
         name = self._hashes.get(key.route, key.route)
         bucket = self._buckets.get((name, key.major))
         if bucket is None:
+            self._forget_idle()
             # A bucket named on another channel (or guild) has the same limit here.
             limit = self._limits.get(name, 1)
             bucket = self._buckets[(name, key.major)] = _Bucket(limit, limit)
         return bucket
+
+    def _forget_idle(self) -> None:
+        """Past ``KEEP`` buckets, drop the ones whose window is over and that nobody uses:
+        one per channel ever called would otherwise accumulate for the daemon's life."""
+        if len(self._buckets) < KEEP:
+            return
+        now = self._now()
+        idle = [k for k, b in self._buckets.items()
+                if not b.in_flight and (b.reset_at is None or b.reset_at <= now)]
+        for k in idle:
+            del self._buckets[k]
 
     def spare(self, key: RouteKey) -> int:
         """Requests the route may send now (negative: over-committed)."""
