@@ -234,6 +234,8 @@ class DiscordAdapter:
         self._logged_in = False
         self._login_lock = asyncio.Lock()
         self._login_turn = asyncio.Lock()
+        self._login_attempts = 0
+        self._login_error: SyncError | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -436,17 +438,28 @@ class DiscordAdapter:
     async def _login(self, lane: Lane) -> None:
         """Log in as a call of its own, costing its two requests of the global limit.
         Callers queue on a lock holding no token, so only one of them pays."""
+        queued_at = self._login_attempts
         async with self._login_turn:
             if self._logged_in:
                 return
+            if self._login_attempts != queued_at and self._login_error is not None:
+                # The login this call queued behind has just failed: share its answer
+                # rather than ask again at once (a 429 would be answered by another).
+                raise self._login_error
 
             async def nothing(_client: discord.Client) -> None:
                 return None
 
-            await self.guard.call(
-                lane, self._attempt(nothing, _Observed(), False, "log in"), "log in",
-                cost=LOGIN_REQUESTS,
-            )
+            try:
+                await self.guard.call(
+                    lane, self._attempt(nothing, _Observed(), False, "log in"), "log in",
+                    cost=LOGIN_REQUESTS,
+                )
+            except SyncError as exc:
+                self._login_error = exc
+                raise
+            finally:
+                self._login_attempts += 1
 
     async def _with_retries(self, op: Callable[[discord.Client], Awaitable[T]], what: str) -> T:
         pause = self.options.retry_pause

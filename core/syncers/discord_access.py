@@ -11,9 +11,9 @@ remove, and a record is dropped only once Discord confirmed the removal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,7 @@ from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
 
 log = get_logger("groupsync.syncers.discord")
+T = TypeVar("T")
 SERVICE = "discord"
 UNKNOWN_CHANNEL = 10003
 REASON = "groupsync: group membership"
@@ -156,7 +157,7 @@ class DiscordAccessSyncer:
                 return None
 
         # Independent reads: in flight together, as far as the rate limiter lets them.
-        found = await asyncio.gather(*(read(channel) for channel in channels))
+        found = await _all(read(channel) for channel in channels)
         return dict(zip(channels, found, strict=True))
 
     async def _read_roles(
@@ -182,7 +183,7 @@ class DiscordAccessSyncer:
                 problems.append(exc)
                 return None
 
-        found = await asyncio.gather(*(read(user) for user in users))
+        found = await _all(read(user) for user in users)
         return dict(zip(users, found, strict=True))
 
     # ---- applying --------------------------------------------------------------------------
@@ -327,6 +328,16 @@ async def _forget(session: AsyncSession, group_id: int, grants: Sequence[Grant])
         await session.execute(
             delete(_TABLE).where(*_BY_GRANT), _grant_params(group_id, grants)
         )
+
+
+async def _all(reads: Iterable[Awaitable[T]]) -> list[T]:
+    """Every read's answer; if one failed, its error once all have ended (no read is left
+    running behind a sync that already gave up)."""
+    answers = await asyncio.gather(*reads, return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return cast(list[T], answers)
 
 
 def _item(group_id: int, action: Action, done: str) -> DriftItem:
