@@ -99,6 +99,7 @@ class DiscordAccessSyncer:
                 if isinstance(error, NeedsAttentionError):
                     result["failed"] += 1
                     problems.append(error)
+                if error is not None:
                     continue
                 counter = COUNTER.get(action.step)
                 if counter is not None:
