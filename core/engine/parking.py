@@ -109,3 +109,9 @@ class Parking:
     def parked_types(self, now: float, statuses: Iterable[ServiceStatus]) -> list[SyncType]:
         statuses = list(statuses)
         return [t for t in SyncType if self.parked_for(t, now, statuses) > 0.0]
+
+    def probe_types(self, now: float, statuses: Iterable[ServiceStatus]) -> set[SyncType]:
+        """Types not parked whose service's breaker is half-open: one run of such a type is
+        the probe, so starting more than one only parks the rest at once."""
+        statuses = list(statuses)
+        return {t for t in SyncType if self._check(t, now, statuses) == (0.0, True)}

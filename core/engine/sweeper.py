@@ -20,7 +20,7 @@ from core.db.urls import sqlite_path
 from core.engine import runner, state
 from core.engine.outage import is_database_unavailable, reconnect_delay
 from core.engine.outbox import OUTBOX_CHANNEL
-from core.engine.pauses import sync_types_of
+from core.engine.pauses import service_of, sync_types_of
 from core.engine.wakeup import watch_sqlite
 from core.observability import get_logger
 from core.syncers.reminders import REMINDERS_CHANNEL
@@ -121,14 +121,23 @@ class OutboxSweeper:
             freed = await state.reclaim_leases(rt.session_factory, now)
             if freed:
                 log.info("leases_reclaimed", count=freed, reason="expired")
-        parked = rt.parking.parked_types(time.monotonic(), rt.client_board.statuses())
+        statuses = rt.client_board.statuses()
+        parked = rt.parking.parked_types(time.monotonic(), statuses)
+        probing = rt.parking.probe_types(time.monotonic(), statuses)
         paused = sync_types_of(set(await rt.pauses.paused_services()))
         keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH,
                                     skip_types=set(parked) | paused)
         started = 0
+        probes: set[str | None] = set()
         for key in keys:
             if rt.coordinator.busy(key):
                 continue  # already running or queued here; that run sees the new request
+            if key.sync_type in probing:
+                # Half-open: one key per service is the probe; the rest wait for its outcome
+                # in their rows rather than be spawned only to be parked (a batch a window).
+                if service_of(key.sync_type) in probes:
+                    continue
+                probes.add(service_of(key.sync_type))
             rt.coordinator.spawn(runner.run_key_quietly(rt, key, reason="outbox"))
             started += 1
         if self.reminders is not None:

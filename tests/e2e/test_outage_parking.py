@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, suppress
 from datetime import UTC, datetime, timedelta
@@ -135,3 +136,42 @@ async def test_a_half_open_window_runs_only_its_probe(system: System) -> None:
             if at.replace(tzinfo=UTC) > opened + timedelta(seconds=window / 2)]
     assert "circuit_open" not in late, late
     assert len(late) <= BREAKER_WINDOWS, late
+
+
+async def test_a_sweep_in_a_half_open_window_starts_one_probe_not_a_batch(
+    system: System,
+) -> None:
+    # Given many groups owing their Discord sync, and Discord's breaker opened by a 503 storm
+    world = system.world
+    await owe_discord(world, GROUPS)
+    storm = system.sandbox.discord.inject("5xx", status=503)
+    board = system.runtime.client_board
+    sweeper = OutboxSweeper(system.runtime)
+    try:
+        assert await sweeper.sweep_once() > 1  # healthy as far as it knows: a whole batch
+        await wait_for(lambda: any(s.breaker_state == "open" for s in board.statuses()),
+                       timeout=30, message="the Discord breaker to open")
+
+        # When the breaker half-opens (and no refusal parks Discord any longer) and the
+        # sweep looks for due keys
+        parking = system.runtime.parking
+        await wait_for(
+            lambda: SyncType.DISCORD not in parking.parked_types(time.monotonic(),
+                                                                 board.statuses()),
+            timeout=30, message="Discord to be unparked by the half-open breaker")
+        assert any(s.breaker_state == "half_open" for s in board.statuses())
+        started = await sweeper.sweep_once()
+
+        # Then it starts at most the one key that probes (none if a retry timer's run
+        # already does), not a batch that would only be parked
+        assert started <= 1
+    finally:
+        storm.clear()
+    stop = asyncio.Event()
+    loop = asyncio.create_task(sweeper.run(stop))
+    try:
+        await wait_for(system.all_converged, timeout=60, message="groups to converge")
+    finally:
+        stop.set()
+        with suppress(asyncio.CancelledError):
+            await loop
