@@ -73,15 +73,21 @@ class RunSlots:
         self._hand_over()
 
     def _hand_over(self) -> None:
+        # Stop scanning a lane once it is full: with hundreds of runs queued (an outbox
+        # sweep's batch), checking every waiter on every release was quadratic.
         for lane in (Lane.INTERACTIVE, Lane.BACKGROUND):
+            if not self._can_take(lane):
+                continue
             for entry in list(self._waiters):
                 waiting_lane, future = entry
-                if waiting_lane is not lane or not self._can_take(lane):
+                if waiting_lane is not lane:
                     continue
                 self._waiters.remove(entry)
                 if not future.done():
                     self._busy[lane] += 1
                     future.set_result(None)
+                    if not self._can_take(lane):
+                        break
 
     @asynccontextmanager
     async def hold(self, lane: Lane) -> AsyncIterator[None]:
