@@ -33,9 +33,10 @@ async def cli(settings: Settings, capsys: Capture, *argv: str) -> tuple[int, str
 
 
 def payload(out: str) -> dict[str, Any]:
-    """The verb's JSON, after any log lines (unconfigured logging prints to stdout here)."""
+    """The verb's JSON, among any log lines (unconfigured logging prints to stdout here, and
+    the in-process daemon's runs may log before or after the verb prints)."""
     start = out.index("{\n") if not out.startswith("{") else 0
-    value: dict[str, Any] = json.loads(out[start:])
+    value: dict[str, Any] = json.JSONDecoder().raw_decode(out[start:])[0]
     return value
 
 
