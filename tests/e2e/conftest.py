@@ -4,8 +4,9 @@ the public contract."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from core.db.models import SyncState
 from core.db.session import SessionFactory
+from core.engine.sweeper import OutboxSweeper
 from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SyncScheduler
 from core.runtime import Runtime, open_runtime
@@ -67,3 +69,16 @@ async def system(
             scheduler_module._scheduler = None
             scheduler.shutdown(wait=False)
             await runtime.coordinator.drain(2.0)
+
+
+@asynccontextmanager
+async def sweeping(runtime: Runtime) -> AsyncIterator[None]:
+    """The outbox sweeper running for the block, as the daemon runs it; stopped after."""
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(OutboxSweeper(runtime).run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        with suppress(asyncio.CancelledError):
+            await sweeper

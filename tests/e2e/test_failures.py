@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
 from datetime import UTC, datetime
 
 import pytest
@@ -12,9 +11,8 @@ from sqlalchemy import update
 
 from core.db.models import SyncState, SyncType
 from core.engine.outbox import mark_owed
-from core.engine.sweeper import OutboxSweeper
 from core.group_joining import sync_after_group_change
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, sweeping
 from tests.waiting import wait_for
 from tests.world import SCALE
 
@@ -134,18 +132,12 @@ async def test_outage_calls_are_bounded_by_the_breaker_not_by_groups(system: Sys
         )
         await mark_owed(session, [g.id for g in groups], datetime.now(UTC), [SyncType.DISCORD])
 
-    stop = asyncio.Event()
-    sweeper = asyncio.create_task(OutboxSweeper(system.runtime).run(stop))
-    try:
+    async with sweeping(system.runtime):
         outage = 120 * SCALE  # two minutes, scaled
         await asyncio.sleep(outage)
         during = sum(1 for r in system.sandbox.discord.request_log if r.status == 503)
         storm.clear()
         await wait_for(system.all_converged, timeout=90, message="200 groups to converge")
-    finally:
-        stop.set()
-        with suppress(asyncio.CancelledError):
-            await sweeper
 
     assert 0 < during <= 40, f"{during} Discord calls during the outage"
     for group in groups[:: len(groups) // 10]:

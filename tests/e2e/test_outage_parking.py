@@ -20,7 +20,7 @@ from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SyncScheduler
 from core.runtime import open_runtime
 from core.sandbox import Sandbox
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, sweeping
 from tests.waiting import wait_for
 from tests.world import SCALE, World, sandbox_settings
 
@@ -74,9 +74,7 @@ async def test_keys_of_a_service_with_an_open_circuit_are_parked_not_claimed(
     storm = system.sandbox.discord.inject("5xx", status=503)
 
     # When the sweep works through several breaker windows of the outage
-    stop = asyncio.Event()
-    sweeper = asyncio.create_task(OutboxSweeper(system.runtime).run(stop))
-    try:
+    async with sweeping(system.runtime):
         await asyncio.sleep(BREAKER_WINDOWS * BREAKER_RESET_SECONDS * SCALE)
         async with world.sessions() as session:
             rows = (await session.execute(
@@ -84,10 +82,6 @@ async def test_keys_of_a_service_with_an_open_circuit_are_parked_not_claimed(
             )).scalars().all()
         storm.clear()
         await wait_for(system.all_converged, timeout=60, message="groups to converge")
-    finally:
-        stop.set()
-        with suppress(asyncio.CancelledError):
-            await sweeper
 
     # Then only a few runs per window were claimed and recorded, not one per key per window
     claimed = [r for r in rows if r.last_attempt_at is not None]
@@ -109,9 +103,7 @@ async def test_a_half_open_window_runs_only_its_probe(system: System) -> None:
     window = BREAKER_RESET_SECONDS * SCALE
 
     # When the sweep works through several breaker windows of the outage
-    stop = asyncio.Event()
-    sweeper = asyncio.create_task(OutboxSweeper(system.runtime).run(stop))
-    try:
+    async with sweeping(system.runtime):
         await wait_for(
             lambda: any(s.breaker_state == "open" for s in board.statuses()),
             timeout=30, message="the Discord breaker to open")
@@ -124,10 +116,6 @@ async def test_a_half_open_window_runs_only_its_probe(system: System) -> None:
             )).all()
         storm.clear()
         await wait_for(system.all_converged, timeout=60, message="groups to converge")
-    finally:
-        stop.set()
-        with suppress(asyncio.CancelledError):
-            await sweeper
 
     # Then after the runs in flight when the breaker opened (half a window to finish),
     # each window's probe is the only run recorded: no run claimed its key only to be
