@@ -34,16 +34,17 @@ EXTERNAL_CALLS = Counter(
 )
 RATE_LIMITED = Counter(
     "groupsync_rate_limited_responses",
-    "429 responses from external services.",
+    "Rate-limit answers from external services: 429s, and Google's quota 403s.",
     ["service"],
     registry=REGISTRY,
 )
 
 
-def external_call(service: str, status: int | str) -> None:
-    """One answer (or a failure to get one) from an external service."""
+def external_call(service: str, status: int | str, rate_limited: bool = False) -> None:
+    """One answer (or a failure to get one) from an external service. ``rate_limited``:
+    the answer refused for quota whatever its status (Google sends quota 403s)."""
     EXTERNAL_CALLS.labels(service=service, status_code=str(status)).inc()
-    if status == 429:
+    if status == 429 or rate_limited:
         RATE_LIMITED.labels(service=service).inc()
 
 

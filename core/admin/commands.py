@@ -98,6 +98,8 @@ def _service_line(s: dict[str, Any]) -> str:
     parts = [f"{s['name']}: {state}", f"breaker {breaker.get('state')}"]
     if breaker.get("half_open_at"):
         parts[-1] += f" until {breaker['half_open_at']}"
+    if breaker.get("rate_limited"):
+        parts[-1] += f", {breaker['rate_limited']} rate-limit answers since the last success"
     for lane in s["rate_limits"]:
         text = f"{lane['lane']} {lane['remaining']} left"
         if lane.get("limited_until"):

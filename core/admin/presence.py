@@ -45,6 +45,7 @@ def client_json(status: ServiceStatus, now: datetime) -> dict[str, Any]:
             "state": status.breaker_state,
             "half_open_at": at(status.seconds_until_half_open),
             "consecutive_failures": status.consecutive_failures,
+            "rate_limited": status.rate_limits,
         },
         "rate_limits": [
             {

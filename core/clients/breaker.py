@@ -4,9 +4,11 @@
        ▲                                          ▲                        │ one probe
        └──────────── probe succeeds ──────────────┼──── probe fails ───────┘
 
-Only transient failures (5xx, timeouts, refused connections) count. A needs-attention
-answer (401/403/404) proves the service is up, so it counts as a success; a rate limit
-says nothing about health and counts as neither.
+Only transient failures (5xx, timeouts, refused connections) count towards opening. A
+needs-attention answer (401/403/404) proves the service is up, so it counts as a success.
+A rate limit (a 429, or Google's quota 403 in either envelope) says nothing about health:
+it never opens the circuit, but the breaker counts it (``rate_limits``, since the last
+success) so an operator sees a service refusing for quota beside one failing.
 
 ``now`` is seconds on any monotonic-enough scale (the caller reads its clock once per
 call and passes it in), so tests drive the breaker with plain numbers.
@@ -47,6 +49,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_started: float | None = None
+        self._rate_limits = 0
 
     # ---- reading -------------------------------------------------------------------------
     def state(self, now: float) -> BreakerState:
@@ -63,6 +66,11 @@ class CircuitBreaker:
     @property
     def consecutive_failures(self) -> int:
         return self._failures
+
+    @property
+    def rate_limits(self) -> int:
+        """Rate-limit answers since the last success."""
+        return self._rate_limits
 
     @property
     def _half_open_at(self) -> float:
@@ -93,6 +101,7 @@ class CircuitBreaker:
 
     def on_success(self, now: float) -> Transition | None:
         self._failures = 0
+        self._rate_limits = 0
         self._probe_started = None
         if self._state is BreakerState.CLOSED:
             return None
@@ -120,7 +129,12 @@ class CircuitBreaker:
         return self._move(BreakerState.CLOSED, now)
 
     def on_neutral(self, now: float) -> None:
-        """The call ended without saying anything about health (e.g. a rate limit)."""
+        """The call ended without saying anything about health (cancelled, say)."""
+        self._probe_started = None
+
+    def on_rate_limited(self, now: float) -> None:
+        """The service refused for quota: counted, yet neither a failure nor a success."""
+        self._rate_limits += 1
         self._probe_started = None
 
     def _move(self, new: BreakerState, now: float) -> Transition:

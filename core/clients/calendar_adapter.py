@@ -347,7 +347,9 @@ class CalendarAdapter:
         try:
             result = make(self._service).execute(http=http, num_retries=0)
         except HttpError as exc:
-            metrics.external_call(SERVICE, status_of(exc))
+            status = status_of(exc)
+            metrics.external_call(SERVICE, status,
+                                  rate_limited=is_rate_limit(status, error_reasons(exc)))
             raise
         except Exception:
             metrics.external_call(SERVICE, "error")

@@ -90,7 +90,7 @@ class ServiceGuard:
             self._failed(lane, error)
             raise error from None
         except RateLimitedError as exc:
-            self.breaker.on_neutral(self._now())
+            self.breaker.on_rate_limited(self._now())
             if exc.retry_after:
                 self.limiter.pause(lane, exc.retry_after, exc.is_global)
             else:
@@ -144,6 +144,7 @@ class ServiceGuard:
             breaker_state=self.breaker.state(now).value,
             seconds_until_half_open=self.breaker.seconds_until_half_open(now),
             consecutive_failures=self.breaker.consecutive_failures,
+            rate_limits=self.breaker.rate_limits,
             rate_limited_for={lane.value: self.limiter.paused_for(lane, now) for lane in Lane},
             rate_limit_remaining={lane: r for lane, (r, _) in remaining.items()},
             rate_limit_reset_in={lane: s for lane, (_, s) in remaining.items()},

@@ -13,6 +13,7 @@ class ServiceStatus:
     breaker_state: str  # "closed" | "open" | "half_open"
     seconds_until_half_open: float  # 0 unless open: the countdown for the banner
     consecutive_failures: int
+    rate_limits: int = 0  # rate-limit answers since the last success (never opens it)
     rate_limited_for: dict[str, float] = field(default_factory=dict)  # lane → seconds left
     invalid_requests: int | None = None  # Discord only: 401/403/429 in the current window
     invalid_request_budget: int | None = None

@@ -73,6 +73,23 @@ def test_a_neutral_outcome_frees_the_probe_slot() -> None:
     assert breaker.before_call(12.5)[0] is None
 
 
+def test_rate_limits_are_counted_but_never_open_the_circuit() -> None:
+    breaker = run([("rate_limited", t) for t in range(10)])
+
+    assert (breaker.state(10), breaker.consecutive_failures, breaker.rate_limits) == (
+        CLOSED, 0, 10)
+    breaker.on_success(11)
+    assert breaker.rate_limits == 0
+
+
+def test_a_rate_limited_probe_frees_the_probe_slot() -> None:
+    breaker = run([("failure", 0), ("failure", 1), ("failure", 2), ("call", 12),
+                   ("rate_limited", 12)])
+
+    assert breaker.before_call(12.5)[0] is None
+    assert breaker.rate_limits == 1
+
+
 def test_transitions_carry_the_failure_count_and_retry_after() -> None:
     breaker = run([("failure", 0), ("failure", 1)])
 

@@ -13,6 +13,7 @@ from googleapiclient.errors import HttpError
 from core.clients.calendar_adapter import CalendarAdapter
 from core.errors import NeedsAttentionError, RateLimitedError
 from core.lanes import Lane
+from core.metrics import REGISTRY
 from core.sandbox import Sandbox
 from tests.clients.conftest import CALENDAR
 from tests.sandbox.conftest import run
@@ -20,6 +21,12 @@ from tests.sandbox.conftest import run
 INTER = Lane.INTERACTIVE
 EVENTS = "/calendars/{calendar_id}/events"
 TAG = ("groupsync", "meeting-7")
+
+
+def rate_limited_responses() -> float:
+    value = REGISTRY.get_sample_value("groupsync_rate_limited_responses_total",
+                                      {"service": "calendar"})
+    return value or 0.0
 
 
 def meeting(event_id: str = "gsmeeting0007") -> dict[str, Any]:
@@ -39,13 +46,17 @@ async def test_a_quota_403_in_either_envelope_is_a_rate_limit_that_pauses_the_la
     sandbox.calendar.inject("429", count=1, status=403, retry_after=300.0,  # 3 s scaled
                             route=f"GET {EVENTS}")
 
+    before = rate_limited_responses()
     with pytest.raises(RateLimitedError) as caught:
         await calendar_client.list_events(CALENDAR, TAG, INTER)
 
     assert caught.value.retry_after == pytest.approx(3.0)
     status = calendar_client.status()
     assert status.rate_limited_for["background"] > 2.0  # background is throttled first
-    assert (status.breaker_state, status.consecutive_failures) == ("closed", 0)
+    # The breaker counts the quota refusal, yet it never opens the circuit.
+    assert (status.breaker_state, status.consecutive_failures, status.rate_limits) == (
+        "closed", 0, 1)
+    assert rate_limited_responses() == before + 1  # and Prometheus counts it as one
 
 
 async def test_googles_newer_envelope_hides_the_reason_from_error_details(

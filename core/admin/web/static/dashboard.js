@@ -321,7 +321,11 @@
       return left > 0 ? `open (probe in ${duration(left)})` : 'open (probe due)';
     }
     const failures = breaker.consecutive_failures || 0;
-    return failures ? `${words}, ${failures} failures in a row` : words;
+    const limited = breaker.rate_limited || 0;
+    const parts = [words];
+    if (failures) parts.push(`${failures} failures in a row`);
+    if (limited) parts.push(`${limited} rate-limit answers since the last success`);
+    return parts.join(', ');
   }
 
   function renderOverview() {
