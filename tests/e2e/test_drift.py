@@ -12,11 +12,11 @@ import httpx
 import structlog
 from sqlalchemy import select
 
+from core.admin.control import retry_one
 from core.db.models import Meeting, SyncType
 from core.drift_report import run_drift
 from core.engine import runner
 from core.engine.drift_sweep import sweep_once
-from core.engine.outbox import mark_owed
 from core.engine.state import SyncKey
 from core.group_joining import sync_after_group_change
 from core.metrics import REGISTRY
@@ -131,8 +131,9 @@ async def test_retry_of_each_key_repairs_and_logs_each_repair(system: System) ->
 
     with structlog.testing.capture_logs() as logs:
         for sync_type in (SyncType.DISCORD, SyncType.CALENDAR):
-            async with system.world.sessions() as session, session.begin():
-                await mark_owed(session, [group.id], system.runtime.clock.now(), [sync_type])
+            # What `main.py retry <type> <group>` does to the row, then the run it wakes.
+            await retry_one(system.world.sessions, sync_type.value, group.id,
+                            system.runtime.clock.now())
             await runner.run_key(system.runtime, SyncKey(sync_type, group.id), reason="retry")
 
     assert _repairs(logs, group.id) == EXPECTED
