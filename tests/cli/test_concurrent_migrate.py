@@ -1,5 +1,5 @@
-"""Two `migrate` started together both succeed (an advisory lock on PostgreSQL, a file
-lock on SQLite); before, the second failed with UniqueViolation / table exists."""
+"""Three `migrate` started together all succeed (an advisory lock on PostgreSQL, a file
+lock on SQLite); before, all but the first failed with UniqueViolation / table exists."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from tests.engine.daemon_process import ROOT
 pytestmark = pytest.mark.slow
 
 
-async def test_two_migrations_started_together_both_succeed(empty_database_url: str) -> None:
+async def test_three_migrations_started_together_all_succeed(empty_database_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": empty_database_url, "PYTHONPATH": str(ROOT)}
-    # Both import first, then wait for the same moment to start migrating.
+    # All import first, then wait for the same moment to start migrating.
     script = (
         "import sys, time\n"
         "from core.cli import main\n"
@@ -33,7 +33,7 @@ async def test_two_migrations_started_together_both_succeed(empty_database_url: 
         return subprocess.run([sys.executable, "-c", script, start_at], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=240)
 
-    results = await asyncio.gather(asyncio.to_thread(migrate), asyncio.to_thread(migrate))
+    results = await asyncio.gather(*(asyncio.to_thread(migrate) for _ in range(3)))
 
     for result in results:
         assert result.returncode == 0, result.stderr
