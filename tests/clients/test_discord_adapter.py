@@ -161,7 +161,7 @@ async def test_persistent_500s_end_in_a_transient_error_within_the_call_deadline
     with pytest.raises(TransientError):
         await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "join")
 
-    assert time.monotonic() - start < 2.0  # not discord.py's 25 s of sleeps
+    assert time.monotonic() - start < 6.0  # not discord.py's 25 s of sleeps
 
 
 async def test_a_short_429_is_waited_out_inside_the_call(discord_client: DiscordAdapter,
