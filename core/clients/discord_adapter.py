@@ -232,7 +232,6 @@ class DiscordAdapter:
         )
         self._client: discord.Client | None = None
         self._logged_in = False
-        self._login_lock = asyncio.Lock()
         self._login_turn = asyncio.Lock()
         self._login_attempts = 0
         self._login_error: SyncError | None = None
@@ -264,19 +263,18 @@ class DiscordAdapter:
             raise RuntimeError("DiscordAdapter.start() was not awaited")
         if self._logged_in:
             return client
-        async with self._login_lock:
-            if not self._logged_in:
-                try:
-                    await client.login(self._token)
-                except BaseException:
-                    # Each login opens a new aiohttp session on the HTTPClient's connector,
-                    # and closing the session closes that connector: drop both, so a later
-                    # login starts clean and nothing is left unclosed.
-                    await client.http.close()
-                    client.http.connector = MISSING
-                    raise
-                self._logged_in = True
-                log.info("client.discord_login", service=SERVICE)
+        # Only reached inside ``_login``, whose lock makes this the one login in flight.
+        try:
+            await client.login(self._token)
+        except BaseException:
+            # Each login opens a new aiohttp session on the HTTPClient's connector, and
+            # closing the session closes that connector: drop both, so a later login
+            # starts clean and nothing is left unclosed.
+            await client.http.close()
+            client.http.connector = MISSING
+            raise
+        self._logged_in = True
+        log.info("client.discord_login", service=SERVICE)
         return client
 
     # ---- DiscordPort -------------------------------------------------------------------------

@@ -35,10 +35,6 @@ class RunSlots:
     def busy(self, lane: Lane) -> int:
         return self._busy[lane]
 
-    def waiting(self, lane: Lane) -> int:
-        """Runs of ``lane`` queued for a slot."""
-        return sum(1 for w_lane, _ in self._waiters if w_lane is lane)
-
     def capacity(self, lane: Lane) -> int:
         """Slots ``lane`` may fill: all of them for interactive runs, the unreserved ones for
         background runs."""
@@ -47,7 +43,7 @@ class RunSlots:
     def _can_take(self, lane: Lane) -> bool:
         if sum(self._busy.values()) >= self.total:
             return False
-        return lane is Lane.INTERACTIVE or self._busy[lane] < self.total - self.reserved
+        return self._busy[lane] < self.capacity(lane)
 
     def _queued_ahead(self, lane: Lane) -> bool:
         return any(w_lane is Lane.INTERACTIVE or w_lane is lane for w_lane, _ in self._waiters)

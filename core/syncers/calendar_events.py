@@ -51,6 +51,7 @@ from core.syncers.calendar_plan import (
     with_live_answers,
 )
 from core.syncers.drift import DriftItem, report_repair
+from core.syncers.outcomes import Outcome, tally_batch
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
 
@@ -111,37 +112,20 @@ class CalendarEventsSyncer:
             (plan.steps(Step.CANCEL, Step.CLOSE), self._cancel_batch),
             (plan.steps(Step.INSERT, Step.UPDATE, Step.SETTLE), self._write_batch),
         ]
+
+        def done(action: CalendarAction) -> None:
+            result[COUNTER[action.step]] += 1
+            if action.drift:
+                result["repaired"] += 1
+                report_repair(_item(group_id, action, DONE[action.step]))
+
         for actions, apply in phases:
             for start in range(0, len(actions), BATCH):
                 outcomes = await apply(actions[start:start + BATCH], group_id, context, fence)
-                self._count(outcomes, group_id, result, problems)
+                tally_batch(outcomes, result, problems, done)
         if problems:
             raise problems[0]
         return result
-
-    @staticmethod
-    def _count(
-        outcomes: list[tuple[CalendarAction, BaseException | None]],
-        group_id: int,
-        result: SyncResult,
-        problems: list[NeedsAttentionError],
-    ) -> None:
-        """A permanent error for one event is counted and the other events still
-        converge; anything else (transient, lease lost) stops the run once the batch's
-        outcomes are recorded, and the retry redoes the rest."""
-        for action, error in outcomes:
-            if isinstance(error, NeedsAttentionError):
-                result["failed"] += 1
-                problems.append(error)
-            elif error is None:
-                result[COUNTER[action.step]] += 1
-                if action.drift:
-                    result["repaired"] += 1
-                    report_repair(_item(group_id, action, DONE[action.step]))
-        stop = next((e for _, e in outcomes
-                     if e is not None and not isinstance(e, NeedsAttentionError)), None)
-        if stop is not None:
-            raise stop
 
     async def drift(self, group_id: int, context: SyncContext) -> list[DriftItem]:
         """What differs from the live state and what a sync would do; changes nothing."""
@@ -169,20 +153,16 @@ class CalendarEventsSyncer:
     async def _write_batch(
         self, actions: Sequence[CalendarAction], group_id: int, context: SyncContext,
         fence: Fence,
-    ) -> list[tuple[CalendarAction, BaseException | None]]:
+    ) -> list[Outcome[CalendarAction]]:
         """Intents (pending records; settled ones for events found right) in one
         transaction, the writes in flight together, their outcomes in one transaction."""
         writes = [a for a in actions if a.step is not Step.SETTLE]
         async with fence.transaction() as session:
             for action in actions:
-                spec = _spec(action)
-                if action.step is Step.SETTLE:
-                    found = action.live.raw if action.live else {}
-                    await _record(session, group_id, spec, found, DeliveryState.SETTLED,
-                                  context.now)
-                else:
-                    await _record(session, group_id, spec, {}, DeliveryState.PENDING,
-                                  context.now)
+                settled = action.step is Step.SETTLE
+                found = action.live.raw if settled and action.live else {}
+                state = DeliveryState.SETTLED if settled else DeliveryState.PENDING
+                await _record(session, group_id, _spec(action), found, state, context.now)
         answers = await asyncio.gather(
             *(self._send(a, context.lane, fence) for a in writes), return_exceptions=True
         )
@@ -246,7 +226,7 @@ class CalendarEventsSyncer:
     async def _cancel_batch(
         self, actions: Sequence[CalendarAction], group_id: int, context: SyncContext,
         fence: Fence,
-    ) -> list[tuple[CalendarAction, BaseException | None]]:
+    ) -> list[Outcome[CalendarAction]]:
         """Records marked pending, the cancels in flight together, the confirmed ones
         closed; a CLOSE (nothing left to cancel) is only closed."""
         del group_id  # the records name their own calendars and meetings
@@ -256,14 +236,14 @@ class CalendarEventsSyncer:
                 for record in calls:
                     await session.execute(
                         update(CalendarEventRecord)
-                        .where(_record_where(record))
+                        .where(_record_where(record.calendar_id, record.event_id))
                         .values(state=DeliveryState.PENDING.value, updated_at=context.now)
                     )
         answers = iter(await asyncio.gather(
             *(self._delete(record, context.lane, fence) for record in calls),
             return_exceptions=True,
         ))
-        outcomes: list[tuple[CalendarAction, BaseException | None]] = [
+        outcomes: list[Outcome[CalendarAction]] = [
             (a, next(answers) if a.step is Step.CANCEL else None) for a in actions
         ]
         closed = [_record_of(a) for a, error in outcomes if error is None]
@@ -288,17 +268,17 @@ def _record_of(action: CalendarAction) -> AppliedEvent:
     return action.record
 
 
-def _record_where(record: AppliedEvent) -> ColumnElement[bool]:
+def _record_where(calendar_id: str, event_id: str) -> ColumnElement[bool]:
     return and_(
-        CalendarEventRecord.calendar_id == record.calendar_id,
-        CalendarEventRecord.event_id == record.event_id,
+        CalendarEventRecord.calendar_id == calendar_id,
+        CalendarEventRecord.event_id == event_id,
     )
 
 
 async def _close(session: AsyncSession, record: AppliedEvent, now: datetime) -> None:
     await session.execute(
         update(CalendarEventRecord)
-        .where(_record_where(record))
+        .where(_record_where(record.calendar_id, record.event_id))
         .values(cancelled=True, state=DeliveryState.SETTLED.value, updated_at=now)
     )
     # The meeting keeps pointing at an event only while one of ours is still open.
@@ -329,10 +309,7 @@ async def _record(
     answers = {e: a for e, a in live_answers(event).items() if e in members}
     await _import_answers(session, spec.meeting_id, answers, now)
     record = await session.scalar(
-        select(CalendarEventRecord).where(
-            CalendarEventRecord.calendar_id == spec.calendar_id,
-            CalendarEventRecord.event_id == spec.event_id,
-        )
+        select(CalendarEventRecord).where(_record_where(spec.calendar_id, spec.event_id))
     )
     if record is None:
         record = CalendarEventRecord(

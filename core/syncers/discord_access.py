@@ -36,6 +36,7 @@ from core.syncers.discord_plan import (
     plan_discord,
 )
 from core.syncers.drift import DriftItem, report_repair
+from core.syncers.outcomes import Outcome, tally_batch
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
 
@@ -92,27 +93,19 @@ class DiscordAccessSyncer:
             "repaired": 0,
         }
         problems = reading.problems
+
+        def done(action: Action) -> None:
+            counter = COUNTER.get(action.step)
+            if counter is not None:
+                result[counter] += 1
+            if action.drift:
+                result["repaired"] += 1
+                report_repair(_item(group_id, action, DONE[action.step]))
+
         for start in range(0, len(plan.actions), BATCH):
             batch = plan.actions[start:start + BATCH]
             outcomes = await self._apply_batch(batch, reading, group_id, context, fence)
-            for action, error in outcomes:
-                if isinstance(error, NeedsAttentionError):
-                    result["failed"] += 1
-                    problems.append(error)
-                if error is not None:
-                    continue
-                counter = COUNTER.get(action.step)
-                if counter is not None:
-                    result[counter] += 1
-                if action.drift:
-                    result["repaired"] += 1
-                    report_repair(_item(group_id, action, DONE[action.step]))
-            # Anything else (transient, lease lost) stops the run once the batch's
-            # outcomes are recorded; the retry redoes the rest.
-            stop = next((e for _, e in outcomes if e is not None
-                         and not isinstance(e, NeedsAttentionError)), None)
-            if stop is not None:
-                raise stop
+            tally_batch(outcomes, result, problems, done)
         if problems:
             # Everything that could be applied was; the first problem names what needs fixing.
             raise problems[0]
@@ -195,7 +188,7 @@ class DiscordAccessSyncer:
         group_id: int,
         context: SyncContext,
         fence: Fence,
-    ) -> list[tuple[Action, BaseException | None]]:
+    ) -> list[Outcome[Action]]:
         """One transaction records the intents (and settles or drops the records that
         need no call), then the batch's calls are in flight together, then one
         transaction records their outcomes. A crash in between leaves pending records
