@@ -5,24 +5,39 @@ Application code changes membership inside its own transaction with ``join_group
 ``request_group_sync`` in that same transaction), commits, then calls
 ``sync_after_group_change`` to sync right away. If the process dies between the two,
 the daemon still performs the sync from the outbox rows.
+
+``sync_after_group_change`` reaches the syncs through names of this module
+(``sync_group_discord_permissions``, ``sync_group_calendar``, ``sync_group_reminders``,
+``sync_group_rsvps``, ``schedule_sync_retry``, ``sentry_sdk``): the applications' own
+tests patch them here and assert the orchestration (DESIGN §2).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
+import sentry_sdk
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Group, MemberRole, Membership, SyncType, User
-from core.db.problems import describe_database_error
 from core.engine.outbox import mark_owed
-from core.engine.state import SyncKey
 from core.errors import InvalidArgument, UnknownGroupError
-from core.lifecycle import mark_and_run
+from core.lifecycle import (
+    sync_group,
+    sync_group_calendar,
+    sync_group_discord_permissions,
+    sync_group_reminders,
+    sync_group_rsvps,
+)
 from core.notifications import handoff
-from core.notifications.scheduler import current_runtime, on_runtime_loop
+from core.notifications.scheduler import schedule_sync_retry
 from core.observability import get_logger
+from core.syncers.base import SyncResult
 from core.validation import optional_group_id, require_group_id
 
 log = get_logger("groupsync.group_joining")
@@ -117,23 +132,66 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+SyncCall = Callable[[int], Awaitable[SyncResult]]
+
+
 async def sync_after_group_change(group_id: int, previous_group_id: int | None = None) -> None:
     """Sync after a membership commit (DESIGN §2): the old group first when switching,
     then the new one, each in the order discord, calendar, reminders, rsvps. Never raises
-    because a sync failed: each failure is logged, recorded, reported and retried.
+    because a sync failed: each failure (a result with ``"error"`` or ``"failed" > 0``, or
+    an exception) is logged, an exception reported to Sentry, and a retry scheduled with
+    ``schedule_sync_retry(sync_type=…, group_id=…, attempt=0, previous_group_id=…)``.
 
-    With a runtime leading in this process the syncs run here; otherwise the keys are
-    handed off (marked owed, the daemon woken) and nothing else happens in this process."""
+    The syncs start in that order and run side by side (a slow service never delays the
+    others). With a runtime in this process they run here; otherwise each is handed off
+    to the daemon, all in one write at the end of the change."""
     group_id = require_group_id(group_id)
     previous_group_id = optional_group_id(previous_group_id)
     groups = [group_id] if previous_group_id in (None, group_id) else [previous_group_id, group_id]
-    rt = current_runtime()
-    if rt is None:
-        await handoff.hand_off(groups)
-        return
-    keys = [SyncKey(t, g) for g in groups for t in SyncType]
+    calls = [(sync_type, group, call) for group in groups for sync_type, call in _syncs()]
+    async with handoff.one_write():
+        # Calling them here, in order, is what starts them in order; gather only awaits.
+        pending = [call(group) for _, group, call in calls]
+        results = await asyncio.gather(*pending, return_exceptions=True)
+    for (sync_type, group, _), result in zip(calls, results, strict=True):
+        if _failed(sync_type, group, result):
+            _schedule_retry(sync_type, group, previous_group_id)
+
+
+def _syncs() -> list[tuple[str, SyncCall]]:
+    """Each sync type with the function that runs it, read from this module's names at
+    call time (so a patch here takes effect); a type beyond the four public ones runs
+    through ``core.lifecycle.sync_group``."""
+    public: dict[str, SyncCall] = {
+        SyncType.DISCORD.value: sync_group_discord_permissions,
+        SyncType.CALENDAR.value: sync_group_calendar,
+        SyncType.REMINDERS.value: sync_group_reminders,
+        SyncType.RSVPS.value: sync_group_rsvps,
+    }
+    return [(t.value, public.get(t.value) or partial(sync_group, t.value)) for t in SyncType]
+
+
+def _failed(sync_type: str, group_id: int, result: object) -> bool:
+    if isinstance(result, Exception):
+        sentry_sdk.capture_exception(result)
+        log.error("sync_raised", sync_type=sync_type, group_id=group_id,
+                  error=f"{type(result).__name__}: {result}"[:500], outcome="retry scheduled")
+        return True
+    if isinstance(result, BaseException):  # cancellation and the like are not ours to keep
+        raise result
+    if not isinstance(result, Mapping):
+        return False
+    failed: Any = result.get("failed", 0)
+    return "error" in result or (isinstance(failed, int) and failed > 0)
+
+
+def _schedule_retry(sync_type: str, group_id: int, previous_group_id: int | None) -> None:
     try:
-        await on_runtime_loop(rt, mark_and_run(rt, keys))
-    except Exception as exc:  # the database, not a sync (those are recorded, not raised)
-        log.error("sync_not_started", group_ids=groups, error=describe_database_error(exc),
-                  outcome="the outbox rows of the commit stay owed")
+        schedule_sync_retry(
+            sync_type=sync_type, group_id=group_id, attempt=0,
+            previous_group_id=previous_group_id,
+        )
+    except Exception as exc:  # a scheduler problem must not reach the application either
+        sentry_sdk.capture_exception(exc)
+        log.error("retry_not_scheduled", sync_type=sync_type, group_id=group_id,
+                  error=f"{type(exc).__name__}: {exc}"[:500])

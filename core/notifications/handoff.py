@@ -10,7 +10,9 @@ application's commit already happened, and whatever outbox rows it wrote stay ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 from sqlalchemy.pool import NullPool
 
@@ -25,6 +27,31 @@ from core.observability import get_logger
 log = get_logger("groupsync.handoff")
 
 
+class _Batch:
+    """The keys handed off inside one ``one_write`` block, in the order they came."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[int, SyncType], None] = {}
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("groupsync_handoff_batch", default=None)
+
+
+@asynccontextmanager
+async def one_write(*, settings: Settings | None = None) -> AsyncIterator[None]:
+    """Collect every hand-off made inside the block and write them in one transaction
+    at its end: a membership change hands off up to eight keys, and one engine, one
+    connection and one NOTIFY serve them all (the old group first, as they came)."""
+    batch = _Batch()
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    if batch.keys:
+        await _write(list(batch.keys), settings=settings, reason="request")
+
+
 async def hand_off(
     group_ids: Sequence[int],
     sync_types: Iterable[SyncType] = tuple(SyncType),
@@ -32,10 +59,22 @@ async def hand_off(
     settings: Settings | None = None,
     reason: str = "request",
 ) -> bool:
-    """Mark the keys owed for the daemon. True when the write committed."""
-    types = tuple(sync_types)
-    fields = {"group_ids": list(group_ids), "sync_types": [t.value for t in types],
-              "reason": reason}
+    """Mark the keys owed for the daemon. True when the write committed, or, inside a
+    ``one_write`` block, when the keys joined the block's write (which logs its outcome)."""
+    keys = [(group_id, sync_type) for group_id in group_ids for sync_type in sync_types]
+    batch = _batch.get()
+    if batch is not None:
+        batch.keys.update(dict.fromkeys(keys))
+        return True
+    return await _write(keys, settings=settings, reason=reason)
+
+
+async def _write(
+    keys: Sequence[tuple[int, SyncType]], *, settings: Settings | None, reason: str
+) -> bool:
+    groups = list(dict.fromkeys(group_id for group_id, _ in keys))
+    types = list(dict.fromkeys(sync_type for _, sync_type in keys))
+    fields = {"group_ids": groups, "sync_types": [t.value for t in types], "reason": reason}
     try:
         settings = settings or load_settings()
         # NullPool: one connection for this write, closed with it; nothing outlives the call
@@ -43,7 +82,9 @@ async def hand_off(
         engine = create_engine(settings.database_url, create_file=False, poolclass=NullPool)
         try:
             async with create_session_factory(engine)() as session, session.begin():
-                await mark_owed(session, group_ids, SystemClock().now(), types)
+                now = SystemClock().now()
+                for group_ids, sync_types in _by_groups(keys).items():
+                    await mark_owed(session, group_ids, now, sync_types)
         finally:
             await engine.dispose()
     except Exception as exc:
@@ -52,3 +93,14 @@ async def hand_off(
         return False
     log.info("sync_handed_off", to="daemon", **fields)
     return True
+
+
+def _by_groups(keys: Sequence[tuple[int, SyncType]]) -> dict[tuple[int, ...], list[SyncType]]:
+    """Types that share their groups share one statement (usually all of them do)."""
+    groups_of: dict[SyncType, list[int]] = {}
+    for group_id, sync_type in keys:
+        groups_of.setdefault(sync_type, []).append(group_id)
+    statements: dict[tuple[int, ...], list[SyncType]] = {}
+    for sync_type, group_ids in groups_of.items():
+        statements.setdefault(tuple(group_ids), []).append(sync_type)
+    return statements

@@ -187,8 +187,10 @@ def schedule_sync_retry(
 ) -> None:
     """Arm the retry timer ``sync_retry_{type}_{group}`` for now + get_retry_delay(attempt)
     (scaled by the running runtime's TIME_SCALE), or later when the service asked for
-    ``retry_after`` seconds. The job's kwargs carry attempt + 1. Without a running
-    scheduler: a warning, nothing else (the sync-state row still says the sync is owed)."""
+    ``retry_after`` seconds. The job's kwargs carry attempt + 1. A timer already armed
+    for the key later than that stays (pending retries never stack, and a new request
+    never shortens a failure streak's backoff). Without a running scheduler: a warning,
+    nothing else (the sync-state row still says the sync is owed)."""
     key = SyncKey(parse_sync_type(sync_type), require_group_id(group_id))
     previous_group_id = optional_group_id(previous_group_id)
     delay = get_retry_delay(attempt)  # validates attempt
@@ -201,6 +203,13 @@ def schedule_sync_retry(
     scale = runtime.time_scale.factor if runtime is not None else 1.0
     now = runtime.clock.now() if runtime is not None else SystemClock().now()
     run_at = now + timedelta(seconds=scaled_delay(delay, scale, retry_after))
+    armed = scheduler.get_job(key.job_id)
+    if armed is not None and armed.next_run_time is not None and armed.next_run_time > run_at:
+        # The engine armed this key further out (its failure streak, or a service's
+        # Retry-After): a caller's attempt-0 retry must not shorten it. One timer per key.
+        log.debug("retry_already_armed", sync_type=key.sync_type.value, group_id=key.group_id,
+                 attempt=attempt, next_attempt_at=armed.next_run_time.isoformat())
+        return
     add_retry_job(scheduler, key, run_at, attempt + 1, previous_group_id)
 
 

@@ -253,3 +253,25 @@ async def test_schedule_sync_retry_arms_one_date_job_with_attempt_plus_one(
     assert job.misfire_grace_time is None
     delay = (job.next_run_time - before).total_seconds()
     assert 8 * rt.time_scale.factor <= delay < 9 * rt.time_scale.factor + 0.5
+
+
+async def test_a_new_change_keeps_a_failing_keys_backoff_streak_and_one_timer(
+    make_runtime: RuntimeMaker, fakes: Fakes
+) -> None:
+    # Given a key that fails on every run, with real-second delays and paused timers
+    fakes.set(f"discord:{NEW}", "error")
+    rt = await make_runtime(paused=True, time_scale=1.0)
+    assert rt.scheduler is not None
+
+    # When three changes each run it at once and it fails three times
+    for _ in range(3):
+        await sync_after_group_change(NEW)
+
+    # Then each change ran it, and the one timer is the engine's (third failure: 4 s,
+    # attempt 3), not the 1 s attempt-0 retry the orchestration asks for afterwards
+    assert len(fakes.runs("discord", NEW)) == 3
+    (job,) = [j for j in rt.scheduler.get_jobs() if j.id == f"sync_retry_discord_{NEW}"]
+    state = await row(rt.session_factory, "discord", NEW)
+    assert state.attempt == 3
+    assert job.kwargs["attempt"] == 3
+    assert (job.next_run_time - rt.clock.now()).total_seconds() > 3.0
