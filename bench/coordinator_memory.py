@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from core.engine.coordinator import Coordinator
+from core.engine.running.coordinator import Coordinator
 
 WINDOW = 0.01  # seconds: short, so the bench waits it out quickly
 

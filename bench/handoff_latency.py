@@ -34,8 +34,8 @@ from core.daemon import run_daemon
 from core.db.migrate import upgrade
 from core.db.models import SyncType
 from core.notifications import scheduler as scheduler_module
-from core.notifications.handoff import hand_off
 from core.observability import configure_logging
+from core.process.handoff import hand_off
 from core.syncers.base import SyncContext, Syncer, SyncResult
 from core.syncers.deps import SyncerDeps
 

@@ -23,8 +23,8 @@ from sqlalchemy import select, update
 from core.db.migrate import upgrade
 from core.db.models import SyncState, SyncType
 from core.db.session import create_engine, create_session_factory
-from core.engine.outbox import mark_owed
-from core.engine.sweeper import OutboxSweeper
+from core.engine.loops.sweeper import OutboxSweeper
+from core.engine.running.outbox import mark_owed
 from core.group_joining import switch_group, sync_after_group_change
 from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SyncScheduler

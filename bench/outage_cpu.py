@@ -36,9 +36,9 @@ from bench.harness import (
 )
 from core.clients.limits import ClientLimits
 from core.db.models import SyncType
-from core.engine.outbox import mark_owed
-from core.engine.state import SyncKey
-from core.engine.sweeper import OutboxSweeper
+from core.engine.loops.sweeper import OutboxSweeper
+from core.engine.running.outbox import mark_owed
+from core.engine.running.state import SyncKey
 from core.lifecycle import mark_and_run
 
 OUTAGE_SECONDS = 120.0

@@ -29,9 +29,9 @@ from core.db.session import create_engine, create_session_factory
 from core.lanes import Lane
 from core.notifications import scheduler as scheduler_module
 from core.observability import configure_logging
+from core.reminders.plan import ReminderKey, nonce_for
+from core.reminders.sync import RemindersSyncer
 from core.sandbox import start_sandbox
-from core.syncers.reminder_plan import ReminderKey, nonce_for
-from core.syncers.reminders import RemindersSyncer
 from tests.e2e.reminder_world import OFFSET, daemon_in_process, posted_at, seed_group
 from tests.world import GUILD, sandbox_settings
 

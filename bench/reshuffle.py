@@ -37,7 +37,7 @@ from bench.harness import (
     seed_groups,
     until,
 )
-from core.engine.sweeper import OutboxSweeper
+from core.engine.loops.sweeper import OutboxSweeper
 from core.group_joining import switch_group
 from core.sandbox import Sandbox
 

@@ -23,7 +23,7 @@ from sqlalchemy import insert
 from core.config import load_settings
 from core.db.migrate import upgrade
 from core.db.models import SyncState, SyncType
-from core.engine.recovery import recover
+from core.engine.loops.recovery import recover
 from core.notifications.scheduler import SyncScheduler
 from core.runtime import open_runtime
 

@@ -14,8 +14,8 @@ from core.clock import SystemClock, TimeScale
 from core.config import Settings
 from core.db.models import Group, SyncType
 from core.db.session import SessionFactory, create_engine, create_session_factory
-from core.engine.drift_sweep import swept_types
-from core.engine.outbox import mark_owed
+from core.engine.loops.drift_sweep import swept_types
+from core.engine.running.outbox import mark_owed
 from core.lanes import Lane
 from core.runtime import SyncerDeps
 from core.syncers.base import SyncContext

@@ -36,19 +36,19 @@ from core.config import Settings, load_settings, redact_url
 from core.db.migrate import SchemaStatus, require_current_schema, schema_status
 from core.db.problems import SchemaNotCurrent
 from core.db.session import create_engine
-from core.engine.context import RetryTimers, Runtime
-from core.engine.leadership import leadership
-from core.engine.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
-from core.engine.periodic import schedule_periodic
-from core.engine.recovery import recover
-from core.engine.reminders import delivery_for
-from core.engine.state import SyncKey
-from core.engine.sweeper import OutboxSweeper
+from core.engine.health.leadership import leadership
+from core.engine.health.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
+from core.engine.loops.periodic import schedule_periodic
+from core.engine.loops.recovery import recover
+from core.engine.loops.sweeper import OutboxSweeper
+from core.engine.running.context import RetryTimers, Runtime
+from core.engine.running.state import SyncKey
 from core.errors import GroupsyncError
 from core.lifecycle import mark_and_run
 from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SchedulerRetryTimers, SyncScheduler
 from core.observability import get_logger
+from core.reminders.delivery import delivery_for
 from core.runtime import lease_owner_id, open_runtime
 from core.syncers.base import SyncResult
 from core.validation import parse_sync_type, require_group_id
@@ -172,7 +172,7 @@ class GroupsyncRuntime:
         """Schema check (waiting while the database is down) → contend for leadership
         (standby waits there) → one term as leader after another: a lost leadership ends
         the term and the runtime contends again; a database outage of any length is
-        ridden out (one log line pair, ``core.engine.outage``)."""
+        ridden out (one log line pair, ``core.engine.health.outage``)."""
         settings, stop, role = self.settings, self._stop, self._role
         outage = DatabaseOutage()  # one per process: one line pair per outage
         status = await _schema_once_reachable(engine, settings, outage, stop)

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Group, MemberRole, Membership, SyncType, User
-from core.engine.outbox import mark_owed
+from core.engine.running.outbox import mark_owed
 from core.errors import InvalidArgument, UnknownGroupError
 from core.lifecycle import (
     sync_group,
@@ -34,9 +34,9 @@ from core.lifecycle import (
     sync_group_reminders,
     sync_group_rsvps,
 )
-from core.notifications import handoff
 from core.notifications.scheduler import schedule_sync_retry
 from core.observability import get_logger
+from core.process import handoff
 from core.syncers.base import SyncResult
 from core.validation import optional_group_id, require_group_id
 

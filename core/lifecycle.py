@@ -14,14 +14,14 @@ import asyncio
 
 from core.db.models import SyncType
 from core.db.problems import describe_database_error
-from core.engine import runner, state
-from core.engine.context import Runtime
-from core.engine.outbox import mark_owed
-from core.engine.state import SyncKey
+from core.engine.running import runner, state
+from core.engine.running.context import Runtime
+from core.engine.running.outbox import mark_owed
+from core.engine.running.state import SyncKey
 from core.lanes import Lane
-from core.notifications import handoff
 from core.notifications.scheduler import current_runtime, on_runtime_loop
 from core.observability import get_logger
+from core.process import handoff
 from core.syncers.base import SyncResult
 from core.validation import parse_sync_type, require_group_id
 

@@ -4,7 +4,7 @@
 the syncers, on an ``AsyncExitStack`` that closes them. The syncers come from
 ``settings.syncer_factory`` ("module:function"), awaited with a frozen ``SyncerDeps``.
 Starting and stopping a runtime (leadership, scheduler, recovery, sweep) is
-``core.embed.GroupsyncRuntime``; the engine itself only knows ``core.engine.context``.
+``core.embed.GroupsyncRuntime``; the engine itself only knows ``core.engine.running.context``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from core.clock import Clock, SystemClock, TimeScale
 from core.config import Settings
 from core.db.models import SyncType
 from core.db.session import create_engine, create_session_factory
-from core.engine.context import RetryTimers, Runtime
-from core.engine.coordinator import Coordinator
-from core.engine.outage import DatabaseOutage
-from core.engine.pauses import PauseFlags
-from core.engine.slots import RunSlots
+from core.engine.health.outage import DatabaseOutage
+from core.engine.running.context import RetryTimers, Runtime
+from core.engine.running.coordinator import Coordinator
+from core.engine.running.pauses import PauseFlags
+from core.engine.running.slots import RunSlots
 from core.errors import ConfigError
 from core.syncers.deps import SyncerDeps, SyncerFactory
 

@@ -22,8 +22,8 @@ from core.admin.estimate import Estimate, estimate_key
 from core.admin.keys import KeyFilter
 from core.db.models import BulkJob, BulkJobItem, SyncState, SyncType
 from core.db.session import SessionFactory
-from core.engine.outage import is_database_unavailable
-from core.engine.state import SyncKey
+from core.engine.health.outage import is_database_unavailable
+from core.engine.running.state import SyncKey
 from core.lanes import Lane
 from core.observability import get_logger
 
@@ -231,7 +231,7 @@ class BulkWorker:
         return bool(getattr(result, "rowcount", 0))
 
     async def _one(self, job_id: int, key: SyncKey) -> int:
-        from core.engine import runner
+        from core.engine.running import runner
 
         state = "done"
         if await self.rt.pauses.is_paused(key.sync_type):

@@ -14,8 +14,8 @@ from typing import Any, Protocol, TextIO
 from core.admin.bulk import BulkScope
 from core.admin.client import ApiClient
 from core.admin.keys import KeyFilter
-from core.admin.reminder_status import render_reminders
 from core.config import Settings
+from core.reminders.status import render_reminders
 
 VIA = "cli"
 POLL_SECONDS = 0.5

@@ -13,9 +13,9 @@ from core.admin.keys import parse_sync_type
 from core.config import Service
 from core.db.models import Group, ServiceState, SyncState
 from core.db.session import SessionFactory, dialect_name
-from core.engine.outbox import OUTBOX_CHANNEL, mark_owed
-from core.engine.pauses import SERVICE_OF
-from core.engine.state import SyncKey, owed
+from core.engine.running.outbox import OUTBOX_CHANNEL, mark_owed
+from core.engine.running.pauses import SERVICE_OF
+from core.engine.running.state import SyncKey, owed
 from core.errors import CircuitOpenError
 
 

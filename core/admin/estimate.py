@@ -22,6 +22,12 @@ from core.db.models import (
     SyncType,
 )
 from core.lanes import Lane
+from core.reminders.plan import (
+    ExistingReminder,
+    ReminderKey,
+    desired_reminders,
+    plan_reminders,
+)
 from core.syncers.calendar_plan import (
     AppliedEvent,
     desired_events,
@@ -41,12 +47,6 @@ from core.syncers.discord_plan import (
     desired_grants,
     members_to_read,
     plan_discord,
-)
-from core.syncers.reminder_plan import (
-    ExistingReminder,
-    ReminderKey,
-    desired_reminders,
-    plan_reminders,
 )
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot

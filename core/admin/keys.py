@@ -12,7 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.admin.errors import Invalid, NotFound
 from core.db.models import SyncAttempt, SyncState, SyncStatus, SyncType
 from core.db.session import SessionFactory
-from core.engine.pauses import SERVICE_OF
+from core.engine.running.pauses import SERVICE_OF
 
 MAX_LIMIT = 500
 HISTORY_SHOWN = 20

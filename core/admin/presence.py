@@ -23,7 +23,7 @@ from core.clients.status import ClientBoard, ServiceStatus
 from core.clock import Clock
 from core.db.models import DaemonHeartbeat
 from core.db.session import SessionFactory
-from core.engine.outage import is_database_unavailable
+from core.engine.health.outage import is_database_unavailable
 from core.observability import get_logger
 
 log = get_logger("groupsync.presence")

@@ -20,7 +20,7 @@ from core.admin.estimate import Estimate, estimate_key
 from core.config import Settings
 from core.db.models import CalendarEventRecord, DeliveryState, DiscordGrant, Group, SyncType
 from core.db.session import SessionFactory
-from core.engine.outbox import mark_owed
+from core.engine.running.outbox import mark_owed
 from core.syncers.calendar_plan import desired_events
 from core.syncers.discord_plan import desired_grants
 from core.syncers.snapshot_loader import load_snapshot

@@ -15,12 +15,12 @@ from core.admin import bulk, control, keys, presence, resync
 from core.admin.audit import audit
 from core.admin.errors import AdminError
 from core.admin.keys import KeyFilter
-from core.admin.reminder_status import reminder_overview
 from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock
 from core.config import Service, Settings
 from core.db.session import SessionFactory
-from core.engine.pauses import SERVICE_OF, PauseFlags
+from core.engine.running.pauses import SERVICE_OF, PauseFlags
+from core.reminders.status import reminder_overview
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Alembic from code: upgrade to head, and the start-up check that the schema is current.
 
 Concurrent ``migrate`` runs are safe: on PostgreSQL the migration transaction first takes
-an advisory lock (``core/db/migrations/env.py``), on SQLite an exclusive file lock next to
+an advisory lock (``migrations/env.py``), on SQLite an exclusive file lock next to
 the database serialises them; the second finds the schema at head and does nothing.
 """
 
@@ -23,8 +23,16 @@ from core.db.problems import SchemaNotCurrent, unknown_revision
 from core.db.session import MIGRATE_COMMAND
 from core.db.urls import sqlite_path
 
-# Inside the package so the installed wheel carries its migrations; no alembic.ini needed.
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+def _migrations_folder() -> Path:
+    """The wheel's copy (``core/migrations``, see setup.py), else the checkout's top-level
+    ``migrations/``: either way no alembic.ini is needed."""
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "migrations"
+    return shipped if shipped.is_dir() else package.parent / "migrations"
+
+
+MIGRATIONS = _migrations_folder()
 
 
 def alembic_config(database_url: str) -> Config:

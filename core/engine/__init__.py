@@ -1,0 +1,1 @@
+"""The retry engine in rooms by job: running (one key), loops (background), health."""

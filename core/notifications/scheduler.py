@@ -34,12 +34,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import BaseScheduler
 
 from core.clock import SystemClock
-from core.engine import runner
-from core.engine.backoff import retry_delay, scaled_delay
-from core.engine.context import Runtime
-from core.engine.state import SyncKey
-from core.notifications import handoff
+from core.engine.running import runner
+from core.engine.running.backoff import retry_delay, scaled_delay
+from core.engine.running.context import Runtime
+from core.engine.running.state import SyncKey
 from core.observability import get_logger
+from core.process import handoff
 from core.validation import optional_group_id, parse_sync_type, require_group_id
 
 log = get_logger("groupsync.scheduler")

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from core.clients.factory import open_clients
 from core.db.models import SyncType
+from core.reminders.sync import RemindersSyncer
 from core.syncers.base import SyncContext, Syncer, SyncResult
 from core.syncers.calendar_events import CalendarEventsSyncer
 from core.syncers.discord_access import DiscordAccessSyncer
-from core.syncers.reminders import RemindersSyncer
 from core.syncers.rsvps import RsvpsSyncer
 
 if TYPE_CHECKING:

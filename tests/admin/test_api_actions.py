@@ -136,7 +136,7 @@ async def test_a_cancelled_bulk_leaves_the_unstarted_keys_untouched(
 async def test_pause_stops_every_call_while_changes_pile_up_and_resume_converges(
     daemon: AdminDaemon, admin_sessions: SessionFactory, fakes: Fakes
 ) -> None:
-    from core.engine.outbox import mark_owed
+    from core.engine.running.outbox import mark_owed
     from tests.factories import make_group
 
     async with daemon.client() as api:
@@ -178,8 +178,8 @@ async def test_a_paused_service_owing_more_than_a_sweep_batch_does_not_starve_th
     from datetime import UTC, datetime
 
     from core.db.models import SyncType
-    from core.engine.outbox import mark_owed
-    from core.engine.sweeper import SWEEP_BATCH
+    from core.engine.loops.sweeper import SWEEP_BATCH
+    from core.engine.running.outbox import mark_owed
 
     async with daemon.client() as api:
         await api.post("/api/services/discord/pause")

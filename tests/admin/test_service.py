@@ -13,8 +13,8 @@ from core.admin.service import AdminService
 from core.config import load_settings
 from core.db.models import SyncState, SyncType
 from core.db.session import SessionFactory
-from core.engine.history import KEEP_PER_KEY, record_attempt
-from core.engine.state import SyncKey
+from core.engine.running.history import KEEP_PER_KEY, record_attempt
+from core.engine.running.state import SyncKey
 from tests.admin.helpers import failing_keys, key_row
 
 
@@ -91,7 +91,7 @@ async def test_attempt_history_keeps_only_the_newest(
 async def test_pause_and_resume_are_rows_every_process_reads(
     service: AdminService, session_factory: SessionFactory
 ) -> None:
-    from core.engine.pauses import PauseFlags
+    from core.engine.running.pauses import PauseFlags
 
     flags = PauseFlags(session_factory, ttl=0)
     await service.pause("discord", via="test", reason="Discord incident")

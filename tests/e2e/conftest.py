@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from core.db.models import SyncState
 from core.db.session import SessionFactory
-from core.engine.sweeper import OutboxSweeper
+from core.engine.loops.sweeper import OutboxSweeper
 from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SyncScheduler
 from core.runtime import Runtime, open_runtime

@@ -19,9 +19,9 @@ from core.db.models import Group, Meeting, Membership, ReminderDelivery, User
 from core.db.session import SessionFactory
 from core.lanes import Lane
 from core.notifications import scheduler as scheduler_module
+from core.reminders.sync import RemindersSyncer
 from core.sandbox import Sandbox
 from core.syncers.base import SyncContext
-from core.syncers.reminders import RemindersSyncer
 from tests.waiting import wait_for
 from tests.world import GUILD
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core.db.models import Rsvp
-from core.engine.periodic import refresh_rsvps
+from core.engine.loops.periodic import refresh_rsvps
 from core.group_joining import sync_after_group_change
 from core.syncers.calendar_plan import event_id_for
 from tests.e2e.conftest import System

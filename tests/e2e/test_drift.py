@@ -15,9 +15,9 @@ from sqlalchemy import select
 from core.admin.control import retry_one
 from core.db.models import Meeting, SyncType
 from core.drift_report import run_drift
-from core.engine import runner
-from core.engine.drift_sweep import sweep_once
-from core.engine.state import SyncKey
+from core.engine.loops.drift_sweep import sweep_once
+from core.engine.running import runner
+from core.engine.running.state import SyncKey
 from core.group_joining import sync_after_group_change
 from core.metrics import REGISTRY
 from core.syncers.calendar_plan import event_id_for

@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy import update
 
 from core.db.models import SyncState, SyncType
-from core.engine.outbox import mark_owed
+from core.engine.running.outbox import mark_owed
 from core.group_joining import sync_after_group_change
 from tests.e2e.conftest import System, sweeping
 from tests.waiting import wait_for

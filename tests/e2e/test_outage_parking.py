@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 
 from core.db.models import Group, SyncAttempt, SyncState, SyncType
 from core.db.session import SessionFactory
-from core.engine.outbox import mark_owed
-from core.engine.sweeper import OutboxSweeper
+from core.engine.loops.sweeper import OutboxSweeper
+from core.engine.running.outbox import mark_owed
 from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SyncScheduler
 from core.runtime import open_runtime

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, update
 
-from core.admin.reminder_status import reminder_overview, render_reminders
 from core.admin.service import AdminService
 from core.db.models import Meeting, ReminderDelivery
 from core.db.session import SessionFactory
+from core.reminders.plan import ReminderKey, nonce_for
+from core.reminders.status import reminder_overview, render_reminders
 from core.sandbox import Sandbox, start_sandbox
-from core.syncers.reminder_plan import ReminderKey, nonce_for
 from tests.e2e.reminder_world import (
     MESSAGES,
     OFFSET,

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from core.db.session import SessionFactory
+from core.reminders.plan import ReminderKey, nonce_for
 from core.sandbox import DiscordLimits, Sandbox, SandboxLimits, start_sandbox
-from core.syncers.reminder_plan import ReminderKey, nonce_for
 from tests.e2e.reminder_world import (
     HISTORY,
     MESSAGES,

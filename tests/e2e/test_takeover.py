@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from core.db.models import SyncState
 from core.db.session import SessionFactory
-from core.engine.leadership import ADVISORY_LOCK_KEY, asyncpg_dsn
+from core.engine.health.leadership import ADVISORY_LOCK_KEY, asyncpg_dsn
 from core.sandbox import Sandbox, start_sandbox
 from tests.engine.daemon_process import Daemon
 from tests.engine.db_proxy import DatabaseProxy

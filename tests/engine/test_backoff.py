@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.db.models import SyncStatus
-from core.engine.backoff import scaled_delay
-from core.engine.outcomes import (
+from core.engine.running.backoff import scaled_delay
+from core.engine.running.outcomes import (
     Milestones,
     StreakSoFar,
     classify_exception,

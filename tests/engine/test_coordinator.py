@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from core.engine.coordinator import Coordinator
+from core.engine.running.coordinator import Coordinator
 
 WINDOW = 0.01
 

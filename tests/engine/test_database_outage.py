@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from core.db.models import SyncState
 from core.db.session import SessionFactory
-from core.engine.leadership import ADVISORY_LOCK_KEY, asyncpg_dsn
+from core.engine.health.leadership import ADVISORY_LOCK_KEY, asyncpg_dsn
 from core.group_joining import request_group_sync
 from tests.engine.conftest import Fakes
 from tests.engine.daemon_process import Daemon

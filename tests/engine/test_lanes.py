@@ -9,10 +9,10 @@ from contextlib import suppress
 
 from core.clients.ratelimit import LaneLimiter, LimiterConfig, Rate
 from core.db.models import SyncType
-from core.engine import runner
-from core.engine.outbox import mark_owed
-from core.engine.slots import RunSlots
-from core.engine.state import SyncKey
+from core.engine.running import runner
+from core.engine.running.outbox import mark_owed
+from core.engine.running.slots import RunSlots
+from core.engine.running.state import SyncKey
 from core.group_joining import sync_after_group_change
 from core.lanes import Lane, slot_released
 from core.lifecycle import mark_and_run

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import update
 
 from core.db.models import SyncState, SyncStatus, SyncType
-from core.engine import runner, state
-from core.engine.recovery import recover
-from core.engine.state import SyncKey
+from core.engine.loops.recovery import recover
+from core.engine.running import runner, state
+from core.engine.running.state import SyncKey
 from core.group_joining import request_group_sync
 from core.syncers.base import SyncContext, SyncResult
 from tests.engine.conftest import RuntimeMaker, row

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.engine.outage import DatabaseOutage
+from core.engine.health.outage import DatabaseOutage
 
 
 def test_an_outage_is_one_sentry_event(sentry_events: list[dict[str, Any]]) -> None:

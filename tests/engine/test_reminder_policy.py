@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.engine.reminder_policy import Action, Decision, RowFacts, decide, timer_time
+from core.reminders.policy import Action, Decision, RowFacts, decide, timer_time
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=10)

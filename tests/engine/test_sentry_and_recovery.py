@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import update
 
 from core.db.models import SyncState, SyncStatus
-from core.engine.recovery import recover
+from core.engine.loops.recovery import recover
 from core.group_joining import request_group_sync
 from core.lifecycle import sync_group
 from tests.engine.conftest import Fakes, RuntimeMaker, row

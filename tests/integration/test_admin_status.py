@@ -9,7 +9,7 @@ from sqlalchemy import update
 from core.admin.status import overview, render_text
 from core.db.models import SyncState
 from core.db.session import SessionFactory
-from core.engine.outbox import mark_owed
+from core.engine.running.outbox import mark_owed
 
 
 async def test_overview_lists_keys_that_need_attention_first(

@@ -71,9 +71,9 @@ def test_the_wheel_holds_only_core_with_its_migrations(wheel: Path) -> None:
     top = {name.split("/", 1)[0] for name in names}
     distribution, version = wheel.name.split("-")[:2]
     assert top == {"core", f"{distribution}-{version}.dist-info"}
-    assert "core/db/migrations/script.py.mako" in names
-    assert "core/db/migrations/env.py" in names
-    assert any(n.startswith("core/db/migrations/versions/0001_") for n in names)
+    assert "core/migrations/script.py.mako" in names
+    assert "core/migrations/env.py" in names
+    assert any(n.startswith("core/migrations/versions/0001_") for n in names)
     assert not [n for n in names if n.startswith(("tests/", "bench/", "scripts/"))]
 
 

@@ -6,6 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.reminders.plan import (
+    ExistingReminder,
+    ReminderKey,
+    desired_reminders,
+    nonce_for,
+    plan_reminders,
+)
 from core.syncers.calendar_plan import (
     AppliedEvent,
     CalendarPlan,
@@ -15,13 +22,6 @@ from core.syncers.calendar_plan import (
     event_id_for,
     live_event,
     plan_calendar,
-)
-from core.syncers.reminder_plan import (
-    ExistingReminder,
-    ReminderKey,
-    desired_reminders,
-    nonce_for,
-    plan_reminders,
 )
 from core.syncers.rsvp_plan import plan_rsvps
 from core.syncers.snapshot import GroupSnapshot, MeetingInfo, Member

@@ -9,8 +9,8 @@ from sqlalchemy import func, select, update
 
 from core.clock import SystemClock
 from core.db.models import Rsvp, SyncState, SyncType
-from core.engine import state
-from core.engine.fencing import LeaseFence
+from core.engine.running import state
+from core.engine.running.fencing import LeaseFence
 from core.errors import LeaseLostError
 from core.lanes import Lane
 from core.syncers.base import SyncContext

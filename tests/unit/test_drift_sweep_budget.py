@@ -4,7 +4,7 @@ the configured share of the slower service's rate limit."""
 from __future__ import annotations
 
 from core.config import load_settings
-from core.engine.drift_sweep import Budget
+from core.engine.loops.drift_sweep import Budget
 
 
 def test_a_tick_covers_its_share_of_the_period() -> None:

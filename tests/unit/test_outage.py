@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from core.engine.leadership import AnotherDaemonRunning
-from core.engine.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
+from core.engine.health.leadership import AnotherDaemonRunning
+from core.engine.health.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
 
 
 def _refusal_raised_while_handling_an_os_error() -> BaseException:

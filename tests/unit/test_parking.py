@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from core.clients.status import ServiceStatus
 from core.db.models import SyncType
-from core.engine.parking import Parking
+from core.engine.running.parking import Parking
 
 
 def breaker(state: str, until_half_open: float = 0.0, service: str = "discord") -> ServiceStatus:

@@ -15,7 +15,7 @@ from core import metrics
 from core.admin.bulk import list_jobs
 from core.admin.service import AdminService
 from core.db.models import ReminderDelivery
-from core.engine.pauses import SERVICE_OF
+from core.engine.running.pauses import SERVICE_OF
 
 BREAKER_STATES = ("closed", "half_open", "open")
 

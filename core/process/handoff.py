@@ -3,7 +3,7 @@ keys owed and wake the daemon (DESIGN §2, mode a).
 
 Marking owed is the outbox write (``mark_owed``); on PostgreSQL its transaction also
 sends the NOTIFY that wakes the daemon at once, on SQLite the daemon notices the commit
-on its next look (``core.engine.wakeup``). Nothing else is built: no clients, no
+on its next look (``core.engine.loops.wakeup``). Nothing else is built: no clients, no
 scheduler, no credentials read. A problem is one log line, never an exception: the
 application's commit already happened, and whatever outbox rows it wrote stay owed.
 """
@@ -21,7 +21,7 @@ from core.config import Settings, load_settings
 from core.db.models import SyncType
 from core.db.problems import describe_database_error
 from core.db.session import create_engine, create_session_factory
-from core.engine.outbox import mark_owed
+from core.engine.running.outbox import mark_owed
 from core.observability import get_logger
 
 log = get_logger("groupsync.handoff")

@@ -19,12 +19,12 @@ from core.clock import Clock, TimeScale
 from core.config import Settings
 from core.db.models import SyncType
 from core.db.session import SessionFactory
-from core.engine.coordinator import Coordinator
-from core.engine.outage import DatabaseOutage
-from core.engine.parking import Parking
-from core.engine.pauses import PauseFlags
-from core.engine.slots import RunSlots
-from core.engine.state import SyncKey
+from core.engine.health.outage import DatabaseOutage
+from core.engine.running.coordinator import Coordinator
+from core.engine.running.parking import Parking
+from core.engine.running.pauses import PauseFlags
+from core.engine.running.slots import RunSlots
+from core.engine.running.state import SyncKey
 from core.syncers.base import Syncer
 
 
@@ -52,7 +52,7 @@ class Runtime:
     scheduler: RetryTimers | None
     owner: str  # lease owner id of this process's runs
     coordinator: Coordinator = field(default_factory=lambda: Coordinator(window=0.0))
-    # Run slots per process, a share reserved for interactive keys (core/engine/slots.py).
+    # Run slots per process, a share reserved for interactive keys (core/engine/running/slots.py).
     limiter: RunSlots = field(default_factory=lambda: RunSlots(8))
     pauses: PauseFlags = field(default_factory=lambda: PauseFlags(None))
     client_board: ClientBoard = field(default_factory=ClientBoard)

@@ -14,8 +14,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.db.models import Meeting, ReminderDelivery, ReminderStatus
 from core.db.session import SessionFactory
-from core.engine.reminder_policy import PENDING, Decision, RowFacts, decide
-from core.syncers.reminder_plan import ReminderKey, reminder_headline, reminder_text
+from core.reminders.plan import ReminderKey, reminder_headline, reminder_text
+from core.reminders.policy import PENDING, Decision, RowFacts, decide
 from core.syncers.snapshot_loader import load_snapshot
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.db.models import SyncState, SyncStatus, SyncType
 from core.db.session import SessionFactory
-from core.engine.outcomes import FailureDecision, Outcome, StreakSoFar
+from core.engine.running.outcomes import FailureDecision, Outcome, StreakSoFar
 
 
 @dataclass(frozen=True, order=True)

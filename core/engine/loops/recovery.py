@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.engine import state
+from core.engine.running import state
 from core.observability import get_logger
 
 if TYPE_CHECKING:
-    from core.engine.context import RetryTimers, Runtime
+    from core.engine.running.context import RetryTimers, Runtime
 
 log = get_logger("groupsync.recovery")
 

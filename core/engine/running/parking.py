@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from core.clients.status import ServiceStatus
 from core.db.models import SyncType
-from core.engine.pauses import service_of
+from core.engine.running.pauses import service_of
 
 # What a run kept back by another run's probe is told (seconds): the probe's outcome
 # decides, so this only reads as "soon" in the run's result.

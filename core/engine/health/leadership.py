@@ -5,7 +5,7 @@ standbys try it about once a second, so when the leader dies (its connection clo
 the server drops the lock) one of them takes over within seconds. A leader whose lock
 connection breaks is told at once (``lost`` is set); the daemon then stops starting runs
 and contends again as a standby. Losing the lock does not prove a daemon dead, so a new
-leader frees no live lease (see core/engine/recovery.py). Database outages are ridden
+leader frees no live lease (see core/engine/loops/recovery.py). Database outages are ridden
 out: connections are retried with capped backoff, reported once per outage. SQLite: an exclusive
 file lock next to the database file; a second daemon refuses to start, naming the first.
 """
@@ -24,7 +24,7 @@ from typing import IO, Any
 from sqlalchemy.engine import make_url
 
 from core.db.urls import asyncpg_dsn
-from core.engine.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
+from core.engine.health.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
 from core.errors import GroupsyncError
 from core.observability import get_logger
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.db.models import SyncStatus
-from core.engine.backoff import scaled_delay
+from core.engine.running.backoff import scaled_delay
 from core.errors import NeedsAttentionError, TransientError
 from core.syncers.base import SyncResult, is_failure
 

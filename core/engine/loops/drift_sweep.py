@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 
 from core.config import Service, Settings
 from core.db.models import Group, SyncState, SyncType
-from core.engine import runner
-from core.engine.outbox import mark_owed
-from core.engine.periodic_jobs import add_periodic_job
-from core.engine.state import SyncKey
+from core.engine.loops.periodic_jobs import add_periodic_job
+from core.engine.running import runner
+from core.engine.running.outbox import mark_owed
+from core.engine.running.state import SyncKey
 from core.lanes import Lane
 from core.metrics import DRIFT_SWEEP_GROUPS
 from core.observability import get_logger
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
     from core.db.session import SessionFactory
-    from core.engine.context import Runtime
+    from core.engine.running.context import Runtime
 
 log = get_logger("groupsync.drift_sweep")
 DRIFT_SWEEP_JOB = "drift_sweep"

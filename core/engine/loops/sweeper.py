@@ -5,7 +5,7 @@ On PostgreSQL a LISTEN on the outbox channel wakes the sweep at the commit of a
 the fallback everywhere. The sweep also catches overdue retries whose timer was lost,
 and periodically frees expired leases of processes that died mid-run. Reminder rows ride
 the same mechanism: a reminders sync NOTIFYs its own channel, and every sweep re-reads
-the pending reminder rows so the delivery's timers follow them (core/engine/reminders.py).
+the pending reminder rows so the delivery's timers follow them (core/reminders/delivery.py).
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from core.db.urls import sqlite_path
-from core.engine import runner, state
-from core.engine.outage import is_database_unavailable, reconnect_delay
-from core.engine.outbox import OUTBOX_CHANNEL
-from core.engine.pauses import service_of, sync_types_of
-from core.engine.wakeup import watch_sqlite
+from core.engine.health.outage import is_database_unavailable, reconnect_delay
+from core.engine.loops.wakeup import watch_sqlite
+from core.engine.running import runner, state
+from core.engine.running.outbox import OUTBOX_CHANNEL
+from core.engine.running.pauses import service_of, sync_types_of
 from core.observability import get_logger
-from core.syncers.reminders import REMINDERS_CHANNEL
+from core.reminders.sync import REMINDERS_CHANNEL
 
 if TYPE_CHECKING:
-    from core.engine.context import Runtime
-    from core.engine.reminders import ReminderDelivery
+    from core.engine.running.context import Runtime
+    from core.reminders.delivery import ReminderDelivery
 
 log = get_logger("groupsync.sweeper")
 
@@ -47,7 +47,7 @@ class OutboxSweeper:
         """PostgreSQL only: a dedicated asyncpg connection whose NOTIFYs wake the sweep.
         Re-opened by the sweep after a database outage closed it."""
         if self.rt.settings.is_sqlite:
-            # SQLite: a watcher of the file's commits (core.engine.wakeup) stands in.
+            # SQLite: a watcher of the file's commits (core.engine.loops.wakeup) stands in.
             path = sqlite_path(self.rt.settings.database_url)
             if path is not None:
                 await watch_sqlite(path, self.wake, stack)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
-    from core.engine.context import Runtime
+    from core.engine.running.context import Runtime
 
 
 def add_periodic_job(

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sentry_sdk
 
-from core.engine.outcomes import FailureDecision, Outcome
-from core.engine.state import SyncKey
+from core.engine.running.outcomes import FailureDecision, Outcome
+from core.engine.running.state import SyncKey
 
 
 def report_failure(key: SyncKey, outcome: Outcome, decision: FailureDecision) -> None:

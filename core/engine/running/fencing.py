@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import Clock
 from core.db.models import SyncState
 from core.db.session import SessionFactory
-from core.engine.state import Claim
+from core.engine.running.state import Claim
 from core.errors import LeaseLostError
 
 

@@ -7,7 +7,7 @@ reminders sync in any process wakes at once (SQLite: the sweep's poll). A timer 
 hands the row to a delivery task and returns, so APScheduler's ``max_instances`` can never
 drop a run, and ``misfire_grace_time`` is None: lateness is judged here, from the row.
 
-A delivery claims the row (core/engine/reminder_rows.py), decides (reminder_policy.py),
+A delivery claims the row (core/reminders/rows.py), decides (core/reminders/policy.py),
 and carries the decision out: post with the row's nonce, look in the channel for our own
 earlier post, re-arm, or settle the row as sent, missed or cancelled. A failed post is
 retried with the engine's capped backoff and recorded like a sync key's failure.
@@ -29,20 +29,20 @@ from core.clients.ports import DiscordPort
 from core.clock import Clock
 from core.db.models import SyncType
 from core.db.session import SessionFactory
-from core.engine import reminder_rows as rows
-from core.engine.backoff import retry_delay, scaled_delay
-from core.engine.outcomes import classify_exception
-from core.engine.reminder_policy import Action, timer_time
+from core.engine.running.backoff import retry_delay, scaled_delay
+from core.engine.running.outcomes import classify_exception
 from core.errors import SyncError
 from core.lanes import Lane
 from core.observability import get_logger
-from core.syncers.reminder_plan import ReminderKey
-from core.syncers.reminders import RemindersSyncer
+from core.reminders import rows as rows
+from core.reminders.plan import ReminderKey
+from core.reminders.policy import Action, timer_time
+from core.reminders.sync import RemindersSyncer
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
-    from core.engine.context import Runtime
+    from core.engine.running.context import Runtime
 
 log = get_logger("groupsync.reminders")
 
@@ -68,7 +68,7 @@ class DeliveryOptions:
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
-# Asks whether an operator paused Discord (core/engine/pauses.py reads the rows).
+# Asks whether an operator paused Discord (core/engine/running/pauses.py reads the rows).
 PausedCheck = Callable[[], Awaitable[bool]]
 
 

@@ -1,7 +1,7 @@
 """The reminders sync: plan and write the ``reminder_deliveries`` rows, nothing else.
 
 One row per (meeting, offset) in step with the group's upcoming meetings. The rows are the
-only record of what is owed: the active daemon's delivery (core/engine/reminders.py) arms
+only record of what is owed: the active daemon's delivery (core/reminders/delivery.py) arms
 its timers from them and posts. Rows are written through the run's fence, and on
 PostgreSQL the same transaction NOTIFYs the daemon, which re-reads them at once (on
 SQLite it re-reads them on its poll).
@@ -19,14 +19,14 @@ from core.clients.ports import DiscordPort
 from core.db.models import ReminderDelivery, ReminderStatus, SyncType
 from core.db.session import SessionFactory, dialect_name
 from core.observability import get_logger
-from core.syncers.base import SyncContext, SyncResult
-from core.syncers.reminder_plan import (
+from core.reminders.plan import (
     ExistingReminder,
     ReminderKey,
     desired_reminders,
     nonce_for,
     plan_reminders,
 )
+from core.syncers.base import SyncContext, SyncResult
 from core.syncers.snapshot_loader import load_snapshot
 
 log = get_logger("groupsync.reminders")

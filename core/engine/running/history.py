@@ -14,8 +14,8 @@ from sqlalchemy import delete, insert, select
 from core import metrics
 from core.db.models import SyncAttempt
 from core.db.session import SessionFactory
-from core.engine.outcomes import Outcome
-from core.engine.state import Claim, SyncKey
+from core.engine.running.outcomes import Outcome
+from core.engine.running.state import Claim, SyncKey
 
 KEEP_PER_KEY = 50
 

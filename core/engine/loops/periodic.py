@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from core.db.models import Group, Meeting, SyncType
-from core.engine import runner
-from core.engine.outage import is_database_unavailable
-from core.engine.outbox import mark_owed
-from core.engine.periodic_jobs import add_periodic_job
-from core.engine.state import SyncKey
+from core.engine.health.outage import is_database_unavailable
+from core.engine.loops.periodic_jobs import add_periodic_job
+from core.engine.running import runner
+from core.engine.running.outbox import mark_owed
+from core.engine.running.state import SyncKey
 from core.lanes import Lane
 from core.observability import get_logger
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
-    from core.engine.context import Runtime
+    from core.engine.running.context import Runtime
 
 log = get_logger("groupsync.periodic")
 RSVP_REFRESH_JOB = "rsvp_refresh"
@@ -67,7 +67,7 @@ async def rsvp_refresh_job(rt: Runtime) -> None:
 
 
 def schedule_periodic(scheduler: BaseScheduler, rt: Runtime) -> None:
-    from core.engine.drift_sweep import schedule_drift_sweep
+    from core.engine.loops.drift_sweep import schedule_drift_sweep
 
     schedule_drift_sweep(scheduler, rt)
     add_periodic_job(scheduler, rsvp_refresh_job, rt, RSVP_REFRESH_JOB,

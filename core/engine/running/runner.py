@@ -12,26 +12,26 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from core.engine import history, state
-from core.engine.backoff import retry_delay
-from core.engine.fencing import LeaseFence
-from core.engine.outage import is_database_unavailable, reconnect_delay
-from core.engine.outcomes import (
+from core.engine.health.outage import is_database_unavailable, reconnect_delay
+from core.engine.running import history, state
+from core.engine.running.backoff import retry_delay
+from core.engine.running.fencing import LeaseFence
+from core.engine.running.outcomes import (
     Milestones,
     Outcome,
     classify_exception,
     classify_result,
     decide_failure,
 )
-from core.engine.sentry_reporting import report_failure
-from core.engine.state import Claim, SyncKey
+from core.engine.running.sentry_reporting import report_failure
+from core.engine.running.state import Claim, SyncKey
 from core.errors import CircuitOpenError, LeaseLostError
 from core.lanes import Lane
 from core.observability import get_logger
 from core.syncers.base import SyncContext, SyncResult
 
 if TYPE_CHECKING:
-    from core.engine.context import Runtime
+    from core.engine.running.context import Runtime
 
 log = get_logger("groupsync.engine")
 

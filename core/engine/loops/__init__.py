@@ -1,0 +1,1 @@
+"""Background loops: outbox sweep and wake-up, drift sweep, periodic jobs, recovery."""

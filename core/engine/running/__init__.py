@@ -1,0 +1,1 @@
+"""Running one key: claim, call, record (fenced), back off, park, pause, keep history."""

@@ -1,0 +1,1 @@
+"""The reminder feature: plan, delivery rows, policy, the sync, delivery, status."""
