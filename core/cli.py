@@ -16,6 +16,8 @@ EXIT_CONFIG = 2
 
 
 def _secrets(settings: Settings) -> list[str]:
+    if settings.google_credentials_file is None:  # no need to import google-auth then
+        return settings.secret_values()
     from core.clients.google_credentials import file_secrets
 
     return [*settings.secret_values(), *file_secrets(settings.google_credentials_file)]
@@ -79,7 +81,9 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Every verb; only the verb being run imports what it needs (each answers in well
+    under a second): the sandbox's own arguments, for one, are added only for it."""
     parser = argparse.ArgumentParser(
         prog="groupsync",
         description="groupsync: keeps Discord, Google Calendar, reminders and RSVPs in step "
@@ -136,15 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--json", action="store_true", help="one JSON list instead of lines")
     drift.set_defaults(handler=cmd_drift)
 
-    from core.sandbox.__main__ import add_arguments
-
     sandbox = verbs.add_parser(
         "sandbox",
         help="serve the fake Discord and Google Calendar APIs on 127.0.0.1",
         description="Run the sandbox servers until SIGTERM/SIGINT; prints one JSON line "
         "with their URLs once ready. See docs/sandbox.md.",
     )
-    add_arguments(sandbox)
+    words = sys.argv[1:] if argv is None else argv
+    if "sandbox" in words[:1]:
+        from core.sandbox.__main__ import add_arguments
+
+        add_arguments(sandbox)
     sandbox.set_defaults(handler=cmd_sandbox)
     return parser
 
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     """Every known problem ends in one line on stderr naming the fix: exit 2 for bad
     settings, arguments and database problems, 1 for other refusals. The traceback is
     shown only with LOG_LEVEL=DEBUG; an unexpected error (a bug) keeps its traceback."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
         settings = load_settings()

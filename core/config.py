@@ -58,9 +58,16 @@ class Settings(BaseSettings):
     admin_read_burst: int = Field(60, ge=1, description="admin API reads in a burst")
     admin_action_rate_per_second: float = Field(5.0, gt=0, description="admin API actions refill")
     admin_action_burst: int = Field(30, ge=1, description="admin API actions in a burst")
-    admin_fault_injection: bool = Field(
-        False, description="tests only: POST /_test/faults makes the admin API answer 429/503"
-    )
+    # Requests that earned a 401 (wrong sign-in, wrong bearer token), per address.
+    admin_failed_auth_rate_per_second: float = Field(
+        0.2, gt=0, description="admin API failed authentications refill")
+    admin_failed_auth_burst: int = Field(
+        10, ge=1, description="admin API failed authentications in a burst")
+    admin_max_body_bytes: int = Field(
+        65536, ge=1024, description="largest request body the admin API reads (else 413)")
+    admin_middleware: str | None = Field(
+        None, description="tests only: module:Class of an ASGI middleware put in front of the "
+        "admin API (core.sandbox.admin_faults:AdminFaultInjection injects 429/503)")
 
     syncer_factory: str = Field(
         "core.syncers.registry:build_syncers",

@@ -174,6 +174,7 @@ def init_sentry(dsn: str | None, environment: str, secrets: Iterable[str] = ()) 
         max_request_body_size="never",
         before_send=before_send,
         before_breadcrumb=before_breadcrumb,
+        transport=quiet_transport(),
         integrations=[
             LoggingIntegration(level=None, event_level=None),
             # Queued events are sent at exit (quietly: stderr is the operator's log).
@@ -182,6 +183,43 @@ def init_sentry(dsn: str | None, environment: str, secrets: Iterable[str] = ()) 
         default_integrations=False,
     )
     return True
+
+
+def quiet_transport() -> Any:
+    """Sentry's HTTP transport, with one warning per streak of failed sends.
+
+    Stock, an unreachable Sentry costs every event three urllib3 retry warnings and an
+    "Internal error in sentry_sdk" traceback; here a send is tried once, the first
+    failure of a streak is one ``sentry_unreachable`` line, the rest are silent (the
+    event is counted as lost, as before), and the first success after it says so once.
+    Built on first use: importing sentry_sdk costs a CLI verb time it does not need.
+    """
+    from sentry_sdk.transport import HttpTransport
+
+    class QuietTransport(HttpTransport):
+        failing = 0  # sends failed in the current streak
+
+        def _get_pool_options(self) -> Any:
+            options = super()._get_pool_options()
+            options["retries"] = 0  # the retries' warnings were two of the three lines
+            return options
+
+        def _send_request(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                super()._send_request(*args, **kwargs)
+            except Exception as exc:
+                if not self.failing:
+                    get_logger("groupsync.sentry").warning(
+                        "sentry_unreachable", error=f"{type(exc).__name__}: {exc}",
+                        note="events are dropped until it answers; logged once per streak")
+                self.failing += 1
+                return
+            if self.failing:
+                get_logger("groupsync.sentry").info("sentry_reachable_again",
+                                                    events_lost=self.failing)
+                self.failing = 0
+
+    return QuietTransport
 
 
 def scrubbed_event(event: dict[str, Any], scrubber: SecretScrubber) -> dict[str, Any]:

@@ -4,6 +4,9 @@ The job and its items are rows: any process can create, read or cancel one, and 
 active daemon's ``BulkWorker`` runs the items in the background lane, a few at a time,
 so interactive syncs keep their share of the process and of the services' rate limits.
 Cancelling marks every item not yet started as cancelled: those keys are left untouched.
+A cancelled job whose items were running is shown ``cancelling`` until they end, then
+``cancelled`` with ``finished_at`` (never "cancelled" while work still runs). The row keeps
+``cancelled`` with no ``finished_at`` meanwhile: the state shown is derived from both.
 """
 
 from __future__ import annotations
@@ -94,9 +97,14 @@ async def create(session_factory: SessionFactory, scope: BulkScope, now: datetim
     return await get_job(session_factory, job_id)
 
 
+def shown_state(job: BulkJob) -> str:
+    """``cancelling`` while a cancelled job's running items have not ended."""
+    return "cancelling" if job.state == "cancelled" and job.finished_at is None else job.state
+
+
 def _job_json(job: BulkJob, counts: dict[str, int]) -> dict[str, Any]:
     return {
-        "id": job.id, "state": job.state, "scope": job.scope,
+        "id": job.id, "state": shown_state(job), "scope": job.scope,
         "requested_by": job.requested_by,
         "total": sum(counts.values()),
         "done": counts.get("done", 0), "failed": counts.get("failed", 0),
@@ -141,14 +149,14 @@ async def cancel(session_factory: SessionFactory, job_id: int, now: datetime) ->
         if job is None:
             raise NotFound(f"no bulk job {job_id}")
         if job.state in ("done", "cancelled"):
-            raise Conflict(f"bulk job {job_id} is already {job.state}")
+            raise Conflict(f"bulk job {job_id} is already {shown_state(job)}")
         await session.execute(
             update(BulkJobItem).where(BulkJobItem.job_id == job_id, BulkJobItem.state == "queued")
             .values(state="cancelled", updated_at=now)
             .execution_options(synchronize_session=False))
-        job.state, job.updated_at = "cancelled", now
         running = await session.scalar(select(func.count()).select_from(BulkJobItem).where(
             BulkJobItem.job_id == job_id, BulkJobItem.state == "running"))
+        job.state, job.updated_at = "cancelled", now
         if not running:
             job.finished_at = now
     return await get_job(session_factory, job_id)
@@ -211,7 +219,8 @@ class BulkWorker:
         return sum(results)
 
     async def _stamp_cancelled(self, now: datetime) -> None:
-        """A cancelled job is finished once the items running at the cancel have ended."""
+        """A cancelling job is cancelled (and finished) once the items running at the
+        cancel have ended."""
         running = select(BulkJobItem.job_id).where(BulkJobItem.job_id == BulkJob.id,
                                                    BulkJobItem.state == "running")
         async with self.rt.session_factory() as session, session.begin():

@@ -9,13 +9,16 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TextIO
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from core.admin.bulk import BulkScope
-from core.admin.client import ApiClient
-from core.admin.keys import KeyFilter
+from core.admin.relative import relative_since, relative_until, span, stamp
+from core.admin.waiting import parse_time
 from core.config import Settings
-from core.reminders.status import render_reminders
+
+if TYPE_CHECKING:  # imported where a verb needs them: a verb loads only its own parts
+    from core.admin.bulk import BulkScope
+    from core.admin.keys import KeyFilter
 
 VIA = "cli"
 POLL_SECONDS = 0.5
@@ -44,6 +47,8 @@ class Admin(Protocol):
 @asynccontextmanager
 async def open_admin(settings: Settings, api: str | None) -> AsyncIterator[Admin]:
     if api:
+        from core.admin.client import ApiClient
+
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         client = ApiClient(api, token)
         try:
@@ -90,20 +95,20 @@ def _confirmed(args: argparse.Namespace, question: str, out: TextIO) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _service_line(s: dict[str, Any]) -> str:
+def _service_line(s: dict[str, Any], now: datetime) -> str:
     state = "enabled" if s["enabled"] else "disabled"
     if s["paused"]:
         state += ", PAUSED" + (f" ({s['paused_reason']})" if s.get("paused_reason") else "")
     breaker = s["breaker"]
     parts = [f"{s['name']}: {state}", f"breaker {breaker.get('state')}"]
     if breaker.get("half_open_at"):
-        parts[-1] += f" until {breaker['half_open_at']}"
+        parts[-1] += f" until {_at(breaker['half_open_at'], now)}"
     if breaker.get("rate_limited"):
         parts[-1] += f", {breaker['rate_limited']} rate-limit answers since the last success"
     for lane in s["rate_limits"]:
         text = f"{lane['lane']} {lane['remaining']} left"
         if lane.get("limited_until"):
-            text += f", limited until {lane['limited_until']}"
+            text += f", limited until {_at(lane['limited_until'], now)}"
         parts.append(text)
     invalid = s["invalid_requests"]
     if invalid.get("used") is not None:
@@ -115,36 +120,52 @@ def _service_line(s: dict[str, Any]) -> str:
 
 # ---- verbs -------------------------------------------------------------------------------------
 async def status(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    from core.admin.keys import KeyFilter
+
     view = await admin.overview()
     failing = await admin.list_keys(KeyFilter(status="failing"), limit=100)
+    pending = await admin.list_keys(KeyFilter(status="pending"), limit=20)
     jobs = await admin.bulk_jobs()
     if args.json:
-        _print_json({**view, "failing": failing, "bulk_jobs": jobs}, out)
+        _print_json({**view, "failing": failing, "pending": pending, "bulk_jobs": jobs}, out)
         return 0
-    print(render_status(view, failing, jobs), file=out)
+    print(render_status(view, failing, jobs, pending), file=out)
     return 0
 
 
+def _at(value: str | None, now: datetime, *, past: bool = False) -> str:
+    """An absolute time to the second with the relative one beside it."""
+    if not value:
+        return "-"
+    at = parse_time(value)
+    assert at is not None
+    relative = relative_since(at, now) if past else relative_until(at, now)
+    return f"{stamp(at)} ({relative})"
+
+
 def render_status(view: dict[str, Any], failing: dict[str, Any],
-                  jobs: list[dict[str, Any]]) -> str:
+                  jobs: list[dict[str, Any]], pending: dict[str, Any] | None = None) -> str:
+    now = parse_time(view.get("now")) or datetime.now(UTC)
     lines = []
     alive = [d for d in view["daemons"] if d.get("alive", True)]
     if not alive:
         lines.append("daemons: none alive")
     for d in alive:
-        lines.append(f"daemon {d['role']:8} {d['host']} pid {d['pid']} since {d['since']} "
-                     f"(last heartbeat {d['last_heartbeat']})")
-    lines.extend(_service_line(s) for s in view["services"])
+        lines.append(f"daemon {d['role']:8} {d['host']} pid {d['pid']} since "
+                     f"{_at(d['since'], now, past=True)} (last heartbeat "
+                     f"{_at(d['last_heartbeat'], now, past=True)})")
+    lines.extend(_service_line(s, now) for s in view["services"])
     for k in failing["items"]:
-        since = f" failing since {k['failing_since']}" if k["failing_since"] else ""
-        due = f", next attempt {k['next_attempt_at']}" if k["next_attempt_at"] else ""
-        lines.append(f"{k['status']:15} {k['sync_type']}:{k['group_id']} attempt "
-                     f"{k['attempt']}{since}{due}")
-        if k["last_error"]:
-            lines.append(f"{'':15} {k['last_error']}")
+        lines.extend(_key_lines(k, now))
     if failing["total"] > len(failing["items"]):
         lines.append(f"... and {failing['total'] - len(failing['items'])} more failing keys")
+    for k in (pending or {}).get("items", []):
+        lines.extend(_key_lines(k, now))
+    if pending and pending["total"] > len(pending["items"]):
+        lines.append(f"... and {pending['total'] - len(pending['items'])} more pending keys")
     if view.get("reminders"):
+        from core.reminders.status import render_reminders
+
         lines.append(render_reminders(view["reminders"]))
     for job in jobs[:5]:
         lines.append(f"bulk job {job['id']}: {job['state']}, {job['done']}/{job['total']} done, "
@@ -153,8 +174,53 @@ def render_status(view: dict[str, Any], failing: dict[str, Any],
     return "\n".join(lines)
 
 
+def _key_lines(k: dict[str, Any], now: datetime) -> list[str]:
+    since = ""
+    if k["failing_since"]:
+        failing_since = parse_time(k["failing_since"])
+        assert failing_since is not None
+        since = (f" failing for {span((now - failing_since).total_seconds())} (since "
+                 f"{stamp(failing_since)})")
+    waiting = k.get("waiting")
+    if waiting:
+        due = f", next run {_at(waiting['until'], now)}" if waiting.get("until") else ""
+    else:
+        due = f", next attempt {_at(k['next_attempt_at'], now)}" if k["next_attempt_at"] else ""
+    lines = [f"{k['status']:15} {k['sync_type']}:{k['group_id']} attempt {k['attempt']}"
+             f"{since}{due}"]
+    if waiting:
+        lines.append(f"{'':15} waiting: {waiting['code']}: {waiting['detail']}")
+    if k["last_error"]:
+        lines.append(f"{'':15} {k['last_error']}")
+    return lines
+
+
+async def refuse_here(admin: Admin, sync_type: str) -> None:
+    """``retry --here`` calls the service from this process, around the daemon's breaker
+    and limits: refused (one line) while that service is paused or its circuit is open."""
+    from core.admin.errors import Conflict
+    from core.admin.keys import parse_sync_type
+    from core.admin.waiting import BLOCKING, KeyFacts, ServiceFacts, waiting_reason
+    from core.engine.running.pauses import service_of
+
+    service = service_of(parse_sync_type(sync_type))
+    if service is None:
+        return
+    view = await admin.overview()
+    entry = next((s for s in view["services"] if s["name"] == service), None)
+    if entry is None:
+        return
+    now = parse_time(view.get("now")) or datetime.now(UTC)
+    found = waiting_reason(KeyFacts(sync_type, owed=True), ServiceFacts.from_overview(entry), now)
+    if found is not None and found.code in BLOCKING:
+        raise Conflict(f"not run here: {found.detail}; add --force to call {service} from this "
+                       "process anyway")
+
+
 async def retry(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
     if args.here:
+        if not args.force:
+            await refuse_here(admin, args.sync_type)
         from core.config import load_settings
         from core.embed import run_once
 
@@ -166,6 +232,8 @@ async def retry(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _scope(args: argparse.Namespace) -> BulkScope:
+    from core.admin.bulk import BulkScope
+
     return BulkScope(service=args.service, status=args.status)
 
 
@@ -274,8 +342,12 @@ def add_verbs(verbs: Any) -> None:
              "Refused while it runs or when it is already due.")
     p.add_argument("sync_type", help="discord, calendar, reminders or rsvps")
     p.add_argument("group_id", type=int)
-    p.add_argument("--here", action="store_true", help="run it in this process now, under "
-                   "the same lease as the daemon, and print its result")
+    p.add_argument("--here", action="store_true", help="run it in THIS process now (its own "
+                   "clients, rate limits and breaker, not the daemon's; the same lease keeps "
+                   "one run per key) and print its result; refused while the service is "
+                   "paused or the daemon's circuit for it is open")
+    p.add_argument("--force", action="store_true",
+                   help="with --here: run even while paused or the circuit is open")
 
     for name, fn, help_ in (("bulk-retry", bulk_retry, "retry every failing key in a scope"),):
         p = verb(name, fn, help_,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.admin.errors import Invalid, NotFound
+from core.admin.waiting import KeyFacts, ServiceFacts, waiting_reason
 from core.db.models import SyncAttempt, SyncState, SyncStatus, SyncType
 from core.db.session import SessionFactory
 from core.engine.running.pauses import SERVICE_OF
@@ -74,7 +75,27 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def key_item(row: SyncState) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WaitContext:
+    """What a key's waiting reason depends on beyond its row (``core.admin.waiting``)."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    services: dict[str, ServiceFacts] = field(default_factory=dict)
+    daemon_active: bool = True
+
+    def waiting(self, row: SyncState) -> dict[str, Any] | None:
+        service = SERVICE_OF.get(SyncType(row.sync_type)) if row.sync_type in _TYPES else None
+        facts = self.services.get(service) if service else None
+        found = waiting_reason(KeyFacts.of(row, self.now), facts, self.now,
+                               daemon_active=self.daemon_active)
+        return found.to_json() if found is not None else None
+
+
+_TYPES = frozenset(t.value for t in SyncType)
+
+
+def key_item(row: SyncState, context: WaitContext | None = None) -> dict[str, Any]:
+    waiting = (context or WaitContext()).waiting(row)
     return {
         "sync_type": row.sync_type,
         "group_id": row.group_id,
@@ -86,11 +107,15 @@ def key_item(row: SyncState) -> dict[str, Any]:
         "error_kind": row.error_kind,
         "failing_since": _iso(row.failing_since),
         "last_success_at": _iso(row.last_success_at),
+        # Why it is not running now and when it may (None: settled or running).
+        "waiting": waiting,
+        "next_run_at": waiting["until"] if waiting else None,
     }
 
 
 async def list_keys(
-    session_factory: SessionFactory, where: KeyFilter, limit: int = 50, offset: int = 0
+    session_factory: SessionFactory, where: KeyFilter, limit: int = 50, offset: int = 0,
+    context: WaitContext | None = None,
 ) -> dict[str, Any]:
     if not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
@@ -105,7 +130,7 @@ async def list_keys(
                       SyncState.sync_type, SyncState.group_id)
             .limit(limit).offset(offset)
         )).all()
-    return {"items": [key_item(r) for r in rows], "total": int(total or 0),
+    return {"items": [key_item(r, context) for r in rows], "total": int(total or 0),
             "limit": limit, "offset": offset}
 
 
@@ -122,8 +147,14 @@ async def counts_by_type(session_factory: SessionFactory) -> dict[str, dict[str,
     return counts
 
 
-async def key_detail(session_factory: SessionFactory, sync_type: str, group_id: int
-                     ) -> dict[str, Any]:
+async def state_row(session_factory: SessionFactory, sync_type: str, group_id: int
+                    ) -> SyncState | None:
+    async with session_factory() as session:
+        return await session.get(SyncState, (sync_type, group_id))
+
+
+async def key_detail(session_factory: SessionFactory, sync_type: str, group_id: int,
+                     context: WaitContext | None = None) -> dict[str, Any]:
     kind = parse_sync_type(sync_type)
     async with session_factory() as session:
         row = await session.get(SyncState, (kind.value, group_id))
@@ -135,7 +166,7 @@ async def key_detail(session_factory: SessionFactory, sync_type: str, group_id: 
             .order_by(SyncAttempt.id.desc()).limit(HISTORY_SHOWN)
         )).all()
     return {
-        **key_item(row),
+        **key_item(row, context),
         "history": [
             {"at": a.at.isoformat(), "outcome": a.outcome, "error": a.error,
              "duration_ms": a.duration_ms, "attempt": a.attempt}

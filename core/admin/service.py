@@ -13,14 +13,33 @@ from typing import Any
 
 from core.admin import bulk, control, keys, presence, resync
 from core.admin.audit import audit
-from core.admin.errors import AdminError
-from core.admin.keys import KeyFilter
+from core.admin.errors import AdminError, Conflict
+from core.admin.keys import KeyFilter, WaitContext
+from core.admin.waiting import BLOCKING, KeyFacts, ServiceFacts, WaitCode, Waiting, waiting_reason
 from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock
 from core.config import Service, Settings
+from core.db.models import SyncType
 from core.db.session import SessionFactory
 from core.engine.running.pauses import SERVICE_OF, PauseFlags
 from core.reminders.status import reminder_overview
+
+RETRY_HINTS = {
+    WaitCode.CIRCUIT_OPEN: " (`breaker-reset SERVICE` closes the circuit, and the key runs)",
+    WaitCode.HELD: " (approve or reject the held plan first)",
+    WaitCode.CREDENTIALS_REJECTED: " (fix the credentials; the next probe finds out)",
+}
+
+
+def blocked_by(row: Any, context: WaitContext) -> Waiting | None:
+    """The waiting reason of a key that a retry now could not change."""
+    service = SERVICE_OF.get(SyncType(row.sync_type))
+    facts = context.services.get(service) if service else None
+    # An owed, running or settled key: what would hold it once it is made due now.
+    probe = KeyFacts.of(row, context.now)
+    found = waiting_reason(KeyFacts(probe.sync_type, owed=True, attempt=probe.attempt,
+                                    held=probe.held), facts, context.now)
+    return found if found is not None and found.code in BLOCKING else None
 
 
 @dataclass
@@ -44,9 +63,28 @@ class AdminService:
     async def overview(self) -> dict[str, Any]:
         now = self.clock.now()
         counts = await keys.counts_by_type(self.session_factory)
-        switches = await control.service_rows(self.session_factory)
         rows = await presence.daemons(self.session_factory)
         active = presence.active_of(rows, now)
+        return {
+            "now": now.isoformat(),
+            "services": await self._services(now, active, counts),
+            "sync_types": counts,
+            "daemons": [presence.daemon_json(r, now) for r in rows],
+            "active_daemon": active.id if active else None,
+            "reminders": (await reminder_overview(self.session_factory)).to_json(),
+        }
+
+    async def wait_context(self) -> WaitContext:
+        """The service states a key's waiting reason reads (``core.admin.waiting``)."""
+        now = self.clock.now()
+        active = presence.active_of(await presence.daemons(self.session_factory), now)
+        services = await self._services(now, active, {})
+        return WaitContext(now, {s["name"]: ServiceFacts.from_overview(s) for s in services},
+                           daemon_active=active is not None)
+
+    async def _services(self, now: Any, active: Any, counts: dict[str, dict[str, int]]
+                        ) -> list[dict[str, Any]]:
+        switches = await control.service_rows(self.session_factory)
         clients = self._live_clients(now) or (active.clients if active else [])
         by_service = {c["service"]: c for c in clients}
         services = []
@@ -69,14 +107,7 @@ class AdminService:
                 "invalid_requests": client.get(
                     "invalid_requests", {"used": None, "budget": None}),
             })
-        return {
-            "now": now.isoformat(),
-            "services": services,
-            "sync_types": counts,
-            "daemons": [presence.daemon_json(r, now) for r in rows],
-            "active_daemon": active.id if active else None,
-            "reminders": (await reminder_overview(self.session_factory)).to_json(),
-        }
+        return services
 
     def _live_clients(self, now: Any) -> list[dict[str, Any]]:
         board = self.live.board()
@@ -86,10 +117,12 @@ class AdminService:
 
     async def list_keys(self, where: KeyFilter, limit: int = 50, offset: int = 0
                         ) -> dict[str, Any]:
-        return await keys.list_keys(self.session_factory, where, limit, offset)
+        return await keys.list_keys(self.session_factory, where, limit, offset,
+                                    await self.wait_context())
 
     async def key(self, sync_type: str, group_id: int) -> dict[str, Any]:
-        return await keys.key_detail(self.session_factory, sync_type, group_id)
+        return await keys.key_detail(self.session_factory, sync_type, group_id,
+                                     await self.wait_context())
 
     def role(self) -> str:
         return self.live.presence.role if self.live.presence else "none"
@@ -98,6 +131,7 @@ class AdminService:
     async def retry(self, sync_type: str, group_id: int, *, via: str) -> dict[str, Any]:
         scope = {"sync_type": sync_type, "group_id": group_id}
         try:
+            await self._refuse_blocked(sync_type, group_id)
             key = await control.retry_one(self.session_factory, sync_type, group_id,
                                           self.clock.now())
         except AdminError as exc:
@@ -106,6 +140,19 @@ class AdminService:
         self.live.wake()
         audit("retry", scope, via, outcome="accepted")
         return {"sync_type": key.sync_type.value, "group_id": key.group_id, "queued": True}
+
+    async def _refuse_blocked(self, sync_type: str, group_id: int) -> None:
+        """A retry that nothing would run (paused, circuit open, held, credentials
+        rejected) is refused with the reason, instead of "queued" while the key waits."""
+        kind = keys.parse_sync_type(sync_type)
+        row = await keys.state_row(self.session_factory, kind.value, group_id)
+        if row is None:
+            return
+        context = await self.wait_context()
+        found = blocked_by(row, context)
+        if found is not None:
+            raise Conflict(f"{kind.value}:{group_id} cannot run now: {found.detail}"
+                           f"{RETRY_HINTS.get(found.code, '')}")
 
     async def pause(self, service: str, *, via: str, reason: str | None = None
                     ) -> dict[str, Any]:

@@ -92,7 +92,7 @@ class SchemaStatus:
         found = "an empty database" if self.current is None else f"revision {self.current}"
         return (
             f"database schema is not at head (found {found}, need {self.head}); "
-            f"run `{MIGRATE_COMMAND}` first"
+            f"run {MIGRATE_COMMAND} first"
         )
 
 

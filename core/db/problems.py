@@ -74,7 +74,7 @@ def _schema_problem(error: BaseException) -> str | None:
     if name == "UndefinedTableError" or (
         isinstance(error, sqlite3.OperationalError) and text.startswith("no such table")
     ):
-        return f"the database has no groupsync schema ({text}); run `{MIGRATE_COMMAND}`"
+        return f"the database has no groupsync schema ({text}); run {MIGRATE_COMMAND}"
     return None
 
 
@@ -115,7 +115,7 @@ def _text(error: BaseException) -> str:
 def _unknown_revision_fix() -> str:
     return (
         "the database was migrated by another groupsync version: install the version that "
-        f"created it, or run `{MIGRATE_COMMAND}` with a revision this version knows"
+        f"created it, or run {MIGRATE_COMMAND} with a revision this version knows"
     )
 
 

@@ -19,7 +19,7 @@ from core.errors import GroupsyncError
 
 SessionFactory = async_sessionmaker[AsyncSession]
 # The command that creates and upgrades the schema: the wheel's script, or the checkout's.
-MIGRATE_COMMAND = "groupsync migrate` (in a checkout: `python main.py migrate"
+MIGRATE_COMMAND = "`groupsync migrate` (in a checkout: `python main.py migrate`)"
 
 
 class DatabaseFileMissing(GroupsyncError):
@@ -27,7 +27,7 @@ class DatabaseFileMissing(GroupsyncError):
 
     def __init__(self, path: Path) -> None:
         super().__init__(
-            f"database file {path} does not exist; run `{MIGRATE_COMMAND}` to create it "
+            f"database file {path} does not exist; run {MIGRATE_COMMAND} to create it "
             "(or set DATABASE_URL to the right file)"
         )
         self.path = path

@@ -1,6 +1,6 @@
 """The admin API limits its own clients: reads and actions in separate buckets, 429 with
-Retry-After when one is empty, 503 while starting, on a standby (actions) or with the
-database away."""
+Retry-After when one is empty, 503 for actions while starting or on a standby, and for
+everything with the database away; sign-in works everywhere."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from core.admin.api.faults import AdminFaults, InjectedFault
 from core.admin.api.ratelimit import (
+    STREAK_QUIET_SECONDS,
     AdminRateLimit,
     Availability,
     BucketLimits,
     Buckets,
+    FailureStreaks,
     Lane,
     RateLimitOptions,
 )
@@ -36,7 +37,6 @@ class Clock:
 def app_with_limits(
     availability: Callable[[], Availability] = lambda: Availability.READY,
     clock: Clock | None = None,
-    faults: AdminFaults | None = None,
 ) -> tuple[FastAPI, list[str]]:
     performed: list[str] = []
     app = FastAPI()
@@ -56,7 +56,7 @@ def app_with_limits(
 
     app.add_middleware(
         AdminRateLimit, options=SMALL, availability=availability,
-        monotonic=clock or Clock(), faults=faults,
+        monotonic=clock or Clock(), admin_token="right-token",
     )
     return app, performed
 
@@ -116,7 +116,7 @@ async def test_polling_too_fast_gets_429_with_retry_after_and_never_blocks_an_ac
 @pytest.mark.parametrize(
     ("availability", "read_status", "action_status"),
     [
-        (Availability.STARTING, 503, 503),
+        (Availability.STARTING, 200, 503),
         (Availability.STANDBY, 200, 503),
         (Availability.DATABASE_AWAY, 503, 503),
         (Availability.READY, 200, 202),
@@ -135,15 +135,23 @@ async def test_503_while_starting_on_a_standby_or_with_the_database_away(
         assert performed == []
 
 
-async def test_an_injected_fault_after_the_action_performs_it_and_loses_the_answer() -> None:
-    faults = AdminFaults()
-    faults.add(InjectedFault(lane=Lane.ACTIONS, status=503, count=1, after=True))
-    app, performed = app_with_limits(faults=faults)
+@pytest.mark.parametrize("availability", list(Availability))
+async def test_signing_in_is_never_refused_for_the_daemon_s_state(
+    availability: Availability
+) -> None:
+    app, _ = app_with_limits(availability=lambda: availability)
+
+    @app.post("/login")
+    async def login() -> dict[str, bool]:
+        return {"ok": True}
+
     async with client(app) as http:
-        lost = await http.post("/api/keys/x/1/retry")
-        second = await http.post("/api/keys/x/1/retry")
-    assert lost.status_code == 503
-    assert lost.headers["Retry-After"] == "1"
-    assert second.status_code == 202
-    assert performed == ["retry", "retry"]  # the API below decides, by Idempotency-Key
-    assert faults.active() == []
+        assert (await http.post("/login")).status_code == 200
+
+
+def test_a_failure_streak_is_reported_once_until_it_goes_quiet() -> None:
+    streaks = FailureStreaks()
+    assert [streaks.failed("a", t) for t in (0.0, 1.0, 2.0)] == [True, False, False]
+    assert streaks.failed("b", 2.0) is True
+    assert streaks.count("a") == 3
+    assert streaks.failed("a", 2.0 + STREAK_QUIET_SECONDS + 1) is True

@@ -108,14 +108,20 @@ async def test_a_cancelled_bulk_leaves_the_unstarted_keys_untouched(
         await wait_for(lambda: len(fakes.runs("discord")) >= 4, timeout=30,
                        message="the bulk under way")
         cancelled = (await api.post(f"/api/bulk-jobs/{job_id}/cancel")).json()
+        seen = []
 
         async def settled() -> bool:
             job = (await api.get(f"/api/bulk-jobs/{job_id}")).json()
+            seen.append(job)
             return bool(job["remaining"] == 0 and job["finished_at"] is not None)
 
         await wait_for(settled, timeout=30, message="the cancelled job finished")
         job = (await api.get(f"/api/bulk-jobs/{job_id}")).json()
-    assert cancelled["state"] == "cancelled"
+    # Items were running at the cancel: "cancelling" until they end, then "cancelled".
+    assert (cancelled.get("state"), cancelled.get("finished_at")) == ("cancelling", None), cancelled
+    assert all(s["state"] == "cancelling" for s in seen if s["finished_at"] is None)
+    assert (job["state"], job["remaining"]) == ("cancelled", 0)
+    assert job["finished_at"] is not None
     assert job["cancelled"] > 0
     assert job["done"] + job["cancelled"] == 40
     async with admin_sessions() as session:

@@ -47,7 +47,8 @@ def _fuzz_one(url: str, operation: Any, problems: list[str]) -> None:
 async def test_schemathesis_finds_no_500_and_no_open_route(start_daemon: DaemonMaker) -> None:
     # Buckets big enough for a fuzzer: its requests are answered by the routes, not 429.
     daemon = await active(await start_daemon(admin_read_burst=100_000,
-                                             admin_action_burst=100_000))
+                                             admin_action_burst=100_000,
+                                             admin_failed_auth_burst=100_000))
     async with daemon.client() as api:
         document = (await api.get("/openapi.json")).json()
     problems = await asyncio.to_thread(fuzz, daemon.url, document)

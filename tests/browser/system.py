@@ -179,7 +179,7 @@ def running_system(services: Services, tmp_path: Path, **env: str) -> Iterator[S
             "TIME_SCALE": str(SCALE),
             "ADMIN_PORT": "0",
             "ADMIN_TOKEN": ADMIN_TOKEN,
-            "ADMIN_FAULT_INJECTION": "true",
+            "ADMIN_MIDDLEWARE": "core.sandbox.admin_faults:AdminFaultInjection",
             "RSVP_REFRESH_SECONDS": "100000",
             **env,
         }

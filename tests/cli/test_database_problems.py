@@ -181,3 +181,27 @@ async def _accepts(url: str) -> bool:
         return False
     await connection.close()
     return True
+
+
+def balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0 and text.count("`") % 2 == 0
+
+
+def test_the_database_messages_are_proof_read(tmp_path: Path) -> None:
+    from core.db.problems import unknown_revision
+    from core.db.session import DatabaseFileMissing
+
+    missing_table = sqlite3.OperationalError("no such table: sync_state")
+    messages = [
+        database_problem(missing_table) or "",
+        unknown_revision("00ff_future", "0042_head"),
+        str(DatabaseFileMissing(tmp_path / "groupsync.db")),
+    ]
+    for message in messages:
+        assert balanced(message), message
+        assert "migrate" in message

@@ -43,7 +43,7 @@ def create_app(
     problems.install(app)
     app.include_router(routes.router)
     install_dashboard(app, settings.admin_token)
-    install_guard(app, settings, lambda: availability_for(service), require_operator)
+    install_guard(app, settings, lambda: availability_for(service))
 
     @app.middleware("http")
     async def _role_header(request: Request, call_next: Any) -> Response:

@@ -1,15 +1,16 @@
-"""One call that puts the admin API's self-protection in front of it: the rate-limit
-and availability middleware, and (only when ``ADMIN_FAULT_INJECTION`` is set, for tests)
-the fault-injection routes."""
+"""One call that puts the admin API's self-protection in front of it: the body cap, the
+rate-limit and availability middleware, and (tests only, ``ADMIN_MIDDLEWARE``) a
+middleware loaded by name, such as the sandbox's fault injection."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
-from core.admin.api.faults import AdminFaults, fault_router
+from core.admin.api.bodycap import BodyCap
 from core.admin.api.ratelimit import (
     AdminRateLimit,
     Availability,
@@ -18,6 +19,7 @@ from core.admin.api.ratelimit import (
 )
 from core.admin.service import AdminService
 from core.config import Settings
+from core.errors import ConfigError
 
 
 def options_from(settings: Settings) -> RateLimitOptions:
@@ -27,6 +29,8 @@ def options_from(settings: Settings) -> RateLimitOptions:
             refill_to=max(1.0, settings.admin_read_burst / 2),
         ),
         actions=BucketLimits(settings.admin_action_rate_per_second, settings.admin_action_burst),
+        failed_auth=BucketLimits(settings.admin_failed_auth_rate_per_second,
+                                 settings.admin_failed_auth_burst),
     )
 
 
@@ -49,11 +53,24 @@ def install_guard(
     app: FastAPI,
     settings: Settings,
     availability: Callable[[], Availability],
-    operator: Callable[..., Any],
 ) -> None:
-    faults = AdminFaults() if settings.admin_fault_injection else None
-    if faults is not None:
-        app.include_router(fault_router(faults, operator))
+    """Middlewares run outermost last added: [named middleware →] body cap → limits."""
+    sessions = app.state.sessions
     app.add_middleware(
-        AdminRateLimit, options=options_from(settings), availability=availability, faults=faults
+        AdminRateLimit, options=options_from(settings), availability=availability,
+        session_held=lambda session_id: sessions.get(session_id) is not None,
+        admin_token=app.state.admin_token,
     )
+    app.add_middleware(BodyCap, max_bytes=settings.admin_max_body_bytes)
+    if settings.admin_middleware:
+        app.add_middleware(load_middleware(settings.admin_middleware))
+
+
+def load_middleware(reference: str) -> Any:
+    module_name, sep, attribute = reference.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError("ADMIN_MIDDLEWARE", f"must be 'module:Class', got {reference!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError("ADMIN_MIDDLEWARE", f"cannot load {reference!r}: {exc}") from None

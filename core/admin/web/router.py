@@ -73,7 +73,7 @@ def dashboard_router(admin_token: SecretStr | None, store: SessionStore) -> APIR
                          status_code=403)
         form = await _form(request)
         if form is None or not token_matches(admin_token, form.get("token")):
-            log.warning("dashboard_login_refused", client=_client(request))
+            # Logged once per streak of failures by the rate limiter (with the address).
             message = (
                 "No ADMIN_TOKEN is configured, so the dashboard cannot be used."
                 if admin_token is None else "That token is not the admin token."

@@ -36,6 +36,7 @@
     requested: new Map(),    // "type:group" → what the operator asked for, until the next poll
     job: null,
     pollTimer: null,
+    role: null,              // this daemon's role (X-Groupsync-Role): active, standby, …
   };
 
   // ---- small helpers -------------------------------------------------------------------
@@ -76,6 +77,16 @@
     const date = new Date(iso);
     return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
   }
+
+  // "12:03:04 (12 min ago)": the absolute time with the relative one beside it.
+  function sinceText(iso) {
+    if (!iso) return '—';
+    const seconds = Math.max(0, Math.floor((serverNow() - Date.parse(iso)) / 1000));
+    return `${clockTime(iso)} (${duration(seconds)} ago)`;
+  }
+
+  // This daemon only reads: actions run on the active one.
+  const readOnly = () => state.role !== null && state.role !== 'active';
 
   const serviceName = (name) => ({ discord: 'Discord', calendar: 'Google Calendar' }[name] || name);
   const statusWords = (status) => (status || '').replace(/_/g, ' ');
@@ -121,6 +132,8 @@
       const seconds = Number(header);
       retryAfter = Number.isFinite(seconds) ? seconds : Math.max(0, (Date.parse(header) - Date.now()) / 1000);
     }
+    const role = response.headers.get('X-Groupsync-Role');
+    if (role) state.role = role;
     if (response.status === 401) {
       window.location.assign('/login');
     }
@@ -239,6 +252,16 @@
       banners.push({
         id: 'banner-reads-paused', kind: 'info', title: 'Updates paused',
         text: `— the admin API asked this page to slow down; resuming in ${duration(seconds)}. Actions still work.`,
+      });
+    }
+    if (readOnly()) {
+      const daemons = (state.overview && state.overview.daemons) || [];
+      const active = daemons.find((d) => d.role === 'active' && d.alive !== false);
+      banners.push({
+        id: 'banner-standby', kind: 'info', title: 'Read-only view',
+        text: state.role === 'standby'
+          ? `— this daemon stands by; actions run on the active daemon${active ? ` (${active.host} pid ${active.pid})` : ', and none is active now'}.`
+          : '— this daemon is still starting; actions run once it leads.',
       });
     }
     if (state.connectionIssue) {
@@ -386,8 +409,23 @@
     return items.sort((a, b) => since(a) - since(b));
   }
 
+  const WAITING_WORDS = {
+    backoff: 'backing off', retry_after: 'rate limited', circuit_open: 'circuit open',
+    paused: 'service paused', held: 'held for an operator',
+    credentials_rejected: 'credentials rejected', no_daemon: 'no active daemon',
+    queued: 'queued',
+  };
+
   function nextAttemptText(item) {
     if (item.status === 'running') return 'running now';
+    const waiting = item.waiting;
+    if (waiting) {
+      const words = WAITING_WORDS[waiting.code] || statusWords(waiting.code);
+      if (!waiting.until) return `${words} — ${waiting.detail}`;
+      const left = secondsUntil(waiting.until);
+      return left > 0 ? `${words} — next run in ${duration(left)} (${clockTime(waiting.until)})`
+        : `${words} — due now`;
+    }
     if (!item.next_attempt_at) return item.status === 'needs_attention' ? 'waits for an operator' : '—';
     const left = secondsUntil(item.next_attempt_at);
     return left > 0 ? `in ${duration(left)}` : 'due now';
@@ -397,6 +435,7 @@
     const asked = state.requested.get(`${item.sync_type}:${item.group_id}`);
     if (asked) return asked;
     if (item.status === 'running') return 'running now';
+    if (readOnly()) return 'read-only: actions run on the active daemon';
     return null;
   }
 
@@ -429,7 +468,7 @@
       el('td', { class: 'status', text: statusWords(item.status) }),
       el('td', { text: item.attempt }),
       el('td', { class: 'next-attempt', 'data-key': key, text: nextAttemptText(item) }),
-      el('td', { text: clockTime(item.failing_since) }),
+      el('td', { class: 'failing-since', text: sinceText(item.failing_since) }),
       el('td', { class: 'error-text', text: item.last_error || '—' }),
       el('td', {}, retry, blocker ? el('span', { class: 'reason', id: `${rowId}-reason`, text: blocker }) : null));
       body.append(row);
@@ -514,6 +553,10 @@
       for (;;) {
         const result = await request(method, path, body, headers);
         tries += 1;
+        // A standby or starting daemon says so: retrying here would never help.
+        const elsewhere = result.status === 503 && result.body
+          && (result.body.availability === 'standby' || result.body.availability === 'starting');
+        if (elsewhere) return result;
         const unavailable = result.status === 0 || result.status === 502 || result.status === 503 || result.status === 504;
         // A re-send meeting our own earlier send still at work (same Idempotency-Key).
         const ownTwin = result.status === 409 && tries > 1 && /in progress|being used/.test(problemText(result));
@@ -609,12 +652,14 @@
     const finished = job.done + job.failed;
     $('bulk-bar').max = Math.max(1, job.total);
     $('bulk-bar').value = finished;
-    const words = job.cancelled
+    const words = job.state === 'cancelling'
+      ? `Cancelling: ${job.remaining} still running finish first; ${job.cancelled} will not start.`
+      : job.cancelled
       ? `Cancelled: ${job.done} done, ${job.failed} failed, ${job.cancelled} not started.`
       : `${finished} of ${job.total} finished (${job.done} done, ${job.failed} failed), ${job.remaining} to go.`;
     $('bulk-text').textContent = words;
     $('bulk-label').textContent = `Bulk retry ${job.id}: ${job.state}`;
-    $('bulk-cancel-button').disabled = FINISHED_JOB_STATES.has(job.state) || job.remaining === 0;
+    $('bulk-cancel-button').disabled = FINISHED_JOB_STATES.has(job.state) || job.state === 'cancelling' || job.remaining === 0;
   }
 
   async function followJob(job) {
