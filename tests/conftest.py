@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,13 +28,15 @@ def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> SqliteDatabase
 
 
 @pytest.fixture(scope="session")
-def postgres_databases() -> PostgresDatabases | None:
+def postgres_databases() -> Iterator[PostgresDatabases | None]:
     admin_url = postgres_admin_url()
     if admin_url is None:
-        return None
+        yield None
+        return
     databases = PostgresDatabases(admin_url)
     databases.prepare_template()
-    return databases
+    yield databases
+    databases.drop_template()
 
 
 def _database(request: pytest.FixtureRequest, tmp_path: Path, migrated: bool) -> Iterator[str]:
@@ -87,3 +90,12 @@ def _discord_route_base_restored() -> Iterator[None]:
     before = Route.BASE
     yield
     Route.BASE = before
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, the controller empties artifacts/browser/ once, before its
+    workers start: each worker's session fixture only adds to it."""
+    parallel = getattr(config.option, "numprocesses", None)
+    if parallel and not hasattr(config, "workerinput"):
+        artifacts = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+        shutil.rmtree(artifacts, ignore_errors=True)

@@ -20,7 +20,14 @@ from sqlalchemy.engine import make_url
 from core.db.migrate import upgrade
 
 POSTGRES_ENV = "GROUPSYNC_TEST_POSTGRES_URL"
-TEMPLATE_DB = "groupsync_test_template"
+
+
+def _template_name() -> str:
+    """One template per pytest process: parallel workers (pytest-xdist) and parallel runs
+    against one server each build and drop their own, never another's mid-clone. The
+    process id is unique among live processes, so a stale one of a dead run is simply
+    replaced."""
+    return f"groupsync_test_template_{os.getpid()}"
 
 
 def postgres_admin_url() -> str | None:
@@ -57,23 +64,29 @@ async def _admin(url: str, *statements: str) -> None:
 class PostgresDatabases:
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
+        self.template = _template_name()
 
     def prepare_template(self) -> None:
         try:
             asyncio.run(
                 _admin(
                     self.admin_url,
-                    f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)",
-                    f"CREATE DATABASE {TEMPLATE_DB}",
+                    f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)",
+                    f"CREATE DATABASE {self.template}",
                 )
             )
         except (OSError, asyncpg.PostgresError) as exc:
             pytest.fail(f"cannot reach PostgreSQL at {POSTGRES_ENV}: {exc}")
-        upgrade(_with_database(self.admin_url, TEMPLATE_DB))
+        upgrade(_with_database(self.admin_url, self.template))
+
+    def drop_template(self) -> None:
+        asyncio.run(
+            _admin(self.admin_url, f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
+        )
 
     def create(self, migrated: bool = True) -> str:
         name = f"gs_{uuid.uuid4().hex[:12]}"
-        template = f" TEMPLATE {TEMPLATE_DB}" if migrated else ""
+        template = f" TEMPLATE {self.template}" if migrated else ""
         asyncio.run(_admin(self.admin_url, f"CREATE DATABASE {name}{template}"))
         return _with_database(self.admin_url, name)
 

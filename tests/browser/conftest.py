@@ -41,9 +41,13 @@ def start_system(services: Services, tmp_path: Path) -> Iterator[Callable[..., S
 
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
-    """artifacts/browser/, emptied once per run so it holds this run's screenshots only."""
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
+    """artifacts/browser/, emptied once per run so it holds this run's screenshots only.
+
+    Under pytest-xdist the controller empties it before any worker starts
+    (tests/conftest.py), so one worker never deletes another's screenshots."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
 
 
