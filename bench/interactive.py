@@ -20,7 +20,11 @@ which every background slot was taken.
 
 Prints one JSON line. Usage:
     uv run --frozen python -m bench.interactive [--samples 30] [--background-groups 100]
-        [--scale 1.0] [--database sqlite|postgresql]
+        [--scale 1.0] [--database sqlite|postgresql] [--same-keys]
+
+With ``--same-keys`` the measured groups' own RSVP keys are queued in the background lane
+too (behind the other groups' runs), as a periodic refresh of every group leaves them: an
+interactive call for a key queued there must not wait for the background queue.
 """
 
 from __future__ import annotations
@@ -158,9 +162,20 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         for group in background:
             watch.runs.append(rt.coordinator.spawn(
                 runner.run_key(rt, SyncKey(SyncType.DISCORD, group.id), lane=Lane.BACKGROUND)))
+        measured = pairs[args.samples: 2 * args.samples]
+        if args.same_keys:
+            # The measured groups' own RSVP keys queued in the background lane behind the
+            # others, as a periodic refresh of every group leaves them: the interactive
+            # call for those keys must not wait for the background queue to reach them.
+            same = [g.id for pair in measured for g in pair]
+            async with bench.world.sessions() as session, session.begin():
+                await mark_owed(session, same, bench.runtime.clock.now(), [SyncType.RSVPS])
+            for group_id in same:
+                watch.runs.append(rt.coordinator.spawn(runner.run_key(
+                    rt, SyncKey(SyncType.RSVPS, group_id), lane=Lane.BACKGROUND)))
         await asyncio.sleep(1.0 * args.scale)  # let the background lane fill up
         started = time.monotonic()
-        busy = await phase(bench, pairs[args.samples: 2 * args.samples], watch)
+        busy = await phase(bench, measured, watch)
         seconds = time.monotonic() - started
         lane = watch.summary()
         channels = {c for g in background for c in (g.text, g.voice)}
@@ -172,6 +187,7 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         "database": args.database,
         "samples": args.samples,
         "background_groups": args.background_groups,
+        "same_keys": args.same_keys,
         "scale": args.scale,
         "alone": alone,
         "beside_background": busy,
@@ -180,6 +196,10 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         "background_added_returned_p99_ms": round(
             busy["returned_p99_ms"] - alone["returned_p99_ms"], 1),
         "ratio_applied_p99_to_500ms": round(busy["applied_p99_ms"] / 500, 3),
+        # Issue 26: quiet applied p99 < 500 ms, and beside the background lane the call
+        # returns within 1 s of the quiet p99.
+        "met_target": alone["applied_p99_ms"] < 500
+        and busy["returned_p99_ms"] - alone["returned_p99_ms"] < 1000,
         # Saturated during every measured change, not merely busy at some point.
         "background_lane_was_busy": lane["changes_beside_saturated_background"] == args.samples,
         **lane,
@@ -192,6 +212,8 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0], scale=1.0)
     p.add_argument("--samples", type=int, default=30)
     p.add_argument("--background-groups", type=int, default=100)
+    p.add_argument("--same-keys", action="store_true",
+                   help="also queue the measured groups' own RSVP keys in the background lane")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         emit(asyncio.run(run(args, Path(directory))))
