@@ -28,8 +28,8 @@ from bench.daemon_process import running_daemon
 from bench.harness import bench_database, emit, parser
 from core.db.models import SyncState, SyncType
 from core.db.session import create_engine, create_session_factory
-from core.engine.outbox import mark_owed
-from core.engine.state import owed
+from core.engine.running.outbox import mark_owed
+from core.engine.running.state import owed
 
 TARGET_KEYS_PER_SECOND = 500.0
 TARGET_CPU_MS_PER_KEY = 2.0  # SQLite
