@@ -100,6 +100,23 @@ async def test_a_standby_answers_health_and_reads_and_names_the_active_daemon(
             ready = (await anonymous.get("/readyz")).json()
             overview = await api.get("/api/overview")
             keys = await api.get("/api/keys")
+        # An operator signs in to the standby: reads work, an action says where it runs
+        # (a problem body the page shows as a message; the sign-in itself is never one).
+        async with second.client(token=None) as browser:
+            signed_in = await browser.post("/login", data={"token": TOKEN})
+            page = await browser.get("/")
+            csrf = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+            read = await browser.get("/api/keys")
+            action = await browser.post("/api/services/discord/pause",
+                                        headers={"X-CSRF-Token": csrf})
+            signed_out = await browser.post("/logout", data={"csrf_token": csrf})
+        assert signed_in.status_code == 303
+        assert (page.status_code, page.headers["X-Groupsync-Role"]) == (200, "standby")
+        assert read.status_code == 200
+        assert action.status_code == 503
+        assert action.json()["availability"] == "standby"
+        assert "active daemon" in action.json()["detail"]
+        assert signed_out.status_code == 303
         leader = overview.json()["active_daemon"]
         assert [d["pid"] for d in overview.json()["daemons"] if d["id"] == leader] == [
             leader_process.pid]

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core.admin.api import health, problems, routes
 from core.admin.api import metrics as metrics_route
 from core.admin.api.auth import AuthCheck, require_operator
+from core.admin.api.document import truthful
 from core.admin.api.guard import availability_for, install_guard
 from core.admin.service import AdminService
 from core.admin.web.router import install_dashboard
@@ -32,7 +33,8 @@ def create_app(
     engine: AsyncEngine | None = None,
     auth_checks: Sequence[AuthCheck] = (),
 ) -> FastAPI:
-    app = FastAPI(title=TITLE, version="1", openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(title=TITLE, version="1", openapi_url=None, docs_url=None, redoc_url=None,
+                  generate_unique_id_function=lambda route: route.name)
     app.state.service = service
     app.state.settings = settings
     app.state.admin_token = (
@@ -72,6 +74,6 @@ def create_app(
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_operator)])
     async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
+        return JSONResponse(truthful(app.openapi()))
 
     return app

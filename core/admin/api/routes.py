@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -16,12 +16,20 @@ from core.admin.bulk import BulkScope
 from core.admin.errors import Invalid
 from core.admin.keys import KeyFilter
 from core.admin.service import AdminService
+from core.config import Service as ServiceName
+from core.db.models import SyncStatus, SyncType
 
 MAX_ID = 2**31 - 1
 GroupId = Annotated[int, Path(ge=1, le=MAX_ID)]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
-SyncTypeParam = Annotated[str, Path(max_length=32)]
-ServiceParam = Annotated[str, Path(max_length=32)]
+SyncTypeParam = Annotated[SyncType, Path()]
+ServiceParam = Annotated[ServiceName, Path()]
+# Scopes name a service or a sync type; statuses a key's status, or "failing" (both kinds).
+ScopeName = Literal["discord", "calendar", "reminders", "rsvps"]
+KeyStatus = Literal["ok", "pending", "running", "retrying", "needs_attention", "failing"]
+BulkStatus = Literal["failing", "retrying", "needs_attention"]
+assert set(get_args(ScopeName)) == {*(s.value for s in ServiceName), *(t.value for t in SyncType)}
+assert set(get_args(KeyStatus)) == {*(s.value for s in SyncStatus), "failing"}
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_operator)])
 
@@ -39,16 +47,16 @@ class Strict(BaseModel):
 
 
 class ScopeIn(Strict):
-    service: str | None = Field(None, max_length=32, description="discord, calendar or a sync type")
-    status: str | None = Field(None, max_length=32,
-                               description="failing (default), retrying or needs_attention")
+    service: ScopeName | None = Field(None, description="discord, calendar or a sync type")
+    status: BulkStatus | None = Field(None,
+                                      description="failing (default), retrying or needs_attention")
 
     def scope(self) -> BulkScope:
         return BulkScope(service=self.service, status=self.status)
 
 
 class BulkIn(ScopeIn):
-    confirm: bool = Field(description="must be true: the preview was shown and accepted")
+    confirm: Literal[True] = Field(description="must be true: the preview was shown and accepted")
 
 
 class GroupIn(Strict):
@@ -56,11 +64,19 @@ class GroupIn(Strict):
 
 
 class ResyncIn(GroupIn):
-    confirm: bool = Field(description="must be true: the preview was shown and accepted")
+    confirm: Literal[True] = Field(description="must be true: the preview was shown and accepted")
+
+
+# Free text a database can store: no NUL (PostgreSQL refuses it) and no lone surrogates
+# (not encodable as UTF-8), refused as 422 before they reach a statement.
+# Escapes, not the characters: the document itself must stay encodable.
+STORABLE_TEXT = r"^[^\x00\uD800-\uDFFF]*$"
 
 
 class PauseIn(Strict):
-    reason: str | None = Field(None, max_length=500)
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+
+    reason: str | None = Field(None, max_length=500, pattern=STORABLE_TEXT)
 
 
 def service_of(request: Request) -> AdminService:
@@ -91,8 +107,8 @@ async def overview(service: Service) -> dict[str, Any]:
 @router.get("/keys", summary="Sync keys with filters and pagination")
 async def list_keys(
     service: Service,
-    service_name: Annotated[str | None, Query(alias="service", max_length=32)] = None,
-    status: Annotated[str | None, Query(max_length=32)] = None,
+    service_name: Annotated[ScopeName | None, Query(alias="service")] = None,
+    status: Annotated[KeyStatus | None, Query()] = None,
     group_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     failing_since: Annotated[datetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -106,7 +122,7 @@ async def list_keys(
 @router.get("/keys/{sync_type}/{group_id}", summary="One key with its recent attempts")
 async def key_detail(service: Service, sync_type: SyncTypeParam, group_id: GroupId
                      ) -> dict[str, Any]:
-    return await service.key(sync_type, group_id)
+    return await service.key(sync_type.value, group_id)
 
 
 @router.post("/keys/{sync_type}/{group_id}/retry", status_code=202,
@@ -115,7 +131,7 @@ async def key_detail(service: Service, sync_type: SyncTypeParam, group_id: Group
 async def retry(request: Request, service: Service, caller: Caller,
                 sync_type: SyncTypeParam, group_id: GroupId) -> JSONResponse:
     return await _once(request, service, 202,
-                       lambda: service.retry(sync_type, group_id, via=caller.via))
+                       lambda: service.retry(sync_type.value, group_id, via=caller.via))
 
 
 @router.post("/bulk-retry/preview", summary="How many groups, keys and calls a bulk retry means")
@@ -168,18 +184,18 @@ async def pause(request: Request, service: Service, caller: Caller, name: Servic
                 body: PauseIn | None = None) -> JSONResponse:
     reason = body.reason if body else None
     return await _once(request, service, 200,
-                       lambda: service.pause(name, via=caller.via, reason=reason))
+                       lambda: service.pause(name.value, via=caller.via, reason=reason))
 
 
 @router.post("/services/{name}/resume", summary="Resume a paused service")
 async def resume(request: Request, service: Service, caller: Caller, name: ServiceParam
                  ) -> JSONResponse:
     return await _once(request, service, 200,
-                       lambda: service.resume(name, via=caller.via))
+                       lambda: service.resume(name.value, via=caller.via))
 
 
 @router.post("/services/{name}/breaker/reset", summary="Close a service's circuit breaker")
 async def breaker_reset(request: Request, service: Service, caller: Caller, name: ServiceParam
                         ) -> JSONResponse:
     return await _once(request, service, 200,
-                       lambda: service.reset_breaker(name, via=caller.via))
+                       lambda: service.reset_breaker(name.value, via=caller.via))
