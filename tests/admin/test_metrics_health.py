@@ -51,14 +51,30 @@ async def test_metrics_agree_with_the_database(
         # Their retries keep failing fast on the test time scale: pause to hold them still.
         await api.post("/api/services/calendar/pause")
 
-        async def still() -> bool:
+        async def snapshot() -> list[tuple[str, int, str, int]]:
             async with admin_sessions() as session:
-                running = await session.scalar(select(func.count()).select_from(SyncState)
-                                               .where(SyncState.status == "running"))
-            return running == 0
+                rows = await session.execute(
+                    select(SyncState.sync_type, SyncState.group_id, SyncState.status,
+                           SyncState.attempt).order_by(SyncState.sync_type, SyncState.group_id))
+            return [tuple(row) for row in rows]  # type: ignore[misc]
 
-        await wait_for(still, timeout=30)
+        # A retry already past the pause check when the pause landed still finishes and
+        # writes its outcome: "nothing running" at one instant is not "still". Wait until
+        # no row changes across a second (twice the pause cache's lifetime).
+        before: list[tuple[str, int, str, int]] = []
+
+        async def still() -> bool:
+            nonlocal before
+            now_rows = await snapshot()
+            unchanged = now_rows == before and all(row[2] != "running" for row in now_rows)
+            before = now_rows
+            if not unchanged:
+                await asyncio.sleep(1.0)
+            return unchanged
+
+        await wait_for(still, timeout=60)
         response = await api.get("/metrics")
+        assert await snapshot() == before, "the rows moved while /metrics was read"
     assert response.status_code == 200
     found = samples(response.text)
     async with admin_sessions() as session:
