@@ -75,3 +75,13 @@ def test_schema_status_tells_empty_from_head(empty_database_url: str) -> None:
     assert not before.at_head
     assert "python main.py migrate" in before.problem()
     assert after.at_head
+
+
+def test_the_recorded_head_revision_is_alembics_head() -> None:
+    # The CLI's fast schema check compares against HEAD_REVISION without loading alembic.
+    from alembic.script import ScriptDirectory
+
+    from core.db.migrate import HEAD_REVISION, alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert script.get_current_head() == HEAD_REVISION

@@ -9,11 +9,11 @@ Sentry event, not one per key or per poll.
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import time
 from collections.abc import Callable
 
-import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 from core.observability import get_logger
@@ -28,15 +28,26 @@ _NETWORK_ERRNOS = frozenset({
     errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
     errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.EHOSTDOWN,
 })
-_CONNECTIVITY = (
+_CONNECTIVITY: tuple[type[BaseException], ...] = (
     ConnectionError,  # refused, reset, aborted, broken pipe
     TimeoutError,
     socket.gaierror,  # the database host name does not resolve (DNS down)
-    asyncpg.PostgresConnectionError,  # connection does not exist, cannot connect now
-    asyncpg.InterfaceError,  # "connection is closed"
-    asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, server shutdown
-    asyncpg.exceptions.CannotConnectNowError,  # the server is starting up
 )
+
+
+@functools.cache
+def _connectivity_errors() -> tuple[type[BaseException], ...]:
+    # asyncpg's classes are loaded on first use: a SQLite CLI verb never needs them, and
+    # importing asyncpg costs the operator's `status` a noticeable share of its second.
+    import asyncpg
+
+    return (
+        *_CONNECTIVITY,
+        asyncpg.PostgresConnectionError,  # connection does not exist, cannot connect now
+        asyncpg.InterfaceError,  # "connection is closed"
+        asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, server shutdown
+        asyncpg.exceptions.CannotConnectNowError,  # the server is starting up
+    )
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -63,7 +74,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
 
 
 def _is_connectivity(exc: BaseException) -> bool:
-    if isinstance(exc, _CONNECTIVITY):
+    if isinstance(exc, _connectivity_errors()):
         return True
     if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
         return True

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import case, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import SyncState, SyncStatus, SyncType
@@ -43,7 +42,11 @@ async def mark_owed(
     if not rows:
         return
     dialect = dialect_name(session)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # Imported here: the PostgreSQL dialect module is a slice of a SQLite CLI verb's start.
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
     stmt = insert(SyncState).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=[SyncState.sync_type, SyncState.group_id],
