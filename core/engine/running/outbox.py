@@ -44,10 +44,10 @@ async def mark_owed(
     dialect = dialect_name(session)
     # Imported here: the PostgreSQL dialect module is a slice of a SQLite CLI verb's start.
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects import postgresql as chosen
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(SyncState).values(rows)
+        from sqlalchemy.dialects import sqlite as chosen  # type: ignore[no-redef]
+    stmt = chosen.insert(SyncState).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=[SyncState.sync_type, SyncState.group_id],
         set_={
