@@ -36,7 +36,7 @@ async def find_drift(
     clock = SystemClock()
     items: list[DriftItem] = []
     async with AsyncExitStack() as stack:
-        deps = SyncerDeps(settings, sessions, clock, TimeScale(settings.time_scale), None, stack)
+        deps = SyncerDeps(settings, sessions, clock, TimeScale(settings.time_scale), stack)
         syncers = await build_syncers(deps)
         for group_id in group_ids:
             for sync_type in swept_types(settings):

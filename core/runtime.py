@@ -75,7 +75,7 @@ async def open_runtime(
     time_scale = TimeScale(settings.time_scale)
     session_factory = create_session_factory(engine)
     board = ClientBoard()
-    deps = SyncerDeps(settings, session_factory, clock, time_scale, scheduler, stack, board)
+    deps = SyncerDeps(settings, session_factory, clock, time_scale, stack, board)
     syncers = dict(await load_factory(settings.syncer_factory)(deps))
     missing = [t.value for t in SyncType if t not in syncers]
     if missing:

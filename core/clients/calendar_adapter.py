@@ -19,7 +19,6 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import google_auth_httplib2
@@ -29,7 +28,6 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from core import metrics
-from core.clients.google_credentials import load_google_credentials
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.status import ServiceStatus
 from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
@@ -57,12 +55,6 @@ class CalendarOptions:
     http_timeout: float = 10.0  # per HTTP request, in the worker thread
     in_call_retries: int = 2  # for 5xx and dropped connections
     retry_pause: float = 0.5  # first pause; doubled for the next
-
-
-def load_service_account(path: Path, subject: str | None = None) -> Any:
-    """The credentials file (a service account, acting for ``subject`` when given, or an
-    authorized user); an unreadable or malformed file is NeedsAttentionError."""
-    return load_google_credentials(path, subject)
 
 
 def google_error(exc: HttpError) -> dict[str, Any]:

@@ -77,14 +77,3 @@ def sqlite_path(database_url: str) -> Path | None:
         return None
     return Path(url.database)
 
-
-def describe_target(database_url: str) -> str:
-    """Where the URL points, for messages: the file, or user@host:port/db (no password)."""
-    path = sqlite_path(database_url)
-    if path is not None:
-        return f"SQLite file {path}"
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        return "in-memory SQLite"
-    host = f"{url.host or 'localhost'}:{url.port or 5432}"
-    return f"PostgreSQL {url.username or ''}@{host}/{url.database}"

@@ -147,11 +147,6 @@ class ReminderDelivery:
         self._inflight.add(key)
         self._spawn(self._deliver_quietly(key))
 
-    async def deliver_now(self, key: ReminderKey) -> None:
-        """Deliver one row at once (tests, tools): the same path a timer takes."""
-        self._inflight.add(key)
-        await self._deliver_quietly(key)
-
     async def _deliver_quietly(self, key: ReminderKey) -> None:
         try:
             async with self._limit:

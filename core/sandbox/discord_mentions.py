@@ -35,10 +35,6 @@ class Pings:
     users: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
 
-    @property
-    def anyone(self) -> bool:
-        return self.everyone or bool(self.users) or bool(self.roles)
-
 
 def allowed_from(body: dict[str, Any]) -> Allowed:
     raw = body.get("allowed_mentions")

@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from apscheduler.schedulers.base import BaseScheduler
-
 from core.clients.status import ClientBoard
 from core.clock import Clock, TimeScale
 from core.config import Settings
@@ -24,9 +22,6 @@ class SyncerDeps:
     session_factory: SessionFactory
     clock: Clock
     time_scale: TimeScale
-    # The runtime's own scheduler, for timers of rows the syncers write (reminders);
-    # None in a process with no running scheduler.
-    scheduler: BaseScheduler | None
     exit_stack: AsyncExitStack
     client_board: ClientBoard = field(default_factory=ClientBoard)  # for core/admin
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from discord.http import Route
 
-from core.clients.calendar_adapter import CalendarAdapter, load_service_account
+from core.clients.calendar_adapter import CalendarAdapter
 from core.clients.discord_adapter import DiscordAdapter
+from core.clients.google_credentials import load_google_credentials
 from core.clients.limits import ClientLimits
 from core.clock import TimeScale
 from core.sandbox import Sandbox, start_sandbox
@@ -101,7 +102,7 @@ async def make_calendar(sandbox: Sandbox, key_file: Path) -> AsyncIterator[MakeC
 
     async def make(limits: ClientLimits | None = None) -> CalendarAdapter:
         options = (limits or ClientLimits()).calendar(sandbox.calendar_endpoint, SCALE)
-        credentials = load_service_account(key_file, sandbox.impersonate_subject)
+        credentials = load_google_credentials(key_file, sandbox.impersonate_subject)
         adapter = CalendarAdapter(credentials, options, time.monotonic)
         await adapter.start()
         opened.append(adapter)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from core.clients.calendar_adapter import CalendarAdapter, load_service_account
+from core.clients.calendar_adapter import CalendarAdapter
 from core.clients.google_credentials import load_google_credentials
 from core.clients.limits import ClientLimits
 from core.errors import ConfigError, NeedsAttentionError
@@ -44,7 +44,7 @@ async def test_a_service_account_without_a_subject_cannot_invite(
     sandbox: Sandbox, key_file: Path
 ) -> None:
     with pytest.raises(NeedsAttentionError) as caught:
-        await _insert(sandbox, load_service_account(key_file))
+        await _insert(sandbox, load_google_credentials(key_file))
 
     assert (caught.value.status, caught.value.code) == (403, "forbiddenForServiceAccounts")
     assert "Domain-Wide Delegation" in str(caught.value)

@@ -24,6 +24,6 @@ async def world(
     async with start_sandbox(time_scale=SCALE) as sandbox, AsyncExitStack() as stack:
         sandbox.discord.add_guild(GUILD, bot_role_position=50)
         settings = sandbox_settings(sandbox, database_url, tmp_path)
-        deps = SyncerDeps(settings, session_factory, SystemClock(), TimeScale(SCALE), None, stack)
+        deps = SyncerDeps(settings, session_factory, SystemClock(), TimeScale(SCALE), stack)
         syncers = await build_syncers(deps)
         yield World(sandbox, settings, session_factory, syncers)
