@@ -50,8 +50,8 @@ from core.syncers.calendar_plan import (
     plan_calendar,
     with_live_answers,
 )
-from core.syncers.drift import DriftItem, report_repair
-from core.syncers.outcomes import Outcome, tally_batch
+from core.syncers.outcomes import Outcome, Wording
+from core.syncers.planned import PlannedSyncer, Send
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
 
@@ -60,20 +60,14 @@ SEND_UPDATES = "all"
 # Writes per batch: their intents are recorded in one transaction, their outcomes in one.
 BATCH = 25
 RESPONSES = frozenset(r.value for r in RsvpResponse)
-COUNTER = {
-    Step.INSERT: "created",
-    Step.UPDATE: "updated",
-    Step.SETTLE: "unchanged",
-    Step.CANCEL: "cancelled",
-    Step.CLOSE: "cancelled",
-}
-DONE = {
-    Step.INSERT: "re-created",
-    Step.UPDATE: "restored",
-    Step.SETTLE: "record settled",
-    Step.CANCEL: "cancelled",
-    Step.CLOSE: "record closed",
-}
+# Per step: the result counter it adds one to, and what it did, for the drift lines.
+WORDING = Wording(SERVICE, {
+    Step.INSERT: ("created", "re-created"),
+    Step.UPDATE: ("updated", "restored"),
+    Step.SETTLE: ("unchanged", "record settled"),
+    Step.CANCEL: ("cancelled", "cancelled"),
+    Step.CLOSE: ("cancelled", "record closed"),
+})
 
 
 @dataclass(frozen=True)
@@ -83,54 +77,40 @@ class _Reading:
     plan: CalendarPlan
 
 
-class CalendarEventsSyncer:
+class CalendarEventsSyncer(PlannedSyncer[_Reading, CalendarAction]):
     sync_type = SyncType.CALENDAR
 
+    wording = WORDING
+    batch = BATCH
+
     def __init__(self, session_factory: SessionFactory, calendar: CalendarPort) -> None:
-        self._sessions = session_factory
+        super().__init__(session_factory)
         self._calendar = calendar
 
-    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
-        fence = context.fence_or(self._sessions)
-        reading = await self._read(group_id, context, fence)
-        plan = reading.plan
-        result: SyncResult = {
+    def _counts(self, reading: _Reading) -> SyncResult:
+        return {
             "meetings": len(reading.desired),
             "created": 0,
             "updated": 0,
-            "unchanged": plan.unchanged,
+            "unchanged": reading.plan.unchanged,
             "cancelled": 0,
             "failed": 0,
             "repaired": 0,
         }
-        problems: list[NeedsAttentionError] = []
-        # Cancels first: a meeting whose group moved to another calendar has its old event
-        # cancelled before the new one is inserted. A cancel the old calendar refuses
-        # leaves its record owed; the new event is still made. Within each phase the
-        # calls are in flight together, their records written a batch at a time.
-        phases = [
-            (plan.steps(Step.CANCEL, Step.CLOSE), self._cancel_batch),
-            (plan.steps(Step.INSERT, Step.UPDATE, Step.SETTLE), self._write_batch),
+
+    def _phases(
+        self, reading: _Reading, group_id: int, context: SyncContext, fence: Fence
+    ) -> list[tuple[Sequence[CalendarAction], Send[CalendarAction]]]:
+        """Cancels first: a meeting whose group moved to another calendar has its old
+        event cancelled before the new one is inserted. A cancel the old calendar refuses
+        leaves its record owed; the new event is still made."""
+        plan = reading.plan
+        return [
+            (plan.steps(Step.CANCEL, Step.CLOSE),
+             lambda batch: self._cancel_batch(batch, context, fence)),
+            (plan.steps(Step.INSERT, Step.UPDATE, Step.SETTLE),
+             lambda batch: self._write_batch(batch, group_id, context, fence)),
         ]
-
-        def done(action: CalendarAction) -> None:
-            result[COUNTER[action.step]] += 1
-            if action.drift:
-                result["repaired"] += 1
-                report_repair(_item(group_id, action, DONE[action.step]))
-
-        for actions, apply in phases:
-            for start in range(0, len(actions), BATCH):
-                outcomes = await apply(actions[start:start + BATCH], group_id, context, fence)
-                tally_batch(outcomes, result, problems, done)
-        if problems:
-            raise problems[0]
-        return result
-
-    async def drift(self, group_id: int, context: SyncContext) -> list[DriftItem]:
-        """What differs from the live state and what a sync would do; changes nothing."""
-        reading = await self._read(group_id, context, context.fence_or(self._sessions))
-        return [_item(group_id, a, f"would be {DONE[a.step]}") for a in reading.plan.drift]
 
     # ---- reading ---------------------------------------------------------------------------
     async def _read(self, group_id: int, context: SyncContext, fence: Fence) -> _Reading:
@@ -224,12 +204,11 @@ class CalendarEventsSyncer:
         return event
 
     async def _cancel_batch(
-        self, actions: Sequence[CalendarAction], group_id: int, context: SyncContext,
-        fence: Fence,
+        self, actions: Sequence[CalendarAction], context: SyncContext, fence: Fence
     ) -> list[Outcome[CalendarAction]]:
         """Records marked pending, the cancels in flight together, the confirmed ones
-        closed; a CLOSE (nothing left to cancel) is only closed."""
-        del group_id  # the records name their own calendars and meetings
+        closed; a CLOSE (nothing left to cancel) is only closed. (The records name their
+        own calendars and meetings: no group id.)"""
         calls = [_record_of(a) for a in actions if a.step is Step.CANCEL]
         if calls:
             async with fence.transaction() as session:
@@ -331,10 +310,6 @@ async def _record(
         .where(Meeting.id == spec.meeting_id)
         .values(calendar_event_id=spec.event_id)
     )
-
-
-def _item(group_id: int, action: CalendarAction, done: str) -> DriftItem:
-    return DriftItem(group_id, SERVICE, action.subject, action.found, done)
 
 
 async def _applied(session: AsyncSession, group_id: int) -> list[AppliedEvent]:

@@ -35,8 +35,8 @@ from core.syncers.discord_plan import (
     members_to_read,
     plan_discord,
 )
-from core.syncers.drift import DriftItem, report_repair
-from core.syncers.outcomes import Outcome, tally_batch
+from core.syncers.outcomes import Outcome, Wording
+from core.syncers.planned import PlannedSyncer, Send
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
 
@@ -49,19 +49,15 @@ REASON = "groupsync: group membership"
 # about a second of Discord's global allowance, so a batch is in flight together.
 BATCH = 48
 CALLS = frozenset({Step.GRANT, Step.RESTORE, Step.REVOKE})
-COUNTER = {
-    Step.GRANT: "granted",
-    Step.RESTORE: "granted",
-    Step.REVOKE: "revoked",
-    Step.SETTLE: "unchanged",
-}
-DONE = {
-    Step.GRANT: "granted",
-    Step.RESTORE: "restored",
-    Step.REVOKE: "revoked",
-    Step.SETTLE: "record settled",
-    Step.FORGET: "record dropped",
-}
+# Per step: the result counter it adds one to (a dropped record counts as nothing), and
+# what it did, for the drift lines.
+WORDING = Wording(SERVICE, {
+    Step.GRANT: ("granted", "granted"),
+    Step.RESTORE: ("granted", "restored"),
+    Step.REVOKE: ("revoked", "revoked"),
+    Step.SETTLE: ("unchanged", "record settled"),
+    Step.FORGET: (None, "record dropped"),
+})
 
 
 @dataclass(frozen=True)
@@ -72,18 +68,19 @@ class _Reading:
     problems: list[NeedsAttentionError]
 
 
-class DiscordAccessSyncer:
+class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
     sync_type = SyncType.DISCORD
 
+    wording = WORDING
+    batch = BATCH
+
     def __init__(self, session_factory: SessionFactory, discord: DiscordPort) -> None:
-        self._sessions = session_factory
+        super().__init__(session_factory)
         self._discord = discord
 
-    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
-        fence = context.fence_or(self._sessions)
-        reading = await self._read(group_id, context, fence)
+    def _counts(self, reading: _Reading) -> SyncResult:
         plan = reading.plan
-        result: SyncResult = {
+        return {
             "granted": 0,
             "revoked": 0,
             "unchanged": plan.unchanged,
@@ -92,29 +89,15 @@ class DiscordAccessSyncer:
             "foreign": plan.foreign,
             "repaired": 0,
         }
-        problems = reading.problems
 
-        def done(action: Action) -> None:
-            counter = COUNTER.get(action.step)
-            if counter is not None:
-                result[counter] += 1
-            if action.drift:
-                result["repaired"] += 1
-                report_repair(_item(group_id, action, DONE[action.step]))
+    def _problems(self, reading: _Reading) -> list[NeedsAttentionError]:
+        return reading.problems  # channels and members that could not be read
 
-        for start in range(0, len(plan.actions), BATCH):
-            batch = plan.actions[start:start + BATCH]
-            outcomes = await self._apply_batch(batch, reading, group_id, context, fence)
-            tally_batch(outcomes, result, problems, done)
-        if problems:
-            # Everything that could be applied was; the first problem names what needs fixing.
-            raise problems[0]
-        return result
-
-    async def drift(self, group_id: int, context: SyncContext) -> list[DriftItem]:
-        """What differs from the live state and what a sync would do; changes nothing."""
-        reading = await self._read(group_id, context, context.fence_or(self._sessions))
-        return [_item(group_id, a, f"would be {DONE[a.step]}") for a in reading.plan.drift]
+    def _phases(
+        self, reading: _Reading, group_id: int, context: SyncContext, fence: Fence
+    ) -> list[tuple[Sequence[Action], Send[Action]]]:
+        return [(reading.plan.actions,
+                 lambda batch: self._apply_batch(batch, reading, group_id, context, fence))]
 
     # ---- reading ---------------------------------------------------------------------------
     async def _read(self, group_id: int, context: SyncContext, fence: Fence) -> _Reading:
@@ -332,12 +315,6 @@ async def _all(reads: Iterable[Awaitable[T]]) -> list[T]:
         if isinstance(answer, BaseException):
             raise answer
     return cast(list[T], answers)
-
-
-def _item(group_id: int, action: Action, done: str) -> DriftItem:
-    grant = action.grant
-    subject = f"{grant.kind} {grant.target_id} user {grant.discord_user_id}"
-    return DriftItem(group_id, SERVICE, subject, action.found, done)
 
 
 async def _records(session: AsyncSession, group_id: int) -> dict[Grant, tuple[str, str]]:

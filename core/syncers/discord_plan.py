@@ -63,6 +63,11 @@ class Action:
     found: str  # what the live state showed, for the repair log
     drift: bool  # found behind our back (not a membership change)
 
+    @property
+    def subject(self) -> str:
+        grant = self.grant
+        return f"{grant.kind} {grant.target_id} user {grant.discord_user_id}"
+
 
 @dataclass(frozen=True)
 class LiveDiscord:

@@ -1,0 +1,81 @@
+"""The skeleton of a planned syncer (discord, calendar), written once.
+
+``sync``: read the group (snapshot, our records, the live state) and plan; apply the
+plan's actions phase by phase, in batches whose calls are in flight together, each
+batch tallied before the next is sent (``core.syncers.outcomes.SyncRun``); then raise
+the first problem, once everything that could be applied was. ``drift``: the same read
+and plan, nothing applied. A subclass says how it reads, what its result dict starts
+from and which phases it applies.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+from core.db.session import SessionFactory
+from core.errors import NeedsAttentionError
+from core.syncers.base import Fence, SyncContext, SyncResult
+from core.syncers.drift import DriftItem
+from core.syncers.outcomes import Outcome, PlannedAction, SyncRun, Wording
+
+P = TypeVar("P", bound=PlannedAction)
+P_co = TypeVar("P_co", bound=PlannedAction, covariant=True)
+
+
+class Plan(Protocol[P_co]):
+    @property
+    def drift(self) -> Sequence[P_co]: ...  # the actions that repair what was found
+
+
+class Reading(Protocol[P_co]):
+    @property
+    def plan(self) -> Plan[P_co]: ...
+
+
+R = TypeVar("R", bound=Reading[PlannedAction])
+
+# One batch of actions in, each one's outcome out.
+Send = Callable[[Sequence[P]], Awaitable[Sequence[Outcome[P]]]]
+
+
+class PlannedSyncer(ABC, Generic[R, P]):
+    wording: ClassVar[Wording]
+    batch: ClassVar[int]  # actions per batch: its intents in one transaction, outcomes in one
+
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self._sessions = session_factory
+
+    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
+        fence = context.fence_or(self._sessions)
+        reading = await self._read(group_id, context, fence)
+        run: SyncRun[P] = SyncRun(
+            self.wording, group_id, self._counts(reading), self._problems(reading)
+        )
+        for actions, send in self._phases(reading, group_id, context, fence):
+            await run.apply(actions, self.batch, send)
+        return run.finish()
+
+    async def drift(self, group_id: int, context: SyncContext) -> list[DriftItem]:
+        """What differs from the live state and what a sync would do; changes nothing."""
+        reading = await self._read(group_id, context, context.fence_or(self._sessions))
+        return self.wording.would(group_id, reading.plan.drift)
+
+    @abstractmethod
+    async def _read(self, group_id: int, context: SyncContext, fence: Fence) -> R: ...
+
+    @abstractmethod
+    def _counts(self, reading: R) -> SyncResult:
+        """The result dict before anything is applied ("failed" and "repaired" among it)."""
+
+    def _problems(self, reading: R) -> list[NeedsAttentionError]:
+        """Problems the read already met (they are raised after everything else)."""
+        del reading
+        return []
+
+    @abstractmethod
+    def _phases(
+        self, reading: R, group_id: int, context: SyncContext, fence: Fence
+    ) -> Sequence[tuple[Sequence[P], Send[P]]]:
+        """The actions to apply, phase after phase, each with how one batch is sent."""
