@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.clients.service_part import ServicePart
 from core.errors import RateLimitedError
 from core.lanes import Lane, slot_released
 from core.observability import get_logger
@@ -189,19 +190,10 @@ class _Pause:
     is_global: bool = False
 
 
-class LaneLimiter:
-    def __init__(
-        self,
-        service: str,
-        config: LimiterConfig,
-        now: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.service = service
-        self.config = config
-        self._now = now
-        self._sleep = sleep
-        start = now()
+class LaneLimiter(ServicePart[LimiterConfig]):
+    def _start(self) -> None:
+        config = self.config
+        start = self._now()
         self._service_buckets: list[Gate] = [
             *(TokenBucket(rate, start) for rate in config.service_rates),
             *(SlidingWindow(window, start) for window in config.service_windows),

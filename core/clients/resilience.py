@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from core.clients.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
 from core.clients.ratelimit import LaneLimiter, LimiterConfig
+from core.clients.service_part import ServicePart
 from core.clients.status import ServiceStatus
 from core.errors import (
     CircuitOpenError,
@@ -44,19 +45,10 @@ class ResilienceConfig:
     call_timeout: float = 15.0  # whole in-call budget, the library's own retries included
 
 
-class ServiceGuard:
-    def __init__(
-        self,
-        service: str,
-        config: ResilienceConfig,
-        now: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.service = service
-        self.config = config
-        self._now = now
-        self.breaker = CircuitBreaker(config.breaker)
-        self.limiter = LaneLimiter(service, config.limiter, now, sleep)
+class ServiceGuard(ServicePart[ResilienceConfig]):
+    def _start(self) -> None:
+        self.breaker = CircuitBreaker(self.config.breaker)
+        self.limiter = LaneLimiter(self.service, self.config.limiter, self._now, self._sleep)
 
     async def call(
         self, lane: Lane, op: Callable[[], Awaitable[T]], what: str, cost: int = 1
