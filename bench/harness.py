@@ -109,8 +109,9 @@ class Bench:
 
 @asynccontextmanager
 async def bench_system(url: str, tmp: Path, scale: float, **settings: Any) -> AsyncIterator[Bench]:
-    """The sandbox at ``scale`` and groupsync's real runtime on it, its scheduler installed as
-    the process's ``_scheduler`` (as the daemon or an embedding application does)."""
+    """The sandbox at ``scale`` and groupsync's real runtime on it, installed in the process
+    slot, its scheduler the process's ``_scheduler`` (as the daemon or an embedding
+    application does)."""
     configure_logging(level="WARNING")  # a benchmark measures; per-call lines cost CPU
     engine = create_engine(url)
     async with start_sandbox(time_scale=scale) as sandbox, AsyncExitStack() as stack:
@@ -121,13 +122,12 @@ async def bench_system(url: str, tmp: Path, scale: float, **settings: Any) -> As
         scheduler = SyncScheduler()
         rt = await open_runtime(config, stack, scheduler=scheduler, engine=engine)
         scheduler.start()
-        scheduler_module._scheduler = scheduler
         stack.callback(scheduler.shutdown, wait=False)
         world = World(sandbox, config, create_session_factory(engine), rt.syncers)
         try:
-            yield Bench(sandbox, world, rt, scheduler)
+            with scheduler_module.installed(rt, scheduler):
+                yield Bench(sandbox, world, rt, scheduler)
         finally:
-            scheduler_module._scheduler = None
             await rt.coordinator.drain(1.0)
 
 

@@ -63,8 +63,8 @@ async def main(n: int, tmp: Path) -> dict[str, object]:
         scheduler = SyncScheduler()
         rt = await open_runtime(settings, stack, scheduler=scheduler, engine=engine)
         scheduler.start()
-        scheduler_module._scheduler = scheduler
         stack.callback(scheduler.shutdown, wait=False)
+        stack.enter_context(scheduler_module.installed(rt, scheduler))
         world = World(sandbox, settings, create_session_factory(engine), rt.syncers)
 
         a, b = await world.add_group(meetings=1), await world.add_group(meetings=1)
@@ -99,7 +99,6 @@ async def main(n: int, tmp: Path) -> dict[str, object]:
         seconds = await until(lambda: converged(world), timeout=300)
         stop.set()
         await sweeper
-        scheduler_module._scheduler = None
     return {
         "bench": "outage_calls",
         "switch_calls": switch_calls,

@@ -43,11 +43,11 @@ from core.engine.loops.recovery import recover
 from core.engine.loops.sweeper import OutboxSweeper
 from core.engine.running.context import RetryTimers, Runtime
 from core.engine.running.state import SyncKey
-from core.errors import GroupsyncError
 from core.lifecycle import mark_and_run
 from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SchedulerRetryTimers, SyncScheduler
 from core.observability import get_logger
+from core.process.slot import SLOT, ProcessSlot, SlotTaken
 from core.reminders.delivery import delivery_for
 from core.runtime import lease_owner_id, open_runtime
 from core.syncers.base import SyncResult
@@ -70,7 +70,7 @@ class DaemonFace(Protocol):
     ) -> None: ...
 
 
-class RuntimeAlreadyRunning(GroupsyncError):
+class RuntimeAlreadyRunning(SlotTaken):
     """A second runtime in one process: public calls could not tell which to use."""
 
 
@@ -86,6 +86,7 @@ class GroupsyncRuntime:
         face: DaemonFace | None = None,
         role: str = "app",
         stop: asyncio.Event | None = None,
+        slot: ProcessSlot = SLOT,
     ) -> None:
         self.settings = settings or load_settings()
         self._engine = engine
@@ -97,11 +98,17 @@ class GroupsyncRuntime:
         self._lost = False
         self._task: asyncio.Task[None] | None = None
         self._owned_engine: AsyncEngine | None = None
+        self._slot = slot  # the process's one slot; a test may pass its own
         self.runtime: Runtime | None = None  # set while this process leads
 
     @property
     def leading(self) -> bool:
         return self._leading.is_set() and not self._stop.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop (or stopped): another runtime may take this process's slot."""
+        return self._stop.is_set()
 
     @property
     def leadership_lost(self) -> bool:
@@ -114,16 +121,21 @@ class GroupsyncRuntime:
         is waited for (``waiting_for_database`` once a minute)."""
         if self._task is not None:
             return self
-        if _active and not _active[0]._stop.is_set():
-            raise RuntimeAlreadyRunning("a groupsync runtime is already running in this process")
+        try:
+            self._slot.claim(self)
+        except SlotTaken as exc:
+            raise RuntimeAlreadyRunning(str(exc)) from None
         engine = self._engine
         if engine is None:
-            engine = self._owned_engine = create_engine(
-                self.settings.database_url, create_file=False)
+            try:
+                engine = self._owned_engine = create_engine(
+                    self.settings.database_url, create_file=False)
+            except BaseException:
+                self._slot.release(self)
+                raise
         if not self.settings.enabled_services:
             log.warning("no_service_enabled", enabled_services=[],
                         effect="discord and calendar syncs succeed as 'disabled'")
-        _active[:] = [self]
         self._task = asyncio.get_running_loop().create_task(self._serve(engine))
         if wait:
             await self._until_leading()
@@ -136,8 +148,7 @@ class GroupsyncRuntime:
             if self._task is not None:
                 await self._task
         finally:
-            if _active and _active[0] is self:
-                _active.clear()
+            self._slot.release(self)
             await self._dispose_engine()
 
     async def wait(self) -> None:
@@ -218,7 +229,11 @@ class GroupsyncRuntime:
                 settings, stack, scheduler=own, retry_timers=timers, engine=engine,
                 clock=self._clock, owner_kind=role, outage=outage,
             )
-            await stack.enter_async_context(_Installed(own, runtime, assign=app_scheduler is None))
+            own.start()
+            stack.callback(_shut_down, own)
+            # The slot holds the runtime; ``own`` becomes ``_scheduler`` unless the
+            # application put its own there.
+            stack.enter_context(scheduler_module.installed(runtime, own))
             stack.push_async_callback(_drain, runtime, own)  # before the scheduler stops
             await recover(runtime, timers)
             schedule_periodic(own, runtime)
@@ -277,27 +292,9 @@ async def run_once(settings: Settings, sync_type: str, group_id: int) -> SyncRes
         return result
 
 
-_active: list[GroupsyncRuntime] = []  # the one started in this process, if any
-
-
-class _Installed:
-    """Start the runtime's scheduler, make the runtime the process's, undo on exit."""
-
-    def __init__(self, scheduler: SyncScheduler, runtime: Runtime, *, assign: bool) -> None:
-        self.scheduler, self.runtime, self.assign = scheduler, runtime, assign
-
-    async def __aenter__(self) -> None:
-        self.scheduler.start()
-        if self.assign:
-            scheduler_module._scheduler = self.scheduler
-        scheduler_module.install_runtime(self.runtime)
-
-    async def __aexit__(self, *_exc: object) -> None:
-        scheduler_module.uninstall_runtime(self.runtime)
-        if scheduler_module.current_scheduler() is self.scheduler:
-            scheduler_module._scheduler = None
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+def _shut_down(scheduler: SyncScheduler) -> None:
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
 
 
 def _stop_starting_runs(runtime: Runtime, scheduler: SyncScheduler) -> None:

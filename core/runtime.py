@@ -65,8 +65,9 @@ async def open_runtime(
 ) -> Runtime:
     """Build a runtime whose resources close when ``stack`` does.
 
-    ``scheduler`` is the runtime's own scheduler (reminder timers, periodic work; a
-    ``SyncScheduler`` learns its runtime). Retry timers go to ``retry_timers`` when given
+    ``scheduler`` is the runtime's own scheduler (reminder timers, periodic work; public
+    calls find the runtime once it is installed in the process slot, not through it).
+    Retry timers go to ``retry_timers`` when given
     (an application's own scheduler), else to ``scheduler``."""
     if engine is None:
         engine = create_engine(settings.database_url)
@@ -96,7 +97,4 @@ async def open_runtime(
         client_board=board,
         outage=outage or DatabaseOutage(),
     )
-    if scheduler is not None and hasattr(scheduler, "runtime"):
-        # A SyncScheduler: code that assigns it to ``_scheduler`` by hand finds the runtime.
-        setattr(scheduler, "runtime", runtime)  # noqa: B010
     return runtime

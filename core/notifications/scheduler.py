@@ -4,8 +4,11 @@
 application itself puts an APScheduler 3 scheduler there (any kind: AsyncIOScheduler,
 BackgroundScheduler …). ``schedule_sync_retry`` adds the documented ``date`` job to it;
 the job function, referenced by name with plain-value kwargs, hands the key to the
-runtime running in this process (``current_runtime``), or, when there is none, marks it
-owed for the daemon. ``current_scheduler`` is the one place that reads ``_scheduler``.
+runtime running in this process (``current_runtime``, read from the process slot
+``core.process.slot.SLOT``), or, when there is none, marks it owed for the daemon.
+``_scheduler`` holds a scheduler, never a runtime: the runtime is found only through the
+slot, which ``installed(runtime, scheduler)`` fills (and publishes ``scheduler`` as
+``_scheduler`` when the application has put none there).
 
 APScheduler 3 traps (DESIGN §6a) and how they are handled here:
 - a ``date`` job is deleted when handed to the executor: the sync-state row, not the
@@ -23,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -40,6 +43,7 @@ from core.engine.running.context import Runtime
 from core.engine.running.state import SyncKey
 from core.observability import get_logger
 from core.process import handoff
+from core.process.slot import SLOT as slot
 from core.validation import optional_group_id, parse_sync_type, require_group_id
 
 log = get_logger("groupsync.scheduler")
@@ -100,11 +104,10 @@ class SchedulerRetryTimers:
 
 
 class SyncScheduler(AsyncIOScheduler):
-    """The runtime's own AsyncIOScheduler (in-memory store, UTC), knowing its runtime."""
+    """The runtime's own AsyncIOScheduler (in-memory store, UTC)."""
 
-    def __init__(self, runtime: Runtime | None = None, **options: Any) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(jobstores={"default": MemoryJobStore()}, timezone=UTC, **options)
-        self.runtime = runtime
 
     def arm_retry(
         self, key: SyncKey, run_at: datetime, attempt: int, previous_group_id: int | None = None
@@ -118,55 +121,37 @@ class SyncScheduler(AsyncIOScheduler):
 _scheduler: BaseScheduler | None = None
 
 
-@dataclass(frozen=True)
-class _Installed:
-    runtime: Runtime
-    loop: asyncio.AbstractEventLoop
-
-
-_installed: _Installed | None = None
-
-
 def current_scheduler() -> BaseScheduler | None:
     """The scheduler this process's public functions use (the only read of ``_scheduler``)."""
     return _scheduler
 
 
-def install_runtime(runtime: Runtime) -> None:
-    """Make ``runtime`` the one this process's public calls run on. Call it on its loop."""
-    global _installed
-    _installed = _Installed(runtime, asyncio.get_running_loop())
-
-
-def uninstall_runtime(runtime: Runtime) -> None:
-    global _installed
-    if _installed is not None and _installed.runtime is runtime:
-        _installed = None
-
-
-def _current() -> _Installed | None:
-    if _installed is not None:
-        return _installed
-    # A SyncScheduler assigned by hand (tests, tools) carries its runtime and its loop.
-    scheduler = current_scheduler()
-    runtime = getattr(scheduler, "runtime", None)
-    loop = getattr(scheduler, "_eventloop", None)
-    if isinstance(runtime, Runtime) and isinstance(loop, asyncio.AbstractEventLoop):
-        return _Installed(runtime, loop)
-    return None
+@contextmanager
+def installed(runtime: Runtime, scheduler: BaseScheduler | None = None) -> Iterator[Runtime]:
+    """The process slot's ``installed(runtime)`` (``core.process.slot``), plus the public
+    handle: ``scheduler`` becomes ``_scheduler`` for the block unless the application put
+    its own there (which is kept). Both are undone on exit, even on error."""
+    global _scheduler
+    with slot.installed(runtime):
+        assign = scheduler is not None and _scheduler is None
+        if assign:
+            _scheduler = scheduler
+        try:
+            yield runtime
+        finally:
+            if assign and _scheduler is scheduler:
+                _scheduler = None
 
 
 def current_runtime() -> Runtime | None:
     """The runtime running in this process, or None (then public calls hand off)."""
-    installed = _current()
-    return installed.runtime if installed is not None else None
+    return slot.runtime()
 
 
 async def on_runtime_loop(runtime: Runtime, coro: Coroutine[Any, Any, T]) -> T:
     """Await ``coro`` on the runtime's own loop (its connections and tasks live there),
     also when the caller runs another loop (a worker thread's ``asyncio.run``)."""
-    installed = _current()
-    loop = installed.loop if installed is not None and installed.runtime is runtime else None
+    loop = slot.loop_of(runtime)
     if loop is None or loop is asyncio.get_running_loop():
         return await coro
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
@@ -220,7 +205,7 @@ def run_sync_retry(
     max_instances above); with no runtime here, mark it owed for the daemon. ``attempt``
     is informational; the row's attempt count is the one that counts."""
     key = SyncKey(parse_sync_type(sync_type), require_group_id(group_id))
-    installed = _current()
+    installed = slot.current()
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -228,24 +213,15 @@ def run_sync_retry(
     if installed is None or installed.loop.is_closed():
         coro = handoff.hand_off([key.group_id], [key.sync_type], reason="retry")
         if running is not None:
-            _keep(running.create_task(coro))
+            slot.keep(running.create_task(coro))
         else:
             asyncio.run(coro)
         return
     start = _start_run(installed.runtime, key)
     if running is installed.loop:
-        _keep(running.create_task(start))
+        slot.keep(running.create_task(start))
     else:
         asyncio.run_coroutine_threadsafe(start, installed.loop)
-
-
-_background: set[asyncio.Task[Any]] = set()
-
-
-def _keep(task: asyncio.Task[Any]) -> None:
-    """Hold a reference until the task ends (the loop keeps only weak ones)."""
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 async def _start_run(runtime: Runtime, key: SyncKey) -> None:

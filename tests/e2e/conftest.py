@@ -1,6 +1,6 @@
 """End-to-end fixtures: the sandbox, a database, and groupsync's real runtime (real
-syncers, real clients, the real APScheduler installed as ``_scheduler``), driven through
-the public contract."""
+syncers, real clients, installed in the process slot with the real APScheduler as
+``_scheduler``), driven through the public contract."""
 
 from __future__ import annotations
 
@@ -62,11 +62,10 @@ async def system(
         scheduler = SyncScheduler()
         runtime = await open_runtime(settings, stack, scheduler=scheduler)
         scheduler.start()
-        scheduler_module._scheduler = scheduler
         try:
-            yield System(World(sandbox, settings, session_factory, runtime.syncers), runtime)
+            with scheduler_module.installed(runtime, scheduler):
+                yield System(World(sandbox, settings, session_factory, runtime.syncers), runtime)
         finally:
-            scheduler_module._scheduler = None
             scheduler.shutdown(wait=False)
             await runtime.coordinator.drain(2.0)
 

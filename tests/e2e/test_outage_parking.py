@@ -41,11 +41,10 @@ async def system(
         scheduler = SyncScheduler()
         runtime = await open_runtime(settings, stack, scheduler=scheduler)
         scheduler.start()
-        scheduler_module._scheduler = scheduler
         try:
-            yield System(World(sandbox, settings, session_factory, runtime.syncers), runtime)
+            with scheduler_module.installed(runtime, scheduler):
+                yield System(World(sandbox, settings, session_factory, runtime.syncers), runtime)
         finally:
-            scheduler_module._scheduler = None
             scheduler.shutdown(wait=False)
             await runtime.coordinator.drain(2.0)
 

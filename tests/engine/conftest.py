@@ -1,5 +1,5 @@
-"""Fixtures of the engine tests: a steerable fake syncer set, a runtime with the real
-APScheduler installed as ``_scheduler``, a Sentry transport that records events."""
+"""Fixtures of the engine tests: a steerable fake syncer set, a runtime installed in the
+process slot with the real APScheduler as ``_scheduler``, a Sentry transport that records events."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ RuntimeMaker = Callable[..., Awaitable[Runtime]]
 async def make_runtime(
     database_url: str, fakes: Fakes
 ) -> AsyncIterator[RuntimeMaker]:
-    """Build a runtime with a started SyncScheduler installed as ``_scheduler``."""
+    """Build a runtime installed in the process slot, its started SyncScheduler the
+    process's ``_scheduler``; both undone after the test."""
     async with AsyncExitStack() as stack:
 
         async def make(*, paused: bool = False, **overrides: Any) -> Runtime:
@@ -86,14 +87,14 @@ async def make_runtime(
             rt = await open_runtime(engine_settings(database_url, **overrides), stack,
                                     scheduler=scheduler)
             scheduler.start(paused=paused)
-            scheduler_module._scheduler = scheduler
 
             async def close() -> None:
-                scheduler_module._scheduler = None
                 scheduler.shutdown(wait=False)
                 await rt.coordinator.drain(2.0)
 
             stack.push_async_callback(close)
+            # The process slot holds the runtime, ``scheduler`` is the public handle.
+            stack.enter_context(scheduler_module.installed(rt, scheduler))
             return rt
 
         yield make
