@@ -1,1 +1,2 @@
-"""One process: the hand-off to a daemon when no groupsync runtime runs here."""
+"""One process: the slot that holds what it runs (``slot``), and the hand-off to a daemon
+when no groupsync runtime runs here (``handoff``)."""
