@@ -7,17 +7,22 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from core.admin.face import AdminFace
+from core.admin.service import AdminService
 from core.config import Settings
 from core.daemon import run_daemon
+from core.db.models import Group
 from core.db.session import SessionFactory
+from core.sandbox import FaultHandle, Sandbox
 from tests.engine.conftest import Fakes, engine_settings, fakes  # noqa: F401 (fixture)
 from tests.waiting import wait_for
+from tests.world import World, sandbox_settings
 
 TOKEN = "test-admin-token-0123456789"
 
@@ -87,3 +92,39 @@ async def daemon(start_daemon: DaemonMaker) -> AdminDaemon:
 def admin_sessions(daemon: AdminDaemon) -> SessionFactory:
     assert daemon.face.service is not None
     return daemon.face.service.session_factory
+
+
+def discord_of(view: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in view["services"] if s["name"] == "discord")
+
+
+@dataclass
+class DiscordStorm:
+    """An active daemon against the sandbox whose Discord answers every call 503 (the
+    breaker opens after two failures and stays open), and a group with one member owed."""
+
+    daemon: AdminDaemon
+    world: World
+    group: Group
+    storm: FaultHandle
+    from_rows: AdminService  # what the CLI sees: the heartbeat
+
+    async def heartbeat_says_open(self) -> bool:
+        return bool(discord_of(await self.from_rows.overview())["breaker"]["state"] == "open")
+
+
+@pytest.fixture
+async def discord_storm(
+    sandbox: Sandbox, start_daemon: DaemonMaker, session_factory: SessionFactory,
+    database_url: str, tmp_path: Path,
+) -> DiscordStorm:
+    """(The test module brings the ``sandbox`` fixture: ``tests.e2e.conftest``.)"""
+    settings = sandbox_settings(sandbox, database_url, tmp_path, admin_token=TOKEN,
+                                admin_port=0, rsvp_refresh_seconds=1_000_000,
+                                breaker_failure_threshold=2, breaker_reset_seconds=100_000)
+    daemon = await active(await start_daemon(settings))
+    world = World(sandbox, settings, session_factory, {})
+    storm = sandbox.discord.inject("5xx", status=503)
+    group = await world.add_group(meetings=0)
+    await world.join(await world.add_user(), group)
+    return DiscordStorm(daemon, world, group, storm, AdminService(session_factory, settings))

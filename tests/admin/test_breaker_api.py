@@ -3,38 +3,16 @@ breaker closed by an operator, against the sandbox."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from core.admin.service import AdminService
-from core.db.session import SessionFactory
-from core.sandbox import Sandbox
-from tests.admin.conftest import TOKEN, DaemonMaker, active
+from tests.admin.conftest import DiscordStorm, discord_of
 from tests.e2e.conftest import sandbox  # noqa: F401 (fixture)
 from tests.waiting import wait_for
-from tests.world import World, sandbox_settings
-
-
-def discord_of(view: dict[str, Any]) -> dict[str, Any]:
-    return next(s for s in view["services"] if s["name"] == "discord")
 
 
 async def test_an_open_breaker_is_shown_everywhere_and_an_operator_closes_it(
-    sandbox: Sandbox,  # noqa: F811
-    start_daemon: DaemonMaker, session_factory: SessionFactory, database_url: str,
-    tmp_path: Path,
+    discord_storm: DiscordStorm,
 ) -> None:
-    settings = sandbox_settings(sandbox, database_url, tmp_path, admin_token=TOKEN,
-                                admin_port=0, rsvp_refresh_seconds=1_000_000,
-                                breaker_failure_threshold=2, breaker_reset_seconds=100_000)
-    daemon = await active(await start_daemon(settings))
-    world = World(sandbox, settings, session_factory, {})
-    storm = sandbox.discord.inject("5xx", status=503)
-    group = await world.add_group(meetings=0)
-    await world.join(await world.add_user(), group)
-    from_rows = AdminService(session_factory, settings)  # what the CLI sees: the heartbeat
-
-    async with daemon.client() as api:
+    world, group, storm = discord_storm.world, discord_storm.group, discord_storm.storm
+    async with discord_storm.daemon.client() as api:
         async def opened() -> bool:
             view = (await api.get("/api/overview")).json()
             return bool(discord_of(view)["breaker"]["state"] == "open")
@@ -42,10 +20,7 @@ async def test_an_open_breaker_is_shown_everywhere_and_an_operator_closes_it(
         await wait_for(opened, timeout=60, message="the discord breaker open")
         live = discord_of((await api.get("/api/overview")).json())
 
-        async def heartbeat_says_open() -> bool:
-            return bool(discord_of(await from_rows.overview())["breaker"]["state"] == "open")
-
-        await wait_for(heartbeat_says_open, timeout=10, message="the heartbeat")
+        await wait_for(discord_storm.heartbeat_says_open, timeout=10, message="the heartbeat")
         metrics = (await api.get("/metrics")).text
         storm.clear()
         reset = await api.post("/api/services/discord/breaker/reset")

@@ -14,19 +14,11 @@ from typing import Any
 
 from core.admin.commands import render_status
 from core.admin.keys import KeyFilter
-from core.admin.service import AdminService
-from core.db.session import SessionFactory
-from core.sandbox import Sandbox
-from tests.admin.conftest import TOKEN, DaemonMaker, active
+from tests.admin.conftest import DiscordStorm, discord_of
 from tests.e2e.conftest import sandbox  # noqa: F401 (fixture)
 from tests.waiting import wait_for
-from tests.world import World, sandbox_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def discord_of(view: dict[str, Any]) -> dict[str, Any]:
-    return next(s for s in view["services"] if s["name"] == "discord")
 
 
 def future(iso: str | None) -> bool:
@@ -37,21 +29,10 @@ def future(iso: str | None) -> bool:
 
 
 async def test_a_key_behind_an_open_circuit_says_so_everywhere_with_a_future_next_run(
-    sandbox: Sandbox,  # noqa: F811
-    start_daemon: DaemonMaker, session_factory: SessionFactory, database_url: str,
-    tmp_path: Path,
+    discord_storm: DiscordStorm, database_url: str,
 ) -> None:
-    settings = sandbox_settings(sandbox, database_url, tmp_path, admin_token=TOKEN,
-                                admin_port=0, rsvp_refresh_seconds=1_000_000,
-                                breaker_failure_threshold=2, breaker_reset_seconds=100_000)
-    daemon = await active(await start_daemon(settings))
-    world = World(sandbox, settings, session_factory, {})
-    storm = sandbox.discord.inject("5xx", status=503)
-    group = await world.add_group(meetings=0)
-    await world.join(await world.add_user(), group)
-    from_rows = AdminService(session_factory, settings)  # what the CLI sees
-
-    async with daemon.client() as api:
+    group, from_rows = discord_storm.group, discord_storm.from_rows
+    async with discord_storm.daemon.client() as api:
         seen: list[dict[str, Any]] = []
 
         async def parked() -> bool:
@@ -64,10 +45,7 @@ async def test_a_key_behind_an_open_circuit_says_so_everywhere_with_a_future_nex
         listed = (await api.get("/api/keys", params={"service": "discord"})).json()
         refused = await api.post(f"/api/keys/discord/{group.id}/retry")
 
-        async def heartbeat_says_open() -> bool:
-            return bool(discord_of(await from_rows.overview())["breaker"]["state"] == "open")
-
-        await wait_for(heartbeat_says_open, timeout=10, message="the heartbeat")
+        await wait_for(discord_storm.heartbeat_says_open, timeout=10, message="the heartbeat")
         view = await from_rows.overview()
         failing = await from_rows.list_keys(KeyFilter(status="failing"))
         here = await asyncio.to_thread(subprocess.run, [
@@ -75,7 +53,7 @@ async def test_a_key_behind_an_open_circuit_says_so_everywhere_with_a_future_nex
             cwd=ROOT, capture_output=True, text=True, timeout=60, env={
                 **os.environ, "DATABASE_URL": database_url, "ENABLED_SERVICES": "discord",
                 "PYTHONPATH": str(ROOT)})
-        storm.clear()
+        discord_storm.storm.clear()
 
     half_open_at = discord_of(view)["breaker"]["half_open_at"]
     # The API: the reason and a next run in the future (the row alone says "due").

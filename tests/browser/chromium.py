@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +19,8 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+
+from tests.waiting import wait_until
 
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -66,19 +67,14 @@ class Browser:
         return found[0].text if found else ""
 
     def wait(self, condition: Callable[[], T | None], timeout: float = 30, what: str = "") -> T:
-        """Poll ``condition`` until it returns something truthy; fail with a screenshot."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                value = condition()
-            except (StaleElementReferenceException, WebDriverException):
-                value = None  # the page re-rendered under us; look again
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                shot = self.screenshot(f"timeout-{what or 'condition'}")
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}; see {shot}")
-            time.sleep(0.1)
+        """Poll ``condition`` until it returns something truthy; fail with a screenshot. A
+        stale element means the page re-rendered under us: look again."""
+        name = what or "condition"
+        return wait_until(
+            condition, timeout, 0.1, name,
+            ignoring=(StaleElementReferenceException, WebDriverException),
+            evidence=lambda: f"; see {self.screenshot(f'timeout-{name}')}",
+        )
 
     def wait_text(self, css: str, contains: str, timeout: float = 30) -> str:
         def present() -> str | None:

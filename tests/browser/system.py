@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from core.config import load_settings
 from core.db.migrate import upgrade
@@ -28,6 +29,7 @@ from core.db.models import Group
 from core.db.session import SessionFactory, create_engine, create_session_factory
 from core.sandbox import Sandbox, start_sandbox
 from tests.engine.daemon_process import Daemon
+from tests.waiting import wait_until
 from tests.world import GUILD, World
 
 T = TypeVar("T")
@@ -98,16 +100,6 @@ class System:
             if response.status_code != 429 or time.monotonic() > deadline:
                 return response
             time.sleep(float(response.headers.get("Retry-After", "1")))
-
-    def wait(self, condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.3)
 
     def key(self, sync_type: str, group_id: int) -> dict[str, Any]:
         response = self.api("GET", f"/api/keys/{sync_type}/{group_id}")
@@ -195,14 +187,18 @@ def running_system(services: Services, tmp_path: Path, **env: str) -> Iterator[S
 
 
 def _admin_url(daemon: Daemon, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> str | None:
         for event in daemon.events("admin_api_listening"):
             return str(event["url"])
         if daemon.process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"the daemon's admin API did not start:\n{daemon.output()[-4000:]}")
+            pytest.fail(f"the daemon exited before its admin API started:\n{output()}")
+        return None
+
+    def output() -> str:
+        return daemon.output()[-4000:]
+
+    return wait_until(listening, timeout, message="the daemon's admin API",
+                      evidence=lambda: f":\n{output()}")
 
 
 def log_lines(daemon: Daemon) -> list[dict[str, Any]]:

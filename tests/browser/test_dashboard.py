@@ -18,6 +18,7 @@ from tests.browser.system import (
     add_member_groups,
     block_channel,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -94,8 +95,8 @@ def test_sign_in_failing_table_history_retry_one_and_sign_out(
     browser.screenshot("history")
     browser.click("#history-close")
 
-    scheduled = system.wait(lambda: next_attempt_far(system, "discord", blocked.id, 6.0),
-                            timeout=60, what="the engine's next attempt 6 s away")
+    scheduled = wait_until(lambda: next_attempt_far(system, "discord", blocked.id, 6.0),
+                           timeout=60, interval=0.3, message="the engine's next attempt 6 s away")
     system.call(block_channel, system.sandbox, blocked, blocked=False)
     browser.click(f"#retry-discord-{blocked.id}")
     browser.wait_text("#toasts", "queued")
@@ -229,8 +230,8 @@ def test_polling_429_pauses_updates_across_a_reload_and_a_retry_still_goes_throu
     paused_for = paused_at_least(browser, 1)
     browser.wait(paused_for, what="updates paused")
     browser.screenshot("updates-paused")
-    system.wait(lambda: next_attempt_far(system, "discord", blocked.id, 5.0),
-                timeout=60, what="the engine's next attempt 5 s away")
+    wait_until(lambda: next_attempt_far(system, "discord", blocked.id, 5.0),
+               timeout=60, interval=0.3, message="the engine's next attempt 5 s away")
     system.call(block_channel, system.sandbox, blocked, blocked=False)
     browser.wait(paused_at_least(browser, 2), what="updates paused (again)")
     browser.click(f"#retry-discord-{blocked.id}")  # actions have their own bucket
@@ -274,8 +275,8 @@ def test_503_shows_connection_issues_and_an_action_retried_through_503_runs_once
     system.api("POST", "/_test/faults",
                json={"lane": "actions", "status": 503, "count": 1, "after": True})
     system.api("POST", "/_test/faults", json={"lane": "actions", "status": 503, "count": 2})
-    system.wait(lambda: next_attempt_far(system, "discord", blocked.id, 6.0),
-                timeout=60, what="the engine's next attempt 6 s away")
+    wait_until(lambda: next_attempt_far(system, "discord", blocked.id, 6.0),
+               timeout=60, interval=0.3, message="the engine's next attempt 6 s away")
     system.call(block_channel, system.sandbox, blocked, blocked=False)
     browser.click(f"#retry-discord-{blocked.id}")
     browser.wait_text("#blocking-text", "Retrying")
@@ -286,4 +287,5 @@ def test_503_shows_connection_issues_and_an_action_retried_through_503_runs_once
 
     retries = admin_actions(system, "retry")
     assert [(e["outcome"], e["via"]) for e in retries] == [("accepted", "dashboard")]
-    system.wait(lambda: system.key("discord", blocked.id)["status"] == "ok", what="ok")
+    wait_until(lambda: system.key("discord", blocked.id)["status"] == "ok", interval=0.3,
+               message="ok")

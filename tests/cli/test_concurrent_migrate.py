@@ -1,15 +1,16 @@
-"""Three `migrate` started together all succeed (an advisory lock on PostgreSQL, a file
-lock on SQLite); before, all but the first failed with UniqueViolation / table exists."""
+"""Several deployments start at once, each running `migrate` first: all must succeed and
+leave one schema at head (an advisory lock on PostgreSQL, a file lock on SQLite; the
+others wait for it and then find nothing to do). Before the lock, all but the first
+failed with UniqueViolation / table exists."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
-import time
 
 import pytest
+from sqlalchemy import inspect
 
 from core.db.migrate import schema_status
 from core.db.session import create_engine
@@ -17,28 +18,48 @@ from tests.engine.daemon_process import ROOT
 
 pytestmark = pytest.mark.slow
 
+# Each process imports everything, says so, and migrates on the go line: the three
+# migrations start together, not one process start-up apart.
+SCRIPT = (
+    "import sys\n"
+    "from core.cli import main\n"
+    "print('ready', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "sys.exit(main(['migrate']))\n"
+)
+
 
 async def test_three_migrations_started_together_all_succeed(empty_database_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": empty_database_url, "PYTHONPATH": str(ROOT)}
-    # All import first, then wait for the same moment to start migrating.
-    script = (
-        "import sys, time\n"
-        "from core.cli import main\n"
-        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
-        "sys.exit(main(['migrate']))\n"
-    )
-    start_at = str(time.time() + 25)
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "ENABLED_SERVICES": "",
+           "PYTHONPATH": str(ROOT)}
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SCRIPT, cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            ready = await asyncio.wait_for(process.stdout.readline(), timeout=120)
+            assert ready == b"ready\n", ready
+        outputs = await asyncio.wait_for(
+            asyncio.gather(*(p.communicate(b"go\n") for p in processes)), timeout=180
+        )
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
 
-    def migrate() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", script, start_at], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=240)
-
-    results = await asyncio.gather(*(asyncio.to_thread(migrate) for _ in range(3)))
-
-    for result in results:
-        assert result.returncode == 0, result.stderr
+    assert [p.returncode for p in processes] == [0, 0, 0], [out.decode() for out, _ in outputs]
     engine = create_engine(empty_database_url)
     try:
-        assert (await schema_status(engine, empty_database_url)).at_head
+        status = await schema_status(engine, empty_database_url)
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
     finally:
         await engine.dispose()
+    assert status.at_head
+    assert "sync_state" in tables

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.db.migrate import upgrade
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,18 +36,24 @@ def start(env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def wait_for_line(process: subprocess.Popen[str], event: str, timeout: float = 30) -> list[str]:
-    assert process.stdout is not None
+    """The output up to the first ``event`` line (one line read per look)."""
+    stdout = process.stdout
+    assert stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
+
+    def seen() -> list[str] | None:
+        line = stdout.readline()
         if not line:
-            break
+            pytest.fail(f"the output ended with no {event!r} line; got: {''.join(lines)}")
         lines.append(line)
-        if f'"event": "{event}"' in line:
-            return lines
-    process.kill()
-    pytest.fail(f"no {event!r} line; got: {''.join(lines)}")
+        return lines if f'"event": "{event}"' in line else None
+
+    try:
+        return wait_until(seen, timeout, interval=0, message=f"a {event!r} line",
+                          evidence=lambda: f"; got: {''.join(lines)}")
+    except BaseException:
+        process.kill()
+        raise
 
 
 @pytest.mark.slow

@@ -132,12 +132,3 @@ def event_body(event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     if event_id is not None:
         body["id"] = event_id
     return body
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a condition on the fake's state (cheap, in-process) until it holds."""
-    for _ in range(int(timeout / 0.002)):
-        if predicate():
-            return
-        await asyncio.sleep(0.002)
-    raise AssertionError("condition not reached in time")

@@ -12,7 +12,8 @@ import discord
 import pytest
 
 from core.sandbox import DiscordLimits, RouteLimit, Sandbox, SandboxLimits
-from tests.sandbox.conftest import Seeded, bot_client, seeded_sandbox, until
+from tests.sandbox.conftest import Seeded, bot_client, seeded_sandbox
+from tests.waiting import wait_for
 
 Point = Callable[[Sandbox], None]
 CHANNEL_ROUTE = "GET /channels/{channel_id}"
@@ -60,7 +61,8 @@ async def test_discord_py_waits_out_a_429_and_succeeds(ids: Seeded, point_discor
         async with bot_client(sb) as first, bot_client(sb) as second:
             # discord.py holds the caller until an exhausted bucket resets, so run it aside.
             exhaust = asyncio.gather(first.fetch_channel(ids.text), first.fetch_channel(ids.text))
-            await until(lambda: sb.discord.counts()[(CHANNEL_ROUTE, 200)] == 2)
+            await wait_for(lambda: sb.discord.counts()[(CHANNEL_ROUTE, 200)] == 2, timeout=5,
+                           interval=0.002, message="the first client's two calls answered")
             started = time.monotonic()
             channel = await second.fetch_channel(ids.text)  # unaware of the exhausted bucket
             waited = time.monotonic() - started
@@ -88,7 +90,8 @@ async def test_global_429_blocks_other_routes(ids: Seeded, point_discord: Point)
             await asyncio.sleep(0.55)  # let login's two requests leave the global window
             burst = asyncio.gather(client.fetch_channel(ids.text), client.fetch_channel(ids.voice),
                                    client.fetch_guild(ids.guild))
-            await until(lambda: any(r.status == 429 for r in sb.discord.request_log))
+            await wait_for(lambda: any(r.status == 429 for r in sb.discord.request_log), timeout=5,
+                           interval=0.002, message="a 429")
             limited = next(r for r in sb.discord.request_log if r.status == 429)
             user = await client.fetch_user(ids.bob)  # another route, sent after the 429
             await burst
