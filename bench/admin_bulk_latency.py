@@ -30,6 +30,7 @@ from core.db.migrate import upgrade
 from core.db.models import Group, SyncState, SyncType
 from core.lifecycle import sync_group
 from core.syncers.base import SyncContext, Syncer, SyncResult
+from core.syncers.types import names
 
 if TYPE_CHECKING:
     from core.runtime import SyncerDeps
@@ -48,7 +49,7 @@ class SlowSyncer:
 
 
 async def build_slow_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
-    return {t: SlowSyncer(t) for t in SyncType}
+    return {t: SlowSyncer(t) for t in names()}
 
 
 async def _latencies(groups: list[int]) -> list[float]:

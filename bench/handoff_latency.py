@@ -38,6 +38,7 @@ from core.observability import configure_logging
 from core.process.handoff import hand_off
 from core.syncers.base import SyncContext, Syncer, SyncResult
 from core.syncers.deps import SyncerDeps
+from core.syncers.types import names
 
 TARGET_P99_MS = 250.0
 STARTS: dict[int, float] = {}  # group id → perf_counter() when the daemon's run started
@@ -53,7 +54,7 @@ class RecordingSyncer:
 
 
 async def build_recording_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
-    return {t: RecordingSyncer(t) for t in SyncType}
+    return {t: RecordingSyncer(t) for t in names()}
 
 
 async def measure(database_url: str, n: int) -> dict[str, Any]:

@@ -30,8 +30,9 @@ from sqlalchemy.pool import NullPool
 
 from bench.daemon_process import Daemon, running_daemon
 from bench.harness import bench_database, emit, parser
-from core.db.models import SyncState, SyncType
+from core.db.models import SyncState
 from core.db.session import create_engine, create_session_factory
+from core.syncers.types import names
 
 TARGET_EMPTY_CPU_PERCENT = 0.5
 TARGET_OWED_CPU_PERCENT = 2.0
@@ -43,7 +44,7 @@ SETTLE_SECONDS = 5.0
 async def write_owed(url: str, n: int) -> None:
     engine = create_engine(url, poolclass=NullPool)
     now = datetime.now(UTC)
-    types = list(SyncType)
+    types = list(names())
     rows = [
         {
             "sync_type": types[i % 4].value,

@@ -26,10 +26,11 @@ from sqlalchemy.pool import NullPool
 
 from bench.daemon_process import running_daemon
 from bench.harness import bench_database, emit, parser
-from core.db.models import SyncState, SyncType
+from core.db.models import SyncState
 from core.db.session import create_engine, create_session_factory
 from core.engine.running.outbox import mark_owed
 from core.engine.running.state import owed
+from core.syncers.types import names
 
 TARGET_KEYS_PER_SECOND = 500.0
 TARGET_CPU_MS_PER_KEY = 2.0  # SQLite
@@ -43,7 +44,7 @@ async def owed_count(sessions: Any) -> int:
 
 
 async def run(args: Any, tmp: Path) -> dict[str, object]:
-    types = list(SyncType)
+    types = list(names())
     groups = range(1, args.keys // len(types) + 1)
     async with bench_database(args.database, tmp) as url, running_daemon(url, tmp) as daemon:
         engine = create_engine(url, poolclass=NullPool)

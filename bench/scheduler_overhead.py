@@ -22,10 +22,11 @@ from sqlalchemy import insert
 
 from core.config import load_settings
 from core.db.migrate import upgrade
-from core.db.models import SyncState, SyncType
+from core.db.models import SyncState
 from core.engine.loops.recovery import recover
 from core.notifications.scheduler import SyncScheduler
 from core.runtime import open_runtime
+from core.syncers.types import names
 
 
 async def main(n: int) -> dict[str, object]:
@@ -37,7 +38,7 @@ async def main(n: int) -> dict[str, object]:
             scheduler = SyncScheduler()
             rt = await open_runtime(settings, stack, scheduler=scheduler)
             now = datetime.now(UTC)
-            types = list(SyncType)
+            types = list(names())
             rows = [
                 {
                     "sync_type": types[i % 4].value,

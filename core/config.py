@@ -169,7 +169,11 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    def service_enabled(self, service: Service) -> bool:
+    def service_enabled(self, service: Service | str) -> bool:
+        """ENABLED_SERVICES switches the services these settings configure (discord,
+        calendar); a service only a registered sync type knows is its own business."""
+        if service not in {s.value for s in Service}:
+            return True
         return service in self.enabled_services
 
     def missing_credentials(self) -> list[str]:

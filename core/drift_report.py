@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core.clock import SystemClock, TimeScale
 from core.config import Settings
-from core.db.models import Group, SyncType
+from core.db.models import Group
 from core.db.session import SessionFactory, create_engine, create_session_factory
 from core.engine.loops.drift_sweep import swept_types
 from core.engine.running.outbox import mark_owed
@@ -21,6 +21,7 @@ from core.runtime import SyncerDeps
 from core.syncers.base import SyncContext
 from core.syncers.drift import DriftItem
 from core.syncers.registry import build_syncers
+from core.syncers.types import service_of
 
 
 @runtime_checkable
@@ -80,7 +81,8 @@ async def run_drift(
             out.write(f"{len(items)} drift item(s) in {len(ids)} group(s)\n")
         if not dry_run and items:
             owed = sorted({i.group_id for i in items})
-            types = [SyncType(t) for t in sorted({i.service for i in items})]
+            found = {i.service for i in items}
+            types = [t for t in swept_types(settings) if service_of(t) in found]
             async with sessions() as session, session.begin():
                 await mark_owed(session, owed, SystemClock().now(), types)
             if not as_json:

@@ -37,6 +37,7 @@ from core.lifecycle import (
 from core.notifications.scheduler import schedule_sync_retry
 from core.observability import get_logger
 from core.process import handoff
+from core.syncers import types as sync_type_registry
 from core.syncers.base import SyncResult
 from core.validation import optional_group_id, require_group_id
 
@@ -163,12 +164,12 @@ def _syncs() -> list[tuple[str, SyncCall]]:
     call time (so a patch here takes effect); a type beyond the four public ones runs
     through ``core.lifecycle.sync_group``."""
     public: dict[str, SyncCall] = {
-        SyncType.DISCORD.value: sync_group_discord_permissions,
-        SyncType.CALENDAR.value: sync_group_calendar,
-        SyncType.REMINDERS.value: sync_group_reminders,
-        SyncType.RSVPS.value: sync_group_rsvps,
+        SyncType.DISCORD: sync_group_discord_permissions,
+        SyncType.CALENDAR: sync_group_calendar,
+        SyncType.REMINDERS: sync_group_reminders,
+        SyncType.RSVPS: sync_group_rsvps,
     }
-    return [(t.value, public.get(t.value) or partial(sync_group, t.value)) for t in SyncType]
+    return [(t, public.get(t) or partial(sync_group, t)) for t in sync_type_registry.names()]
 
 
 def _failed(sync_type: str, group_id: int, result: object) -> bool:

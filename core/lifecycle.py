@@ -60,7 +60,7 @@ async def sync_group(sync_type: str, group_id: int) -> SyncResult:
         (result,) = await on_runtime_loop(rt, mark_and_run(rt, [key]))
     except Exception as exc:  # the database, not the sync: the run never started
         error = describe_database_error(exc)
-        log.error("sync_not_started", sync_type=key.sync_type.value, group_id=key.group_id,
+        log.error("sync_not_started", sync_type=key.sync_type, group_id=key.group_id,
                   error=error)
         return {"error": error}
     return result

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock, TimeScale
 from core.config import Settings
-from core.db.models import SyncType
 from core.db.session import create_engine, create_session_factory
 from core.engine.health.outage import DatabaseOutage
 from core.engine.running.context import RetryTimers, Runtime
@@ -30,6 +29,7 @@ from core.engine.running.coordinator import Coordinator
 from core.engine.running.pauses import PauseFlags
 from core.engine.running.slots import RunSlots
 from core.errors import ConfigError
+from core.syncers import types as sync_type_registry
 from core.syncers.deps import SyncerDeps, SyncerFactory
 
 __all__ = ["Runtime", "SyncerDeps", "SyncerFactory", "lease_owner_id", "load_factory",
@@ -78,7 +78,7 @@ async def open_runtime(
     board = ClientBoard()
     deps = SyncerDeps(settings, session_factory, clock, time_scale, stack, board)
     syncers = dict(await load_factory(settings.syncer_factory)(deps))
-    missing = [t.value for t in SyncType if t not in syncers]
+    missing = [t for t in sync_type_registry.names() if t not in syncers]
     if missing:
         raise ConfigError("SYNCER_FACTORY", f"no syncer for: {', '.join(missing)}")
     timers = retry_timers if retry_timers is not None else cast(RetryTimers | None, scheduler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.db.models import SyncType
 from core.errors import InvalidArgument
+from core.syncers import types
 
 
 def require_group_id(value: object, name: str = "group_id") -> int:
@@ -18,8 +19,5 @@ def optional_group_id(value: object, name: str = "previous_group_id") -> int | N
 
 
 def parse_sync_type(value: object) -> SyncType:
-    for sync_type in SyncType:
-        if value == sync_type.value:
-            return sync_type
-    valid = ", ".join(t.value for t in SyncType)
-    raise InvalidArgument(f"unknown sync type {value!r}; valid types: {valid}")
+    """A registered sync type's name (core.syncers.types), else ``InvalidArgument``."""
+    return types.parse(value)

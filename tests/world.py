@@ -21,6 +21,7 @@ from core.group_joining import join_group, leave_group, switch_group
 from core.lanes import Lane
 from core.sandbox import Sandbox
 from core.syncers.base import SyncContext, Syncer, SyncResult
+from core.syncers.types import names
 
 SCALE = 0.01
 GUILD = "800000000000000001"
@@ -107,7 +108,7 @@ class World:
 
     async def sync_all(self, *group_ids: int) -> None:
         for group_id in group_ids:
-            for sync_type in SyncType:
+            for sync_type in names():
                 await self.sync(sync_type, group_id)
 
     def calls(self) -> Counter[str]:

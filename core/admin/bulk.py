@@ -90,7 +90,7 @@ async def create(session_factory: SessionFactory, scope: BulkScope, now: datetim
                       finished_at=None if found else now)
         session.add(job)
         await session.flush()
-        session.add_all(BulkJobItem(job_id=job.id, sync_type=k.sync_type.value,
+        session.add_all(BulkJobItem(job_id=job.id, sync_type=k.sync_type,
                                     group_id=k.group_id, state="queued", updated_at=now)
                         for k in found)
         job_id = job.id
@@ -280,5 +280,5 @@ class BulkWorker:
 
 
 def _item(job_id: int, key: SyncKey) -> tuple[Any, ...]:
-    return (BulkJobItem.job_id == job_id, BulkJobItem.sync_type == key.sync_type.value,
+    return (BulkJobItem.job_id == job_id, BulkJobItem.sync_type == key.sync_type,
             BulkJobItem.group_id == key.group_id)

@@ -201,7 +201,7 @@ async def refuse_here(admin: Admin, sync_type: str) -> None:
     from core.admin.errors import Conflict
     from core.admin.keys import parse_sync_type
     from core.admin.waiting import BLOCKING, KeyFacts, ServiceFacts, waiting_reason
-    from core.engine.running.pauses import service_of
+    from core.syncers.types import service_of
 
     service = service_of(parse_sync_type(sync_type))
     if service is None:

@@ -10,21 +10,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.admin.errors import Conflict, Invalid, NotFound
 from core.admin.keys import parse_sync_type
-from core.config import Service
 from core.db.models import Group, ServiceState, SyncState
 from core.db.session import SessionFactory, dialect_name
 from core.engine.running.outbox import OUTBOX_CHANNEL, mark_owed
-from core.engine.running.pauses import SERVICE_OF
 from core.engine.running.state import SyncKey, owed
 from core.errors import CircuitOpenError
+from core.syncers import types
 
 
-def parse_service(value: str) -> Service:
-    try:
-        return Service(value)
-    except ValueError:
-        valid = ", ".join(s.value for s in Service)
-        raise Invalid(f"unknown service {value!r}; use one of: {valid}") from None
+def parse_service(value: str) -> str:
+    """A service some registered sync type calls (discord, calendar, …)."""
+    if value in types.services():
+        return value
+    valid = ", ".join(types.services())
+    raise Invalid(f"unknown service {value!r}; use one of: {valid}")
 
 
 def require_positive(value: int, name: str = "group_id") -> int:
@@ -52,27 +51,27 @@ async def retry_one(
     no key is refused too (a deleted group that has a key may be retried to empty)."""
     key = SyncKey(parse_sync_type(sync_type), require_positive(group_id))
     async with session_factory() as session, session.begin():
-        row = await session.get(SyncState, (key.sync_type.value, key.group_id))
+        row = await session.get(SyncState, (key.sync_type, key.group_id))
         if row is None:
             if await session.get(Group, key.group_id) is None:
                 raise NotFound(f"unknown group {key.group_id}: no such group and no sync key")
             await mark_owed(session, [key.group_id], now, [key.sync_type])
             return key
         if _running(row, now):
-            raise Conflict(f"{key.sync_type.value}:{key.group_id} is running now")
+            raise Conflict(f"{key.sync_type}:{key.group_id} is running now")
         if _due_now(row, now):
-            raise Conflict(f"{key.sync_type.value}:{key.group_id} is already due to run now")
+            raise Conflict(f"{key.sync_type}:{key.group_id} is already due to run now")
         if row.requested_generation > row.completed_generation:
             result = await session.execute(
                 update(SyncState)
-                .where(SyncState.sync_type == key.sync_type.value,
+                .where(SyncState.sync_type == key.sync_type,
                        SyncState.group_id == key.group_id,
                        or_(SyncState.lease_owner.is_(None), SyncState.lease_expires_at < now))
                 .values(next_attempt_at=now, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
             if not getattr(result, "rowcount", 0):
-                raise Conflict(f"{key.sync_type.value}:{key.group_id} is running now")
+                raise Conflict(f"{key.sync_type}:{key.group_id} is running now")
             await _notify(session)
         else:
             await mark_owed(session, [key.group_id], now, [key.sync_type])
@@ -83,13 +82,13 @@ async def make_due(session_factory: SessionFactory, key: SyncKey, now: datetime)
     """For bulk work: owed keys become due now, settled keys owed again. False while the
     key runs elsewhere (that run is its retry)."""
     async with session_factory() as session, session.begin():
-        row = await session.get(SyncState, (key.sync_type.value, key.group_id))
+        row = await session.get(SyncState, (key.sync_type, key.group_id))
         if row is not None and _running(row, now):
             return False
         if row is not None and row.requested_generation > row.completed_generation:
             await session.execute(
                 update(SyncState)
-                .where(SyncState.sync_type == key.sync_type.value,
+                .where(SyncState.sync_type == key.sync_type,
                        SyncState.group_id == key.group_id,
                        or_(SyncState.next_attempt_at.is_(None),
                            and_(SyncState.next_attempt_at > now)))
@@ -119,7 +118,7 @@ async def set_paused(
     reason: str | None = None,
 ) -> bool:
     """Returns whether the flag changed."""
-    name = parse_service(service).value
+    name = parse_service(service)
     async with session_factory() as session, session.begin():
         row = await _service_row(session, name, now)
         changed = bool(row.paused) != paused
@@ -133,16 +132,16 @@ async def set_paused(
 
 async def request_breaker_reset(session_factory: SessionFactory, service: str, now: datetime
                                 ) -> None:
-    name = parse_service(service).value
+    name = parse_service(service)
     async with session_factory() as session, session.begin():
         row = await _service_row(session, name, now)
         row.breaker_reset_requested_at = now
         row.updated_at = now
         # Keys that were only waiting for the circuit to half-open run again now.
-        types = [t.value for t, owner in SERVICE_OF.items() if owner == name]
+        types_called = list(types.types_of(name))
         await session.execute(
             update(SyncState)
-            .where(SyncState.sync_type.in_(types), owed(),
+            .where(SyncState.sync_type.in_(types_called), owed(),
                    SyncState.error_kind == CircuitOpenError.kind,
                    SyncState.next_attempt_at > now)
             .values(next_attempt_at=now, updated_at=now)

@@ -13,7 +13,7 @@ from core.admin.errors import Invalid, NotFound
 from core.admin.waiting import KeyFacts, ServiceFacts, waiting_reason
 from core.db.models import SyncAttempt, SyncState, SyncStatus, SyncType
 from core.db.session import SessionFactory
-from core.engine.running.pauses import SERVICE_OF
+from core.syncers import types
 
 MAX_LIMIT = 500
 HISTORY_SHOWN = 20
@@ -49,11 +49,12 @@ class KeyFilter:
 
 
 def sync_types_for(service: str) -> list[str]:
-    types = [t.value for t, s in SERVICE_OF.items() if s == service or t.value == service]
-    if not types:
-        valid = sorted({*(s for s in SERVICE_OF.values() if s), *(t.value for t in SyncType)})
-        raise Invalid(f"unknown service {service!r}; use one of: {', '.join(valid)}")
-    return types
+    found = [spec.name for spec in types.registered()
+             if spec.service == service or spec.name == service]
+    if not found:
+        valid = ", ".join(types.scopes())
+        raise Invalid(f"unknown service {service!r}; use one of: {valid}")
+    return found
 
 
 def parse_status(status: str) -> str:
@@ -64,11 +65,10 @@ def parse_status(status: str) -> str:
 
 
 def parse_sync_type(value: str) -> SyncType:
-    try:
-        return SyncType(value)
-    except ValueError:
-        valid = ", ".join(t.value for t in SyncType)
-        raise Invalid(f"unknown sync type {value!r}; use one of: {valid}") from None
+    if not types.is_registered(value):
+        valid = ", ".join(spec.name for spec in types.registered())
+        raise Invalid(f"unknown sync type {value!r}; use one of: {valid}")
+    return SyncType(value)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -84,14 +84,11 @@ class WaitContext:
     daemon_active: bool = True
 
     def waiting(self, row: SyncState) -> dict[str, Any] | None:
-        service = SERVICE_OF.get(SyncType(row.sync_type)) if row.sync_type in _TYPES else None
+        service = types.service_of(row.sync_type) if types.is_registered(row.sync_type) else None
         facts = self.services.get(service) if service else None
         found = waiting_reason(KeyFacts.of(row, self.now), facts, self.now,
                                daemon_active=self.daemon_active)
         return found.to_json() if found is not None else None
-
-
-_TYPES = frozenset(t.value for t in SyncType)
 
 
 def key_item(row: SyncState, context: WaitContext | None = None) -> dict[str, Any]:
@@ -157,12 +154,12 @@ async def key_detail(session_factory: SessionFactory, sync_type: str, group_id: 
                      context: WaitContext | None = None) -> dict[str, Any]:
     kind = parse_sync_type(sync_type)
     async with session_factory() as session:
-        row = await session.get(SyncState, (kind.value, group_id))
+        row = await session.get(SyncState, (kind, group_id))
         if row is None:
-            raise NotFound(f"no sync key {kind.value}:{group_id}")
+            raise NotFound(f"no sync key {kind}:{group_id}")
         attempts = (await session.scalars(
             select(SyncAttempt)
-            .where(SyncAttempt.sync_type == kind.value, SyncAttempt.group_id == group_id)
+            .where(SyncAttempt.sync_type == kind, SyncAttempt.group_id == group_id)
             .order_by(SyncAttempt.id.desc()).limit(HISTORY_SHOWN)
         )).all()
     return {

@@ -1,8 +1,9 @@
-"""Force re-sync of one group: mark the Discord grants still desired ``resend`` and drop
-the calendar events' fingerprints, then run discord, calendar and reminders again, so
-all of it is sent again (each calendar event as one full update, or an insert if it has
-no record). Records are kept, not deleted: a sync decides what is ours from them, and an
-overwrite of ours without its record would look like a person's, never to be removed.
+"""Force re-sync of one group: each sync type that says what to forget (its spec's
+``forget``: the built-in ones mark the Discord grants still desired ``resend`` and drop
+the calendar events' fingerprints) forgets it and runs again, so all of it is sent
+again (each calendar event as one full update, or an insert if it has no record).
+Records are kept, not deleted: a sync decides what is ours from them, and an overwrite
+of ours without its record would look like a person's, never to be removed.
 
 What is no longer desired keeps its record (so it is still removed), and a reminder
 already sent or skipped is final: it is never sent again.
@@ -12,20 +13,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
-
 from core.admin.control import require_positive
 from core.admin.errors import NotFound
 from core.admin.estimate import Estimate, estimate_key
 from core.config import Settings
-from core.db.models import CalendarEventRecord, DeliveryState, DiscordGrant, Group, SyncType
+from core.db.models import Group
 from core.db.session import SessionFactory
 from core.engine.running.outbox import mark_owed
-from core.syncers.calendar_plan import desired_events
-from core.syncers.discord_plan import desired_grants
+from core.syncers import types
 from core.syncers.snapshot_loader import load_snapshot
+from core.syncers.spec import SyncTypeSpec
 
-RESENT = (SyncType.DISCORD, SyncType.CALENDAR, SyncType.REMINDERS)
+
+def resent() -> tuple[SyncTypeSpec, ...]:
+    """The sync types a force re-sync runs again: those that say what to forget."""
+    return tuple(spec for spec in types.registered() if spec.forget is not None)
 
 
 class ResyncPlan(Estimate):
@@ -41,8 +43,8 @@ async def preview(session_factory: SessionFactory, settings: Settings, group_id:
     async with session_factory() as session:
         if await session.get(Group, group_id) is None:
             raise NotFound(f"unknown group {group_id}")
-        for sync_type in RESENT:
-            total = total + await estimate_key(session, settings, sync_type, group_id, now,
+        for spec in resent():
+            total = total + await estimate_key(session, settings, spec.name, group_id, now,
                                                forget=True)
     return ResyncPlan(total.calls, total.overwrites, total.events, total.reminders)
 
@@ -53,17 +55,9 @@ async def run(session_factory: SessionFactory, settings: Settings, group_id: int
     plan = await preview(session_factory, settings, group_id, now)
     async with session_factory() as session, session.begin():
         snapshot = await load_snapshot(session, group_id, now)
-        grants, _ = desired_grants(snapshot)
-        for grant in grants:
-            await session.execute(update(DiscordGrant).where(
-                DiscordGrant.group_id == group_id, DiscordGrant.kind == grant.kind,
-                DiscordGrant.target_id == grant.target_id,
-                DiscordGrant.discord_user_id == grant.discord_user_id,
-            ).values(state=DeliveryState.RESEND.value))
-        meetings = [spec.meeting_id for spec in desired_events(snapshot)]
-        if meetings:  # keep the record and its etag; a missing fingerprint forces the write
-            await session.execute(update(CalendarEventRecord).where(
-                CalendarEventRecord.group_id == group_id,
-                CalendarEventRecord.meeting_id.in_(meetings)).values(fingerprint=None))
-        await mark_owed(session, [group_id], now, RESENT)
+        specs = resent()
+        for spec in specs:
+            assert spec.forget is not None
+            await spec.forget(session, snapshot)
+        await mark_owed(session, [group_id], now, [spec.sync_type for spec in specs])
     return plan

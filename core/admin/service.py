@@ -18,11 +18,11 @@ from core.admin.keys import KeyFilter, WaitContext
 from core.admin.waiting import BLOCKING, KeyFacts, ServiceFacts, WaitCode, Waiting, waiting_reason
 from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock
-from core.config import Service, Settings
-from core.db.models import SyncType
+from core.config import Settings
 from core.db.session import SessionFactory
-from core.engine.running.pauses import SERVICE_OF, PauseFlags
+from core.engine.running.pauses import PauseFlags
 from core.reminders.status import reminder_overview
+from core.syncers import types
 
 RETRY_HINTS = {
     WaitCode.CIRCUIT_OPEN: " (`breaker-reset SERVICE` closes the circuit, and the key runs)",
@@ -33,7 +33,7 @@ RETRY_HINTS = {
 
 def blocked_by(row: Any, context: WaitContext) -> Waiting | None:
     """The waiting reason of a key that a retry now could not change."""
-    service = SERVICE_OF.get(SyncType(row.sync_type))
+    service = types.service_of(row.sync_type) if types.is_registered(row.sync_type) else None
     facts = context.services.get(service) if service else None
     # An owed, running or settled key: what would hold it once it is made due now.
     probe = KeyFacts.of(row, context.now)
@@ -88,16 +88,16 @@ class AdminService:
         clients = self._live_clients(now) or (active.clients if active else [])
         by_service = {c["service"]: c for c in clients}
         services = []
-        for service in Service:
+        for service in types.services():
             service_counts: dict[str, int] = {}
-            for sync_type, name in SERVICE_OF.items():
-                if name == service.value:
-                    for status, n in counts.get(sync_type.value, {}).items():
-                        service_counts[status] = service_counts.get(status, 0) + n
-            client = by_service.get(service.value, {})
-            switch = switches.get(service.value)
+            for sync_type in types.types_of(service):
+                for status, n in counts.get(sync_type, {}).items():
+                    service_counts[status] = service_counts.get(status, 0) + n
+            client = by_service.get(service, {})
+            switch = switches.get(service)
             services.append({
-                "name": service.value,
+                "name": service,
+                "label": types.service_label(service),
                 "enabled": self.settings.service_enabled(service),
                 "paused": bool(switch and switch.paused),
                 "paused_reason": switch.paused_reason if switch else None,
@@ -139,19 +139,19 @@ class AdminService:
             raise
         self.live.wake()
         audit("retry", scope, via, outcome="accepted")
-        return {"sync_type": key.sync_type.value, "group_id": key.group_id, "queued": True}
+        return {"sync_type": key.sync_type, "group_id": key.group_id, "queued": True}
 
     async def _refuse_blocked(self, sync_type: str, group_id: int) -> None:
         """A retry that nothing would run (paused, circuit open, held, credentials
         rejected) is refused with the reason, instead of "queued" while the key waits."""
         kind = keys.parse_sync_type(sync_type)
-        row = await keys.state_row(self.session_factory, kind.value, group_id)
+        row = await keys.state_row(self.session_factory, kind, group_id)
         if row is None:
             return
         context = await self.wait_context()
         found = blocked_by(row, context)
         if found is not None:
-            raise Conflict(f"{kind.value}:{group_id} cannot run now: {found.detail}"
+            raise Conflict(f"{kind}:{group_id} cannot run now: {found.detail}"
                            f"{RETRY_HINTS.get(found.code, '')}")
 
     async def pause(self, service: str, *, via: str, reason: str | None = None

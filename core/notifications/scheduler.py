@@ -71,7 +71,7 @@ def add_retry_job(
         max_instances=1000,
         coalesce=True,
         kwargs={
-            "sync_type": key.sync_type.value,
+            "sync_type": key.sync_type,
             "group_id": key.group_id,
             "attempt": attempt,
             "previous_group_id": previous_group_id,
@@ -182,7 +182,7 @@ def schedule_sync_retry(
     scheduler = current_scheduler()
     if scheduler is None or not scheduler.running:
         log.warning("retry_not_scheduled", reason="no scheduler running in this process",
-                    sync_type=key.sync_type.value, group_id=key.group_id, attempt=attempt)
+                    sync_type=key.sync_type, group_id=key.group_id, attempt=attempt)
         return
     runtime = current_runtime()
     scale = runtime.time_scale.factor if runtime is not None else 1.0
@@ -192,7 +192,7 @@ def schedule_sync_retry(
     if armed is not None and armed.next_run_time is not None and armed.next_run_time > run_at:
         # The engine armed this key further out (its failure streak, or a service's
         # Retry-After): a caller's attempt-0 retry must not shorten it. One timer per key.
-        log.debug("retry_already_armed", sync_type=key.sync_type.value, group_id=key.group_id,
+        log.debug("retry_already_armed", sync_type=key.sync_type, group_id=key.group_id,
                  attempt=attempt, next_attempt_at=armed.next_run_time.isoformat())
         return
     add_retry_job(scheduler, key, run_at, attempt + 1, previous_group_id)

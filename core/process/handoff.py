@@ -23,6 +23,7 @@ from core.db.problems import describe_database_error
 from core.db.session import create_engine, create_session_factory
 from core.engine.running.outbox import mark_owed
 from core.observability import get_logger
+from core.syncers import types as sync_type_registry
 
 log = get_logger("groupsync.handoff")
 
@@ -54,13 +55,15 @@ async def one_write(*, settings: Settings | None = None) -> AsyncIterator[None]:
 
 async def hand_off(
     group_ids: Sequence[int],
-    sync_types: Iterable[SyncType] = tuple(SyncType),
+    sync_types: Iterable[SyncType] | None = None,
     *,
     settings: Settings | None = None,
     reason: str = "request",
 ) -> bool:
     """Mark the keys owed for the daemon. True when the write committed, or, inside a
     ``one_write`` block, when the keys joined the block's write (which logs its outcome)."""
+    if sync_types is None:
+        sync_types = sync_type_registry.names()
     keys = [(group_id, sync_type) for group_id in group_ids for sync_type in sync_types]
     batch = _batch.get()
     if batch is not None:
@@ -74,7 +77,7 @@ async def _write(
 ) -> bool:
     groups = list(dict.fromkeys(group_id for group_id, _ in keys))
     types = list(dict.fromkeys(sync_type for _, sync_type in keys))
-    fields = {"group_ids": groups, "sync_types": [t.value for t in types], "reason": reason}
+    fields = {"group_ids": groups, "sync_types": [str(t) for t in types], "reason": reason}
     try:
         settings = settings or load_settings()
         # NullPool: one connection for this write, closed with it; nothing outlives the call

@@ -294,7 +294,7 @@ class ReminderDelivery:
             error=failure.error,
             error_kind=failure.error_kind,
             group_id=claim.group_id,
-            sync_type=SyncType.REMINDERS.value,
+            sync_type=SyncType.REMINDERS,
             **_fields(claim.key),
         )
         if kept and claim.sentry_reported_level == 0:  # once per failure streak
@@ -311,7 +311,7 @@ def _fields(key: ReminderKey) -> dict[str, Any]:
 
 def _report(claim: rows.Claim, failure: rows.Failure, exc: SyncError) -> None:
     with sentry_sdk.new_scope() as scope:
-        scope.set_tag("sync_type", SyncType.REMINDERS.value)
+        scope.set_tag("sync_type", SyncType.REMINDERS)
         scope.set_tag("group_id", str(claim.group_id))
         scope.set_tag("error_kind", failure.error_kind)
         scope.set_extra("meeting_id", claim.key.meeting_id)

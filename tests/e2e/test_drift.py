@@ -132,7 +132,7 @@ async def test_retry_of_each_key_repairs_and_logs_each_repair(system: System) ->
     with structlog.testing.capture_logs() as logs:
         for sync_type in (SyncType.DISCORD, SyncType.CALENDAR):
             # What `main.py retry <type> <group>` does to the row, then the run it wakes.
-            await retry_one(system.world.sessions, sync_type.value, group.id,
+            await retry_one(system.world.sessions, sync_type, group.id,
                             system.runtime.clock.now())
             await runner.run_key(system.runtime, SyncKey(sync_type, group.id), reason="retry")
 

@@ -77,7 +77,7 @@ async def test_keys_of_a_service_with_an_open_circuit_are_parked_not_claimed(
         await asyncio.sleep(BREAKER_WINDOWS * BREAKER_RESET_SECONDS * SCALE)
         async with world.sessions() as session:
             rows = (await session.execute(
-                select(SyncState).where(SyncState.sync_type == SyncType.DISCORD.value)
+                select(SyncState).where(SyncState.sync_type == SyncType.DISCORD)
             )).scalars().all()
         storm.clear()
         await wait_for(system.all_converged, timeout=60, message="groups to converge")
@@ -111,7 +111,7 @@ async def test_a_half_open_window_runs_only_its_probe(system: System) -> None:
         async with world.sessions() as session:
             after_opening = (await session.execute(
                 select(SyncAttempt.outcome, SyncAttempt.at).where(
-                    SyncAttempt.sync_type == SyncType.DISCORD.value)
+                    SyncAttempt.sync_type == SyncType.DISCORD)
             )).all()
         storm.clear()
         await wait_for(system.all_converged, timeout=60, message="groups to converge")

@@ -16,11 +16,12 @@ from sentry_sdk.transport import Transport
 from sqlalchemy import select
 
 from core.config import Settings, load_settings
-from core.db.models import SyncState, SyncType
+from core.db.models import SyncState
 from core.db.session import SessionFactory
 from core.notifications import scheduler as scheduler_module
 from core.notifications.scheduler import SyncScheduler
 from core.runtime import Runtime, open_runtime
+from core.syncers.types import names
 from tests.engine import fake_syncers
 
 FAKE_FACTORY = "tests.engine.fake_syncers:build_fake_syncers"
@@ -146,4 +147,4 @@ def sentry_events() -> Iterator[list[dict[str, Any]]]:
         sentry_sdk.init()
 
 
-ALL_TYPES = [t.value for t in SyncType]
+ALL_TYPES = list(names())

@@ -21,6 +21,7 @@ from core.db.models import SyncType
 from core.errors import NeedsAttentionError, RateLimitedError, TransientError
 from core.runtime import SyncerDeps
 from core.syncers.base import SyncContext, Syncer, SyncResult
+from core.syncers.types import names
 
 ENV = "GROUPSYNC_FAKE_DIR"
 
@@ -46,11 +47,11 @@ class FakeSyncer:
 
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
         start = time.time()
-        plan = behaviour(self.sync_type.value, group_id)
+        plan = behaviour(self.sync_type, group_id)
         if plan.get("sleep"):
             await asyncio.sleep(float(plan["sleep"]))
         mode = plan.get("mode", "ok")
-        record = {"type": self.sync_type.value, "group": group_id, "pid": os.getpid(),
+        record = {"type": self.sync_type, "group": group_id, "pid": os.getpid(),
                   "start": start, "end": time.time(), "mode": mode, "attempt": context.attempt,
                   "lane": context.lane.value}
         with (fake_dir() / "runs.jsonl").open("a") as log:
@@ -76,4 +77,4 @@ def _outcome(mode: str, plan: dict[str, Any]) -> SyncResult:
 
 
 async def build_fake_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
-    return {t: FakeSyncer(t) for t in SyncType}
+    return {t: FakeSyncer(t) for t in names()}

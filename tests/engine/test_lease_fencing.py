@@ -47,7 +47,7 @@ async def _take_over(rt: Any, key: SyncKey) -> None:
     async with rt.session_factory() as session, session.begin():
         await session.execute(
             update(SyncState)
-            .where(SyncState.sync_type == key.sync_type.value, SyncState.group_id == key.group_id)
+            .where(SyncState.sync_type == key.sync_type, SyncState.group_id == key.group_id)
             .values(lease_owner="daemon:other:1:x",
                     lease_expires_at=rt.clock.now() + timedelta(hours=1))
         )

@@ -12,6 +12,7 @@ from core.db.models import Membership, SyncState, SyncType
 from core.db.session import SessionFactory
 from core.errors import InvalidArgument, UnknownGroupError
 from core.group_joining import join_group, leave_group, request_group_sync, switch_group
+from core.syncers.types import names
 from tests.factories import make_group, make_user
 
 
@@ -38,7 +39,7 @@ async def test_join_marks_every_sync_of_the_group_owed(session_factory: SessionF
         user, group = await make_user(session), await make_group(session)
         await join_group(session, user.id, group.id)
 
-    assert await owed(session_factory) == {(t.value, group.id): 1 for t in SyncType}
+    assert await owed(session_factory) == {(t, group.id): 1 for t in names()}
 
 
 async def test_rolled_back_join_writes_no_outbox_row(session_factory: SessionFactory) -> None:
@@ -64,9 +65,9 @@ async def test_switch_marks_old_and_new_group_owed(session_factory: SessionFacto
     assert previous == a.id
     state = await owed(session_factory)
     assert {key for key, n in state.items() if n > 0} == {
-        (t.value, g) for t in SyncType for g in (a.id, b.id)
+        (t, g) for t in names() for g in (a.id, b.id)
     }
-    assert all(state[(t.value, a.id)] == 2 for t in SyncType)  # the join, then the switch
+    assert all(state[(t, a.id)] == 2 for t in names())  # the join, then the switch
 
 
 async def test_leave_ends_membership_and_marks_group_owed(session_factory: SessionFactory) -> None:
@@ -80,7 +81,7 @@ async def test_leave_ends_membership_and_marks_group_owed(session_factory: Sessi
     async with session_factory() as session:
         membership = (await session.execute(select(Membership))).scalar_one()
     assert membership.left_at is not None
-    assert (await owed(session_factory))[(SyncType.DISCORD.value, group.id)] == 2
+    assert (await owed(session_factory))[(SyncType.DISCORD, group.id)] == 2
 
 
 async def test_requests_coalesce_into_one_row_per_key(session_factory: SessionFactory) -> None:
@@ -88,7 +89,7 @@ async def test_requests_coalesce_into_one_row_per_key(session_factory: SessionFa
         async with session_factory() as session, session.begin():
             await request_group_sync(session, 42)
 
-    assert await owed(session_factory) == {(t.value, 42): 5 for t in SyncType}
+    assert await owed(session_factory) == {(t, 42): 5 for t in names()}
 
 
 @pytest.mark.parametrize("bad", [0, -1, "7", 1.5, True, None])

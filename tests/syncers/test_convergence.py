@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from core.db.models import Group, Rsvp, SyncType
 from core.syncers.calendar_plan import event_id_for
+from core.syncers.types import names
 from tests.world import World
 
 
@@ -179,7 +180,7 @@ async def test_deleted_group_converges_to_empty_everywhere(world: World) -> None
     async with world.sessions() as session, session.begin():
         await session.delete(await session.get(Group, group.id))
 
-    results = {t: await world.sync(t, group.id) for t in SyncType}
+    results = {t: await world.sync(t, group.id) for t in names()}
 
     assert all(r["failed"] == 0 for r in results.values())
     assert world.member_overwrites(group.discord_text_channel_id) == set()

@@ -26,7 +26,7 @@ async def _fence_taken_over(world: World, sync_type: SyncType, group_id: int) ->
     async with world.sessions() as session, session.begin():
         await session.execute(
             update(SyncState)
-            .where(SyncState.sync_type == sync_type.value, SyncState.group_id == group_id)
+            .where(SyncState.sync_type == sync_type, SyncState.group_id == group_id)
             .values(lease_owner="them")
         )
     return LeaseFence(world.sessions, claim, SystemClock())

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from core.syncers import types
+
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -80,7 +82,32 @@ def truthful(document: dict[str, Any]) -> dict[str, Any]:
     paths.update(_dashboard_paths())
     _link_bulk_jobs(paths)
     _media_types(paths)
+    _registry_enums(document)
     return document
+
+
+def _registry_enums(document: dict[str, Any]) -> None:
+    """The routes take sync types, services and scopes as strings the service layer
+    checks against the registry (a type registered at start-up is valid): list them."""
+    enums: dict[str, list[str]] = {"sync_type": list(types.names()), "name": list(types.services()),
+             "service": list(types.scopes())}
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") in ("path", "query") and parameter["name"] in enums:
+                    _set_enum(parameter["schema"], enums[parameter["name"]])
+    for schema in document.get("components", {}).get("schemas", {}).values():
+        scope = schema.get("properties", {}).get("service")
+        if scope is not None:
+            _set_enum(scope, enums["service"])
+
+
+def _set_enum(schema: dict[str, Any], values: list[str]) -> None:
+    # A nullable field is anyOf [string, null]: the enum goes on its string branch.
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "string":
+            branch["enum"] = values
+            branch.pop("maxLength", None)
 
 
 def _media_types(paths: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from core import metrics
 from core.admin.bulk import list_jobs
 from core.admin.service import AdminService
 from core.db.models import ReminderDelivery
-from core.engine.running.pauses import SERVICE_OF
+from core.syncers import types
 
 BREAKER_STATES = ("closed", "half_open", "open")
 
@@ -39,7 +39,7 @@ async def snapshot_families(service: AdminService) -> list[Metric]:
     view = await service.overview()
     keys = GaugeMetricFamily("groupsync_sync_keys", "Sync keys by sync type, service and status.",
                              labels=["sync_type", "service", "status"])
-    services = {t.value: s or "none" for t, s in SERVICE_OF.items()}
+    services = {spec.name: spec.service or "none" for spec in types.registered()}
     for sync_type, counts in sorted(view["sync_types"].items()):
         for status, n in sorted(counts.items()):
             keys.add_metric([sync_type, services.get(sync_type, "none"), status], n)

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from core.admin.web.sessions import SESSION_COOKIE, Session, SessionStore, token_matches
 from core.observability import get_logger
+from core.syncers import types
 
 HERE = Path(__file__).resolve().parent
 STATIC_PATH = "/dashboard/static"
@@ -58,7 +59,8 @@ def dashboard_router(admin_token: SecretStr | None, store: SessionStore) -> APIR
         session = current_session(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        return _page(request, "dashboard.html", {"csrf_token": session.csrf})
+        return _page(request, "dashboard.html", {"csrf_token": session.csrf,
+                                                 "scopes": types.filter_choices()})
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from core.config import Service, Settings
+from core.config import Settings
 from core.db.models import Group, SyncState, SyncType
 from core.engine.loops.periodic_jobs import add_periodic_job
 from core.engine.running import runner
@@ -25,6 +25,7 @@ from core.engine.running.state import SyncKey
 from core.lanes import Lane
 from core.metrics import DRIFT_SWEEP_GROUPS
 from core.observability import get_logger
+from core.syncers import types as registry
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -39,12 +40,9 @@ CALLS_PER_GROUP = 3
 
 
 def swept_types(settings: Settings) -> list[SyncType]:
-    types = []
-    if settings.service_enabled(Service.DISCORD):
-        types.append(SyncType.DISCORD)
-    if settings.service_enabled(Service.CALENDAR):
-        types.append(SyncType.CALENDAR)
-    return types
+    """The registered types whose syncers read live state, of the enabled services."""
+    return [spec.sync_type for spec in registry.registered()
+            if spec.drift and (spec.service is None or settings.service_enabled(spec.service))]
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ async def groups_to_sweep(
     active groups there are."""
     last = (
         select(SyncState.group_id, func.min(SyncState.last_success_at).label("at"))
-        .where(SyncState.sync_type.in_([t.value for t in types]))
+        .where(SyncState.sync_type.in_([str(t) for t in types]))
         .group_by(SyncState.group_id)
         .subquery()
     )
@@ -116,7 +114,7 @@ async def _sweep_group(rt: Runtime, group_id: int, types: list[SyncType], now: d
             rt, SyncKey(sync_type, group_id), lane=Lane.BACKGROUND, reason="drift_sweep"
         )
         if "skipped" not in result:
-            DRIFT_SWEEP_GROUPS.labels(sync_type.value).inc()
+            DRIFT_SWEEP_GROUPS.labels(sync_type).inc()
             ran = 1
     return ran
 

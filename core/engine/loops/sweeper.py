@@ -21,9 +21,10 @@ from core.engine.health.outage import is_database_unavailable, reconnect_delay
 from core.engine.loops.wakeup import watch_sqlite
 from core.engine.running import runner, state
 from core.engine.running.outbox import OUTBOX_CHANNEL
-from core.engine.running.pauses import service_of, sync_types_of
+from core.engine.running.pauses import sync_types_of
 from core.observability import get_logger
 from core.reminders.sync import REMINDERS_CHANNEL
+from core.syncers.types import service_of
 
 if TYPE_CHECKING:
     from core.engine.running.context import Runtime

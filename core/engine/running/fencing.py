@@ -51,7 +51,7 @@ class LeaseFence:
             update(SyncState)
             .where(
                 and_(
-                    SyncState.sync_type == key.sync_type.value,
+                    SyncState.sync_type == key.sync_type,
                     SyncState.group_id == key.group_id,
                     SyncState.lease_owner == self._claim.owner,
                     SyncState.lease_expires_at > self._clock.now(),
@@ -70,5 +70,5 @@ class LeaseFence:
     def _error(self) -> LeaseLostError:
         key = self._claim.key
         return LeaseLostError(
-            f"lease on {key.sync_type.value} group {key.group_id} lost; the key stays owed"
+            f"lease on {key.sync_type} group {key.group_id} lost; the key stays owed"
         )

@@ -33,7 +33,7 @@ async def note_run(
 ) -> None:
     """A run finished: count it, time it and keep it in the key's history."""
     label = outcome_label(outcome)
-    metrics.sync_finished(claim.key.sync_type.value, label, duration_ms / 1000)
+    metrics.sync_finished(claim.key.sync_type, label, duration_ms / 1000)
     await record_attempt(
         session_factory, claim.key, at=at, outcome=label, error=outcome.error,
         duration_ms=duration_ms, attempt=claim.streak.attempt,
@@ -51,7 +51,7 @@ async def record_attempt(
     attempt: int,
     keep: int = KEEP_PER_KEY,
 ) -> None:
-    same_key = (SyncAttempt.sync_type == key.sync_type.value,
+    same_key = (SyncAttempt.sync_type == key.sync_type,
                 SyncAttempt.group_id == key.group_id)
     # The id of the newest row past the ``keep`` newest (NULL while there are fewer): the
     # prune is one statement, and both are Core statements, not an ORM flush (every run
@@ -64,7 +64,7 @@ async def record_attempt(
     with contextlib.suppress(Exception):
         async with session_factory() as session, session.begin():
             await session.execute(insert(SyncAttempt).values(
-                sync_type=key.sync_type.value, group_id=key.group_id, at=at, outcome=outcome,
+                sync_type=key.sync_type, group_id=key.group_id, at=at, outcome=outcome,
                 error=(error or None) and error[:2000], duration_ms=duration_ms, attempt=attempt,
             ))
             await session.execute(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import SyncState, SyncStatus, SyncType
 from core.db.session import dialect_name
+from core.syncers import types
 
 OUTBOX_CHANNEL = "groupsync_outbox"
 
@@ -22,12 +23,15 @@ async def mark_owed(
     session: AsyncSession,
     group_ids: Iterable[int],
     now: datetime,
-    sync_types: Iterable[SyncType] = tuple(SyncType),
+    sync_types: Iterable[SyncType] | None = None,
 ) -> None:
-    """Bump the requested generation of every (type, group) key; create missing rows."""
+    """Bump the requested generation of every (type, group) key (every registered type
+    unless ``sync_types`` says which); create missing rows."""
+    if sync_types is None:
+        sync_types = types.names()
     rows = [
         {
-            "sync_type": sync_type.value,
+            "sync_type": sync_type,
             "group_id": group_id,
             "status": SyncStatus.PENDING.value,
             "requested_generation": 1,

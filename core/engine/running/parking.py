@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from core.clients.status import ServiceStatus
 from core.db.models import SyncType
-from core.engine.running.pauses import service_of
+from core.syncers import types
+from core.syncers.types import service_of
 
 # What a run kept back by another run's probe is told (seconds): the probe's outcome
 # decides, so this only reads as "soon" in the run's result.
@@ -108,10 +109,10 @@ class Parking:
 
     def parked_types(self, now: float, statuses: Iterable[ServiceStatus]) -> list[SyncType]:
         statuses = list(statuses)
-        return [t for t in SyncType if self.parked_for(t, now, statuses) > 0.0]
+        return [t for t in types.names() if self.parked_for(t, now, statuses) > 0.0]
 
     def probe_types(self, now: float, statuses: Iterable[ServiceStatus]) -> set[SyncType]:
         """Types not parked whose service's breaker is half-open: one run of such a type is
         the probe, so starting more than one only parks the rest at once."""
         statuses = list(statuses)
-        return {t for t in SyncType if self._check(t, now, statuses) == (0.0, True)}
+        return {t for t in types.names() if self._check(t, now, statuses) == (0.0, True)}

@@ -15,25 +15,13 @@ from sqlalchemy import select
 
 from core.db.models import ServiceState, SyncType
 from core.db.session import SessionFactory
+from core.syncers import types
 
 PAUSE_CACHE_SECONDS = 0.5  # well inside the one second the operator is promised
 
-# The external service each sync type calls; reminders only write rows (their delivery
-# reads the discord flag itself).
-SERVICE_OF: dict[SyncType, str | None] = {
-    SyncType.DISCORD: "discord",
-    SyncType.CALENDAR: "calendar",
-    SyncType.REMINDERS: None,
-    SyncType.RSVPS: "calendar",
-}
-
-
-def service_of(sync_type: SyncType) -> str | None:
-    return SERVICE_OF[sync_type]
-
-
 def sync_types_of(services: set[str]) -> set[SyncType]:
-    return {t for t, s in SERVICE_OF.items() if s is not None and s in services}
+    return {spec.sync_type for spec in types.registered()
+            if spec.service is not None and spec.service in services}
 
 
 class PauseFlags:
@@ -66,7 +54,7 @@ class PauseFlags:
         return self._paused
 
     async def is_paused(self, sync_type: SyncType) -> bool:
-        service = service_of(sync_type)
+        service = types.service_of(sync_type)
         return service is not None and service in await self.paused_services()
 
     def forget(self) -> None:

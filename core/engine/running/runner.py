@@ -66,13 +66,13 @@ async def run_key_quietly(rt: Runtime, key: SyncKey, *, reason: str) -> None:
             rt.outage.failed(exc, where="run")
             return
         # A bug in the engine itself: log it, the row still says owed.
-        log.exception("sync_run_crashed", sync_type=key.sync_type.value, group_id=key.group_id)
+        log.exception("sync_run_crashed", sync_type=key.sync_type, group_id=key.group_id)
 
 
 async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncResult:
     if await rt.pauses.is_paused(key.sync_type):
         # An operator paused the service: no call; the key stays owed for the resume.
-        log.info("sync_paused", sync_type=key.sync_type.value, group_id=key.group_id)
+        log.info("sync_paused", sync_type=key.sync_type, group_id=key.group_id)
         return {"skipped": "service paused"}
     if (parked := _parked(rt, key)) is not None:
         return parked
@@ -143,16 +143,16 @@ async def _abandon(rt: Runtime, claim: Claim, fence: LeaseFence, work: asyncio.T
             if is_database_unavailable(exc):
                 rt.outage.failed(exc, where="release")
             else:
-                log.warning("lease_not_released", sync_type=key.sync_type.value,
+                log.warning("lease_not_released", sync_type=key.sync_type,
                             group_id=key.group_id, error=str(exc)[:300])
-    log.info("sync_interrupted", sync_type=key.sync_type.value, group_id=key.group_id)
+    log.info("sync_interrupted", sync_type=key.sync_type, group_id=key.group_id)
 
 
 def _lost(claim: Claim, reason: str) -> SyncResult:
     """A run that lost its lease records nothing: the key stays owed for whoever holds
     the lease now (or for the next claim once it has expired)."""
     key = claim.key
-    log.warning("sync_lease_lost", sync_type=key.sync_type.value, group_id=key.group_id,
+    log.warning("sync_lease_lost", sync_type=key.sync_type, group_id=key.group_id,
                 reason=reason, outcome="lease_lost", keys_remain="owed")
     return {"error": "lease lost before the run finished; the key stays owed",
             "lease_lost": True}
@@ -228,7 +228,7 @@ async def _keep_lease(
             why = "renewal refused: the lease expired or another process holds it"
         fence.mark_lost()
         work.cancel()
-        log.warning("lease_lost", sync_type=key.sync_type.value, group_id=key.group_id,
+        log.warning("lease_lost", sync_type=key.sync_type, group_id=key.group_id,
                     reason=why)
         return
 
@@ -259,7 +259,7 @@ async def _record(
 ) -> SyncResult:
     key, now = claim.key, rt.clock.now()
     fields: dict[str, Any] = {
-        "sync_type": key.sync_type.value, "group_id": key.group_id,
+        "sync_type": key.sync_type, "group_id": key.group_id,
         "duration_ms": duration_ms, "reason": reason,
     }
     if outcome.ok:
@@ -312,6 +312,6 @@ async def _record(
 def _arm(rt: Runtime, key: SyncKey, run_at: Any, attempt: int) -> None:
     if rt.scheduler is None or not rt.scheduler.running:
         log.warning("retry_not_scheduled", reason="no scheduler running in this process",
-                    sync_type=key.sync_type.value, group_id=key.group_id, attempt=attempt)
+                    sync_type=key.sync_type, group_id=key.group_id, attempt=attempt)
         return
     rt.scheduler.arm_retry(key, run_at, attempt)

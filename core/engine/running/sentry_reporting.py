@@ -15,7 +15,7 @@ def report_failure(key: SyncKey, outcome: Outcome, decision: FailureDecision) ->
     if not sentry_sdk.get_client().is_active():
         return
     with sentry_sdk.new_scope() as scope:
-        scope.set_tag("sync_type", key.sync_type.value)
+        scope.set_tag("sync_type", key.sync_type)
         scope.set_tag("group_id", str(key.group_id))
         scope.set_tag("error_kind", outcome.error_kind or "unknown")
         scope.set_extra("attempt", decision.attempt)
@@ -25,6 +25,6 @@ def report_failure(key: SyncKey, outcome: Outcome, decision: FailureDecision) ->
             sentry_sdk.capture_exception(outcome.exception)
         else:
             sentry_sdk.capture_message(
-                f"{key.sync_type.value} sync of group {key.group_id} failed: {outcome.error}",
+                f"{key.sync_type} sync of group {key.group_id} failed: {outcome.error}",
                 level="error",
             )

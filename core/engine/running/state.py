@@ -28,7 +28,7 @@ class SyncKey:
 
     @property
     def job_id(self) -> str:
-        return f"sync_retry_{self.sync_type.value}_{self.group_id}"
+        return f"sync_retry_{self.sync_type}_{self.group_id}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Claim:
 
 
 def _key(key: SyncKey) -> ColumnElement[bool]:
-    return and_(SyncState.sync_type == key.sync_type.value, SyncState.group_id == key.group_id)
+    return and_(SyncState.sync_type == key.sync_type, SyncState.group_id == key.group_id)
 
 
 def owed() -> ColumnElement[bool]:
@@ -195,7 +195,7 @@ async def due_keys(
     out ``skip_types`` (parked: their service's circuit is open), so they cannot fill the
     batch and starve the other types."""
     due = or_(SyncState.next_attempt_at.is_(None), SyncState.next_attempt_at <= now)
-    skip = [t.value for t in skip_types]
+    skip = [str(t) for t in skip_types]
     stmt = (
         select(SyncState.sync_type, SyncState.group_id)
         .where(owed(), due, lease_free(now), SyncState.sync_type.not_in(skip))

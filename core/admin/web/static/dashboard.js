@@ -88,7 +88,12 @@
   // This daemon only reads: actions run on the active one.
   const readOnly = () => state.role !== null && state.role !== 'active';
 
-  const serviceName = (name) => ({ discord: 'Discord', calendar: 'Google Calendar' }[name] || name);
+  // The services' labels come with the overview (the sync-type registry names them).
+  const serviceName = (name) => {
+    const services = (state.overview && state.overview.services) || [];
+    const found = services.find((s) => s.name === name);
+    return (found && found.label) || name;
+  };
   const statusWords = (status) => (status || '').replace(/_/g, ' ');
 
   function newKey() {
