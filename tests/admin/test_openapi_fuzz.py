@@ -165,7 +165,13 @@ async def test_the_openapi_document_lists_the_contract(daemon: AdminDaemon) -> N
     assert set(cancel["409"]["content"]) == {"application/problem+json"}
     name = next(p for p in document["paths"]["/api/services/{name}/pause"]["post"]["parameters"]
                 if p["name"] == "name")
-    services = document["components"]["schemas"][name["schema"]["$ref"].rsplit("/", 1)[1]]
-    assert set(services["enum"]) == {"discord", "calendar"}
+    # The registry's services, sync types and scopes, listed where the routes take them.
+    assert set(name["schema"]["enum"]) == {"discord", "calendar"}
+    key = document["paths"]["/api/keys/{sync_type}/{group_id}"]["get"]["parameters"]
+    sync_type = next(p for p in key if p["name"] == "sync_type")
+    assert sync_type["schema"]["enum"] == ["discord", "calendar", "reminders", "rsvps"]
+    scope = document["components"]["schemas"]["ScopeIn"]["properties"]["service"]
+    assert {"discord", "calendar", "reminders", "rsvps"} == {
+        *next(b for b in scope["anyOf"] if b.get("type") == "string")["enum"]}
     bulk = document["components"]["schemas"]["BulkIn"]["properties"]["confirm"]
     assert bulk.get("const") is True or bulk.get("enum") == [True]
