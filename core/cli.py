@@ -11,6 +11,7 @@ from collections.abc import Callable
 from core.config import Settings, load_settings
 from core.errors import ConfigError, GroupsyncError, InvalidArgument
 from core.observability import configure_logging, init_sentry
+from core.syncers.types import load_modules as load_sync_types
 
 EXIT_CONFIG = 2
 
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     _prepare(settings)
     try:
+        load_sync_types(settings.sync_type_modules)
         return handler(args, settings)
     except KeyboardInterrupt:
         return 130

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
         "core.syncers.registry:build_syncers",
         description="module:function that builds the four syncers; tests swap in fakes",
     )
+    sync_type_modules: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="modules imported at start-up (every verb, the daemon, an embedded "
+        "runtime) that register sync types of their own (core.syncers.types.register)")
     time_scale: float = Field(1.0, gt=0, description="multiplies every engine delay; tests only")
     # A run renews its lease every third of this and stops calling out after two thirds
     # without a renewal: the last third (15 s) covers one client call (its timeout is
@@ -137,6 +140,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be the email address of the Workspace user the service account acts for"
             )
+        return value
+
+    @field_validator("sync_type_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("enabled_services", mode="before")

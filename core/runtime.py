@@ -77,6 +77,7 @@ async def open_runtime(
     session_factory = create_session_factory(engine)
     board = ClientBoard()
     deps = SyncerDeps(settings, session_factory, clock, time_scale, stack, board)
+    sync_type_registry.load_modules(settings.sync_type_modules)
     syncers = dict(await load_factory(settings.syncer_factory)(deps))
     missing = [t for t in sync_type_registry.names() if t not in syncers]
     if missing:

@@ -9,8 +9,10 @@ run order (a group change starts them in it).
 
 from __future__ import annotations
 
+import importlib
+
 from core.db.models import SyncType
-from core.errors import InvalidArgument
+from core.errors import ConfigError, InvalidArgument
 from core.syncers.spec import SyncTypeSpec
 
 __all__ = ["SyncTypeSpec", "register", "registered", "spec_of"]
@@ -64,6 +66,15 @@ def parse(value: object) -> SyncType:
 def unknown(value: object) -> InvalidArgument:
     valid = ", ".join(spec.name for spec in registered())
     return InvalidArgument(f"unknown sync type {value!r}; valid types: {valid}")
+
+
+def load_modules(modules: tuple[str, ...]) -> None:
+    """Import SYNC_TYPE_MODULES: each registers its sync types as it is imported."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError("SYNC_TYPE_MODULES", f"cannot import {name!r}: {exc}") from None
 
 
 def service_of(sync_type: str) -> str | None:
