@@ -92,7 +92,8 @@ async def test_a_registered_fifth_type_runs_retries_pauses_and_resumes(
     await wait_for(history, timeout=30, message="the attempt history: two 503s, then ok")
     async with sessions() as session:
         state = await session.get(SyncState, ("ledger", group_id))
-    assert state is not None and state.status == "ok" and state.attempt == 0
+    assert state is not None
+    assert (state.status, state.attempt) == ("ok", 0)
 
     async with daemon.client() as api:
         assert (await api.post("/api/services/ledger/pause")).status_code == 200
