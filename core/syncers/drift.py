@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.metrics import DRIFT_FOUND, DRIFT_REPAIRED
 from core.observability import get_logger
 
 log = get_logger("groupsync.drift")
@@ -22,6 +21,10 @@ class DriftItem:
 
 
 def report_repair(item: DriftItem) -> None:
+    # Imported here: prometheus_client is a slice of every CLI verb's start, and only a
+    # repair (in a process that exports metrics) counts one.
+    from core.metrics import DRIFT_FOUND, DRIFT_REPAIRED
+
     DRIFT_FOUND.labels(item.service, item.found).inc()
     DRIFT_REPAIRED.labels(item.service, item.done).inc()
     log.info(
