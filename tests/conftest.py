@@ -92,6 +92,18 @@ def _discord_route_base_restored() -> Iterator[None]:
     Route.BASE = before
 
 
+@pytest.fixture(autouse=True)
+def _only_the_built_in_sync_types() -> Iterator[None]:
+    """A test that registers a sync type of its own takes it out again: every other test
+    counts on the built-in four (the registry is per process, shared by an xdist worker)."""
+    from core.syncers import types
+
+    built_in = ["discord", "calendar", "reminders", "rsvps"]
+    assert list(types.names()) == built_in, "a sync type leaked in from an earlier test"
+    yield
+    assert list(types.names()) == built_in, "this test left a sync type registered"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, the controller empties artifacts/browser/ once, before its
     workers start: each worker's session fixture only adds to it."""

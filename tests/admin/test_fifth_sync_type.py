@@ -1,8 +1,9 @@
 """A fifth sync type needs its own module and one registration, nothing else.
 
-``tests/fifth_type.py`` registers "ledger" (a syncer copying members into a small fake)
-through ``core.syncers.types.register`` alone; a real daemon with the default syncer
-factory runs it through ``sync_after_group_change``, retries it with backoff, pauses and
+``tests/ledger.py`` defines "ledger" (a syncer copying members into a small fake) and
+``tests/fifth_type.py`` registers it through ``core.syncers.types.register`` alone (here
+the fixture registers it for each test); a real daemon with the default syncer factory
+runs it through ``sync_after_group_change``, retries it with backoff, pauses and
 resumes its service, prices a bulk retry with its own estimate, and `status`, the API
 and the dashboard's failing list show it.
 """
@@ -23,7 +24,7 @@ from core.db.models import SyncAttempt, SyncState
 from core.db.session import SessionFactory
 from core.group_joining import join_group, sync_after_group_change
 from core.syncers import types
-from tests import fifth_type
+from tests import ledger as fifth_type
 from tests.admin.conftest import AdminDaemon, DaemonMaker, active
 from tests.admin.helpers import failing_keys
 from tests.factories import make_group, make_user
@@ -37,7 +38,7 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     folder = tmp_path / "ledger"
     folder.mkdir()
     monkeypatch.setenv(fifth_type.ENV, str(folder))
-    types.register(fifth_type.SPEC)  # imported once per process: register again per test
+    types.register(fifth_type.SPEC)  # for this test only: the registry is per process
     yield folder
     types.unregister(fifth_type.LEDGER)
 
