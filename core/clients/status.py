@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.clients.ports import DiscordPort
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,25 @@ class ClientBoard:
     def __init__(self) -> None:
         self._sources: list[Callable[[], ServiceStatus]] = []
         self._resets: dict[str, Callable[[], None]] = {}
+        self._discord: DiscordPort | None = None
 
     def publish(
         self,
         sources: Iterable[Callable[[], ServiceStatus]],
         breaker_resets: dict[str, Callable[[], None]] | None = None,
+        *,
+        discord: DiscordPort | None = None,
     ) -> None:
         self._sources.extend(sources)
         self._resets.update(breaker_resets or {})
+        if discord is not None:
+            self._discord = discord
+
+    @property
+    def discord(self) -> DiscordPort | None:
+        """The Discord client reminder delivery posts through (None: Discord disabled, or
+        a factory that opens no clients)."""
+        return self._discord
 
     def statuses(self) -> list[ServiceStatus]:
         return [source() for source in self._sources]

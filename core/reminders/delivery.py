@@ -37,7 +37,6 @@ from core.observability import get_logger
 from core.reminders import rows as rows
 from core.reminders.plan import ReminderKey
 from core.reminders.policy import Action, timer_time
-from core.reminders.sync import RemindersSyncer
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -320,16 +319,9 @@ def _report(claim: rows.Claim, failure: rows.Failure, exc: SyncError) -> None:
         sentry_sdk.capture_exception(exc)
 
 
-def reminder_port(rt: Runtime) -> DiscordPort | None:
-    """The Discord client the reminders syncer was built with (None: Discord disabled, or
-    a syncer factory without reminders delivery, as in the engine's own tests)."""
-    syncer = rt.syncers.get(SyncType.REMINDERS)
-    return syncer.discord if isinstance(syncer, RemindersSyncer) else None
-
-
 def delivery_for(rt: Runtime, scheduler: BaseScheduler) -> ReminderDelivery | None:
     """The delivery of an active daemon (or an embedding application's runtime)."""
-    port = reminder_port(rt)
+    port = rt.client_board.discord  # the runtime's, as its syncer factory opened it
     if port is None:
         log.info("reminder_delivery_off", reason="no Discord client for reminders")
         return None

@@ -18,5 +18,6 @@ if TYPE_CHECKING:
 async def build_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
     settings = deps.settings
     clients = await open_clients(settings, deps.exit_stack, deps.clock, deps.time_scale)
-    deps.client_board.publish(clients.status_sources, clients.breaker_resets)
+    deps.client_board.publish(clients.status_sources, clients.breaker_resets,
+                              discord=clients.discord)
     return {spec.sync_type: spec.build(deps, clients) for spec in types.registered()}
