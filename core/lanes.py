@@ -10,7 +10,7 @@ an engine run (a test, a tool) there is no holder and the wait is a plain wait.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from enum import StrEnum
@@ -20,6 +20,27 @@ from typing import Protocol
 class Lane(StrEnum):
     INTERACTIVE = "interactive"  # caused by a membership change or an operator
     BACKGROUND = "background"  # periodic refreshes and sweeps: throttled first
+
+
+class LaneAsk:
+    """The lane one queued run is owed, shared by every caller that joins it: an
+    interactive caller joining a run queued by background work raises it to interactive
+    (priority inheritance), and whoever waits on the ask (a run slot) is told at once."""
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self._on_raise: list[Callable[[], None]] = []
+
+    def raise_to(self, lane: Lane) -> None:
+        if lane is Lane.INTERACTIVE and self.lane is Lane.BACKGROUND:
+            self.lane = Lane.INTERACTIVE
+            for listener in list(self._on_raise):
+                listener()
+
+    def on_raise(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` when the ask is raised; returns the undo."""
+        self._on_raise.append(listener)
+        return lambda: self._on_raise.remove(listener)
 
 
 class SlotHolder(Protocol):

@@ -151,3 +151,33 @@ async def test_a_run_whose_calls_wait_together_never_holds_two_slots() -> None:
         held = slots.busy(Lane.INTERACTIVE)
 
     assert (held, slots.busy(Lane.INTERACTIVE)) == (1, 0)
+
+
+async def test_an_interactive_request_for_a_key_queued_in_the_background_starts_at_once(
+    make_runtime: RuntimeMaker, fakes: Fakes
+) -> None:
+    # Two slots, one reserved for interactive runs: background keys run one at a time.
+    fakes.set("discord:*", "ok", sleep=1.0)
+    rt = await make_runtime(sync_concurrency=2)
+    groups = list(range(101, 106))
+    async with rt.session_factory() as session, session.begin():
+        await mark_owed(session, groups, rt.clock.now(), [SyncType.DISCORD])
+    background = [asyncio.create_task(runner.run_key(
+        rt, SyncKey(SyncType.DISCORD, g), lane=Lane.BACKGROUND, reason="sweep"))
+        for g in groups]
+    async def first_running() -> bool:
+        return await status_of(rt.session_factory, "discord", groups[0]) == "running"
+
+    await wait_for(first_running, message="the first background run")
+    queued = groups[-1]  # fourth in the background queue behind the running one
+    interactive = asyncio.create_task(runner.run_key(rt, SyncKey(SyncType.DISCORD, queued)))
+
+    await interactive
+    runs = {r["group"]: r for r in fakes.runs("discord")}
+    # It inherited the interactive lane: it ran in the reserved slot beside the running
+    # background key, ahead of the three queued before it, with the interactive context.
+    assert runs[queued]["lane"] == "interactive"
+    assert runs[queued]["start"] < runs[groups[0]]["end"]
+    assert not set(groups[1:-1]) & set(runs)  # those had not finished yet
+    await asyncio.gather(*background)
+    assert sorted(r["group"] for r in fakes.runs("discord")) == groups  # each ran once

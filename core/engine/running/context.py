@@ -25,6 +25,7 @@ from core.engine.running.parking import Parking
 from core.engine.running.pauses import PauseFlags
 from core.engine.running.slots import RunSlots
 from core.engine.running.state import SyncKey
+from core.lanes import LaneAsk
 from core.syncers.base import Syncer
 
 
@@ -59,3 +60,6 @@ class Runtime:
     # Shared by every loop of the process: one log line pair per database outage.
     outage: DatabaseOutage = field(default_factory=DatabaseOutage)
     parking: Parking = field(default_factory=Parking)  # sync types whose circuit is open
+    # The lane each key's queued (not yet started) run is owed: callers that join it
+    # share it, and an interactive one raises it (core/engine/running/runner.py).
+    lane_asks: dict[SyncKey, LaneAsk] = field(default_factory=dict)

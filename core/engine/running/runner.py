@@ -26,7 +26,7 @@ from core.engine.running.outcomes import (
 from core.engine.running.sentry_reporting import report_failure
 from core.engine.running.state import Claim, SyncKey
 from core.errors import CircuitOpenError, LeaseLostError
-from core.lanes import Lane
+from core.lanes import Lane, LaneAsk
 from core.observability import get_logger
 from core.syncers.base import SyncContext, SyncResult
 
@@ -48,9 +48,20 @@ async def run_key(
             return None
         return {"skipped": "up to date"}
 
-    return await rt.coordinator.run(
-        key, lambda: _run_once(rt, key, lane, reason), still_needed=already_done
-    )
+    # A run waiting for its slot keeps its lane ask open: an interactive request for a key
+    # whose run background work queued raises that run to interactive, so it is not
+    # served after the whole background queue (priority inheritance). The caller still
+    # queues its own run behind it, which finds the work done.
+    ask = rt.lane_asks.setdefault(key, LaneAsk(lane))
+    ask.raise_to(lane)
+    try:
+        return await rt.coordinator.run(
+            key, lambda: _run_once(rt, key, ask, reason), still_needed=already_done
+        )
+    finally:
+        if rt.lane_asks.get(key) is ask and not rt.coordinator.busy(key):
+            del rt.lane_asks[key]  # its run never took a slot (done already, or cancelled)
+
 
 
 async def run_key_quietly(rt: Runtime, key: SyncKey, *, reason: str) -> None:
@@ -69,14 +80,17 @@ async def run_key_quietly(rt: Runtime, key: SyncKey, *, reason: str) -> None:
         log.exception("sync_run_crashed", sync_type=key.sync_type, group_id=key.group_id)
 
 
-async def _run_once(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncResult:
+async def _run_once(rt: Runtime, key: SyncKey, ask: LaneAsk, reason: str) -> SyncResult:
     if await rt.pauses.is_paused(key.sync_type):
         # An operator paused the service: no call; the key stays owed for the resume.
         log.info("sync_paused", sync_type=key.sync_type, group_id=key.group_id)
         return {"skipped": "service paused"}
     if (parked := _parked(rt, key)) is not None:
         return parked
-    async with rt.limiter.hold(lane):
+    async with rt.limiter.hold(ask):
+        lane = ask.lane  # as owed when the slot was given: raised, maybe, while it waited
+        if rt.lane_asks.get(key) is ask:
+            del rt.lane_asks[key]  # later callers' asks are for the run after this one
         # Parked while this run waited? And while the breaker is half-open, only the run
         # admitted as the probe goes on; the others wait in their rows for its outcome.
         admission = rt.parking.admit(key.sync_type, time.monotonic(), rt.client_board.statuses())

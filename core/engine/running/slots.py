@@ -3,7 +3,9 @@
 ``total`` slots, of which ``reserved`` only interactive runs may take: background work
 (periodic refreshes, sweeps) can never fill the process, so a membership change starts at
 once however busy the background lane is. Waiters are served interactive first, then in
-arrival order. A run holds its slot through ``hold(lane)``, which also installs the run's
+arrival order; a waiter's lane is read when it is served, so a background run that an
+interactive caller joined (its ``LaneAsk`` raised) is served as interactive from then on.
+A run holds its slot through ``hold(ask)``, which also installs the run's
 ``SlotHolder`` (core/lanes.py): the client's limiter gives the slot back while the run only
 waits for a rate-limit token, and takes it back (waiting if need be) before the call.
 """
@@ -15,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from core.lanes import Lane, install_slot_holder, uninstall_slot_holder
+from core.lanes import Lane, LaneAsk, install_slot_holder, uninstall_slot_holder
 
 
 def reserved_for_interactive(total: int) -> int:
@@ -30,7 +32,7 @@ class RunSlots:
         self.total = total
         self.reserved = reserved_for_interactive(total) if reserved is None else reserved
         self._busy = {Lane.INTERACTIVE: 0, Lane.BACKGROUND: 0}
-        self._waiters: deque[tuple[Lane, asyncio.Future[None]]] = deque()
+        self._waiters: deque[tuple[LaneAsk, asyncio.Future[Lane]]] = deque()
 
     def busy(self, lane: Lane) -> int:
         return self._busy[lane]
@@ -46,23 +48,28 @@ class RunSlots:
         return self._busy[lane] < self.capacity(lane)
 
     def _queued_ahead(self, lane: Lane) -> bool:
-        return any(w_lane is Lane.INTERACTIVE or w_lane is lane for w_lane, _ in self._waiters)
+        return any(ask.lane is Lane.INTERACTIVE or ask.lane is lane for ask, _ in self._waiters)
 
-    async def acquire(self, lane: Lane) -> None:
-        if self._can_take(lane) and not self._queued_ahead(lane):
-            self._busy[lane] += 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (lane, future)
+    async def acquire(self, wanted: Lane | LaneAsk) -> Lane:
+        """Take a slot; returns the lane it was taken in (what ``release`` is given)."""
+        ask = wanted if isinstance(wanted, LaneAsk) else LaneAsk(wanted)
+        if self._can_take(ask.lane) and not self._queued_ahead(ask.lane):
+            self._busy[ask.lane] += 1
+            return ask.lane
+        future: asyncio.Future[Lane] = asyncio.get_running_loop().create_future()
+        entry = (ask, future)
         self._waiters.append(entry)
+        undo = ask.on_raise(self._hand_over)  # raised while waiting: maybe served now
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.release(lane)  # handed to us as we were cancelled: pass it on
+                self.release(future.result())  # handed to us as we were cancelled: pass it on
             else:
                 self._waiters.remove(entry)
             raise
+        finally:
+            undo()
 
     def release(self, lane: Lane) -> None:
         self._busy[lane] -= 1
@@ -75,19 +82,19 @@ class RunSlots:
             if not self._can_take(lane):
                 continue
             for entry in list(self._waiters):
-                waiting_lane, future = entry
-                if waiting_lane is not lane:
+                ask, future = entry
+                if ask.lane is not lane:
                     continue
                 self._waiters.remove(entry)
                 if not future.done():
                     self._busy[lane] += 1
-                    future.set_result(None)
+                    future.set_result(lane)
                     if not self._can_take(lane):
                         break
 
     @asynccontextmanager
-    async def hold(self, lane: Lane) -> AsyncIterator[None]:
-        holder = _Holder(self, lane)
+    async def hold(self, wanted: Lane | LaneAsk) -> AsyncIterator[None]:
+        holder = _Holder(self, wanted if isinstance(wanted, LaneAsk) else LaneAsk(wanted))
         await holder.reacquire()
         token = install_slot_holder(holder)
         try:
@@ -104,17 +111,17 @@ class _Holder:
     first wait gives the slot up, and the first call past its wait takes it back while
     the others queue on the lock (one run never holds two slots)."""
 
-    def __init__(self, slots: RunSlots, lane: Lane) -> None:
-        self._slots, self._lane, self._held = slots, lane, False
+    def __init__(self, slots: RunSlots, ask: LaneAsk) -> None:
+        self._slots, self._ask = slots, ask
+        self._held: Lane | None = None  # the lane the slot was taken in
         self._taking = asyncio.Lock()
 
     def release(self) -> None:
-        if self._held:
-            self._held = False
-            self._slots.release(self._lane)
+        if self._held is not None:
+            lane, self._held = self._held, None
+            self._slots.release(lane)
 
     async def reacquire(self) -> None:
         async with self._taking:
-            if not self._held:
-                await self._slots.acquire(self._lane)
-                self._held = True
+            if self._held is None:
+                self._held = await self._slots.acquire(self._ask)
