@@ -130,6 +130,16 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str) -> str:
         return normalize_database_url(value)
 
+    @field_validator("discord_bot_token", "admin_token", "sentry_dsn")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # `DISCORD_BOT_TOKEN=` in a compose file or .env reads as "set": refuse it here
+        # rather than let the first sync (or a public admin port "protected" by an empty
+        # token) find out.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is set but empty: give it a value, or unset it")
+        return value
+
     @field_validator("google_impersonate_subject")
     @classmethod
     def _subject_is_an_email(cls, value: str | None) -> str | None:

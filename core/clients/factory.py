@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 
 from core.clients.calendar_adapter import CalendarAdapter
 from core.clients.discord_adapter import DiscordAdapter
-from core.clients.google_credentials import load_google_credentials, require_delegation
+from core.clients.google_credentials import (
+    load_google_credentials,
+    require_credentials_file,
+    require_delegation,
+)
 from core.clients.limits import ClientLimits
 from core.clients.ports import CalendarPort, DiscordPort
 from core.clients.status import ServiceStatus
@@ -97,11 +101,15 @@ def _scale(time_scale: TimeScale | float | None, settings: Settings) -> TimeScal
 
 
 def require_credentials(settings: Settings) -> None:
-    """Every enabled service has its credential, and a service-account file has the
-    Workspace user it acts for (GOOGLE_IMPERSONATE_SUBJECT)."""
+    """Every enabled service has its credential, a credentials file is readable and
+    complete, and a service-account file has the Workspace user it acts for
+    (GOOGLE_IMPERSONATE_SUBJECT). Reads the disk only: ``core.clients.probes`` asks the
+    services themselves."""
     missing = settings.missing_credentials()
     if not missing:
         if settings.service_enabled(Service.CALENDAR) and settings.google_credentials_file:
+            require_credentials_file(settings.google_credentials_file,
+                                     settings.google_impersonate_subject)
             require_delegation(settings.google_credentials_file,
                                settings.google_impersonate_subject)
         return

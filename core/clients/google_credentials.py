@@ -56,6 +56,61 @@ def file_secrets(path: Path | None) -> list[str]:
     return [str(info[k]) for k in SECRET_FIELDS if isinstance(info.get(k), str) and info[k]]
 
 
+# What google-auth needs to build each kind of credentials (and to find the token
+# endpoint); a file lacking one fails at the first sync, so the daemon refuses it at start.
+REQUIRED_FIELDS = {
+    SERVICE_ACCOUNT: ("type", "client_email", "private_key", "token_uri"),
+    AUTHORIZED_USER: ("type", "client_id", "client_secret", "refresh_token"),
+}
+
+
+def info_problem(info: object) -> str | None:
+    """What is wrong with a parsed credentials file, or None (pure: no disk, no network)."""
+    if not isinstance(info, dict):
+        return "is not a JSON object"
+    kind = info.get("type")
+    if kind not in REQUIRED_FIELDS:
+        shown = repr(kind) if isinstance(kind, str) and len(kind) <= 40 else "missing"
+        return (f'has "type" {shown}; expected "{SERVICE_ACCOUNT}" (a service-account key) '
+                f'or "{AUTHORIZED_USER}" (an OAuth refresh token)')
+    missing = [name for name in REQUIRED_FIELDS[kind]
+               if not isinstance(info.get(name), str) or not info[name].strip()]
+    if missing:
+        return f"is a {kind} file without {', '.join(missing)}"
+    return None
+
+
+def require_credentials_file(path: Path, subject: str | None = None) -> Any:
+    """The credentials of GOOGLE_CREDENTIALS_FILE, or ``ConfigError`` naming the setting,
+    the file and what is wrong with it: missing, unreadable, not JSON, incomplete, or a key
+    google-auth cannot read. Reads the disk only; no token is fetched."""
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError(FILE_SETTING, f"{path} {problem}")
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise refuse("does not exist") from None
+    except IsADirectoryError:
+        raise refuse("is a directory, not a credentials file") from None
+    except OSError as exc:
+        raise refuse(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:
+        raise refuse("is not a JSON credentials file (not text)") from None
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise refuse(f"is not JSON{where}") from None
+    problem = info_problem(info)
+    if problem is not None:
+        raise refuse(problem)
+    try:
+        return load_google_credentials(path, subject)
+    except NeedsAttentionError:  # the fields are there, google-auth still refuses them
+        raise refuse("is not a key google-auth can read (is private_key a PEM key?)") from None
+
+
 def require_delegation(path: Path, subject: str | None) -> None:
     """A service-account file without GOOGLE_IMPERSONATE_SUBJECT cannot invite anyone:
     refuse to start (``ConfigError``, one line) rather than fail every calendar sync."""
