@@ -61,7 +61,8 @@ class DaemonFace(Protocol):
     """What the runtime serves to operators (``core.admin.face.AdminFace``: the admin API,
     heartbeats, the bulk worker), passed in by the caller so this composition root does
     not import the faces above it. ``open`` runs before leadership (a standby serves
-    health and reads), ``activate`` once this process leads."""
+    health and reads; on SQLite, which has no standby, after the file lock is taken),
+    ``activate`` once this process leads."""
 
     async def open(self, engine: AsyncEngine, owner: str, stack: AsyncExitStack) -> None: ...
 
@@ -193,14 +194,21 @@ class GroupsyncRuntime:
         if not status.at_head:
             raise SchemaNotCurrent(status.problem())
         async with AsyncExitStack() as stack:
+            held: asyncio.Event | None = None
+            if settings.is_sqlite:
+                # SQLite has no standby: a second daemon on the file is refused here, before
+                # its admin port is bound or a heartbeat written; the lock serves every term.
+                held = await stack.enter_async_context(
+                    leadership(settings.database_url, stop, outage, settings.time_scale))
             if self._face is not None:
                 await self._face.open(engine, lease_owner_id(role), stack)
             failures = 0
             while not stop.is_set():
                 try:
-                    async with leadership(
-                        settings.database_url, stop, outage, settings.time_scale
-                    ) as lost:
+                    office: contextlib.AbstractAsyncContextManager[asyncio.Event] = (
+                        contextlib.nullcontext(held) if held is not None else leadership(
+                            settings.database_url, stop, outage, settings.time_scale))
+                    async with office as lost:
                         if stop.is_set():
                             log.info(f"{role}_stopped_while_standing_by")
                             break

@@ -48,8 +48,11 @@ class AdminFace:
         app = create_app(self.service, self.settings, engine=engine)
         self.server = AdminServer(app, self.settings.admin_host, self.settings.admin_port)
         await self.server.start(stack)
-        await _background(stack, self.presence.run)
+        # Unwound last-in first-out: the heartbeat loop stops first, then the row goes, so
+        # no beat in flight writes it back after ``leave`` (a stopped daemon left a row that
+        # read as a standby).
         stack.push_async_callback(self.presence.leave)
+        await _background(stack, self.presence.run)
 
     async def activate(
         self, runtime: Runtime, wake: Callable[[], None], stack: AsyncExitStack

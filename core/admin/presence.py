@@ -28,8 +28,10 @@ from core.observability import get_logger
 
 log = get_logger("groupsync.presence")
 
-HEARTBEAT_SECONDS = 0.5
-STALE_AFTER_SECONDS = 5.0  # ten missed beats: the daemon is gone (or its database is)
+HEARTBEAT_SECONDS = 1.0
+# Three missed beats: the daemon is gone (or its database is). Its row stays for a while
+# (FORGET_AFTER) but it is no longer counted, as a standby or as the active daemon.
+STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 FORGET_AFTER = timedelta(hours=1)
 
 
@@ -139,8 +141,17 @@ class Presence:
                 await session.execute(delete(DaemonHeartbeat).where(DaemonHeartbeat.id == self.id))
 
 
+def is_alive(row: DaemonHeartbeat, now: datetime) -> bool:
+    """A heartbeat older than three intervals is a dead daemon's (killed, or refused)."""
+    return row.last_heartbeat >= now - timedelta(seconds=STALE_AFTER_SECONDS)
+
+
+def alive_of(rows: list[DaemonHeartbeat], now: datetime) -> list[DaemonHeartbeat]:
+    return [r for r in rows if is_alive(r, now)]
+
+
 def daemon_json(row: DaemonHeartbeat, now: datetime) -> dict[str, Any]:
-    alive = row.last_heartbeat >= now - timedelta(seconds=STALE_AFTER_SECONDS)
+    alive = is_alive(row, now)
     return {"id": row.id, "host": row.host, "pid": row.pid, "role": row.role,
             "since": row.since.isoformat(), "last_heartbeat": row.last_heartbeat.isoformat(),
             "alive": alive}
@@ -153,6 +164,5 @@ async def daemons(session_factory: SessionFactory) -> list[DaemonHeartbeat]:
 
 
 def active_of(rows: list[DaemonHeartbeat], now: datetime) -> DaemonHeartbeat | None:
-    fresh = [r for r in rows if r.role == "active"
-             and r.last_heartbeat >= now - timedelta(seconds=STALE_AFTER_SECONDS)]
+    fresh = [r for r in alive_of(rows, now) if r.role == "active"]
     return max(fresh, key=lambda r: r.last_heartbeat, default=None)

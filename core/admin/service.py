@@ -69,7 +69,8 @@ class AdminService:
             "now": now.isoformat(),
             "services": await self._services(now, active, counts),
             "sync_types": counts,
-            "daemons": [presence.daemon_json(r, now) for r in rows],
+            # Live daemons only: a dead heartbeat (a killed or refused daemon) is no standby.
+            "daemons": [presence.daemon_json(r, now) for r in presence.alive_of(rows, now)],
             "active_daemon": active.id if active else None,
             "reminders": (await reminder_overview(self.session_factory)).to_json(),
         }

@@ -394,7 +394,8 @@
     }
     const list = $('daemons-list');
     list.replaceChildren();
-    const daemons = overview.daemons || [];
+    // Only live heartbeats count: a dead daemon's row is neither active nor a standby.
+    const daemons = (overview.daemons || []).filter((d) => d.alive !== false);
     for (const daemon of daemons) {
       const active = daemon.id === overview.active_daemon || daemon.role === 'active';
       list.append(el('li', { text: `${active ? 'Active' : 'Standby'}: ${daemon.host} pid ${daemon.pid}`
