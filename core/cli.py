@@ -33,12 +33,16 @@ def _prepare(settings: Settings) -> None:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from core.admin.face import AdminFace
     from core.clients.factory import require_credentials
+    from core.clients.probes import verify_credentials
     from core.daemon import install_stop_signals, run_daemon
 
-    require_credentials(settings)  # before anything starts: real services are never faked
+    # Before anything starts (no admin port, no lock, no heartbeat): the settings, then
+    # one call per enabled service. Real services are never faked.
+    require_credentials(settings)
     face = AdminFace(settings)  # refuses a public ADMIN_HOST without ADMIN_TOKEN
 
     async def main() -> int:
+        await verify_credentials(settings)  # rejected: exit 2; unreachable: one warning
         stop = asyncio.Event()
         install_stop_signals(stop)
         return await run_daemon(settings, stop, face=face)

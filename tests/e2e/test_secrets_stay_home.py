@@ -79,7 +79,7 @@ async def sentry_server() -> AsyncIterator[SentryRecorder]:
         await runner.cleanup()
 
 
-async def seed(url: str, sandbox: Sandbox) -> None:
+async def seed(url: str, sandbox: Sandbox) -> tuple[int, int]:
     sandbox.discord.add_guild(GUILD, bot_role_position=50)
     sandbox.discord.add_channel(TEXT, GUILD, "cohort", type=0)
     sandbox.discord.add_user(ANN, "ann")
@@ -95,7 +95,16 @@ async def seed(url: str, sandbox: Sandbox) -> None:
             await session.flush()
             session.add(Meeting(group_id=group.id, sequence=1, duration_minutes=60,
                                 starts_at=datetime.now(UTC) + timedelta(days=3)))
-            await join_group(session, user.id, group.id)
+            return user.id, group.id
+    finally:
+        await engine.dispose()
+
+
+async def join(url: str, user_id: int, group_id: int) -> None:
+    engine = create_engine(url)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            await join_group(session, user_id, group_id)
     finally:
         await engine.dispose()
 
@@ -125,16 +134,13 @@ async def test_failing_syncs_reach_sentry_without_any_secret(
     url = f"sqlite+aiosqlite:///{tmp_path / 'gs.db'}"
     await asyncio.to_thread(upgrade, url)
     async with start_sandbox(time_scale=1.0) as sandbox, sentry_server() as sentry:
-        await seed(url, sandbox)
+        user_id, group_id = await seed(url, sandbox)
         if credentials == "service_account":
             key = sandbox.write_service_account_file(tmp_path / "google.json")
             google = {"GOOGLE_IMPERSONATE_SUBJECT": sandbox.impersonate_subject}
-            sandbox.calendar.inject("revoked_token", route="POST /token")
         else:
             key = sandbox.write_authorized_user_file(tmp_path / "google.json")
             google = {}
-            sandbox.calendar.revoke_refresh_tokens()
-        sandbox.discord.inject("revoked_token")  # the token is in discord.py's login frame
         dsn = f"http://5f0c1e2d3b4a49c8a7e6d5c4b3a2f1e0@127.0.0.1:{sentry.port}/42"
         secrets = [sandbox.discord_bot_token, ADMIN_TOKEN, dsn, *file_secrets(key)]
         assert len(secrets) >= 4
@@ -152,6 +158,16 @@ async def test_failing_syncs_reach_sentry_without_any_secret(
         log = tmp_path / "daemon.log"
         daemon = start_daemon(env, log)
         try:
+            # The credentials are revoked once the daemon runs (at start it would refuse
+            # them, exit 2), then a join makes both syncs meet the refusal.
+            await wait_for(lambda: '"daemon_started"' in log.read_text(), timeout=60,
+                           message="the daemon to start")
+            if credentials == "service_account":
+                sandbox.calendar.inject("revoked_token", route="POST /token")
+            else:
+                sandbox.calendar.revoke_refresh_tokens()
+            sandbox.discord.inject("revoked_token")  # the token is in discord.py's login frame
+            await join(url, user_id, group_id)
             await wait_for(lambda: len(sentry.events()) >= 2, timeout=60,
                            message="Sentry to hear of the discord and calendar failures")
         finally:
