@@ -245,12 +245,17 @@ class BulkWorker:
         state = "done"
         if await self.rt.pauses.is_paused(key.sync_type):
             state = "queued"  # waits for the resume, like every paused key
-        elif await make_due(self.rt.session_factory, key, self.rt.clock.now()):
+        else:
+            async def made_due() -> bool:
+                return await make_due(self.rt.session_factory, key, self.rt.clock.now())
+
             try:
-                result = await runner.run_key(self.rt, key, lane=Lane.BACKGROUND, reason="bulk")
+                result = await runner.run_key(self.rt, key, lane=Lane.BACKGROUND, reason="bulk",
+                                              prepare=made_due)
             except asyncio.CancelledError:
                 await self._set(job_id, key, "queued")
                 raise
+            # {"skipped": "not owed"}: settled meanwhile, so done.
             if result.get("skipped") == "service paused":
                 state = "queued"
             elif "error" in result or int(result.get("failed", 0) or 0) > 0:

@@ -181,3 +181,30 @@ async def test_an_interactive_request_for_a_key_queued_in_the_background_starts_
     assert not set(groups[1:-1]) & set(runs)  # those had not finished yet
     await asyncio.gather(*background)
     assert sorted(r["group"] for r in fakes.runs("discord")) == groups  # each ran once
+
+
+async def test_the_outbox_sweep_leaves_a_key_alone_while_a_bulk_retry_makes_it_due(
+    make_runtime: RuntimeMaker, fakes: Fakes
+) -> None:
+    # The bulk worker makes its key due inside the key's coordination (run_key's
+    # prepare), so a sweep at that very moment finds the key busy and does not run it
+    # beside the bulk as interactive (seen in CI: a bulk retry's keys ran interactive).
+    from core.admin.control import make_due
+    from core.engine.loops.sweeper import OutboxSweeper
+
+    rt = await make_runtime()
+    key = SyncKey(SyncType.DISCORD, 301)
+    async with rt.session_factory() as session, session.begin():
+        await mark_owed(session, [key.group_id], rt.clock.now(), [SyncType.DISCORD])
+    swept: list[int] = []
+
+    async def due_then_a_sweep() -> bool:
+        made = await make_due(rt.session_factory, key, rt.clock.now())
+        swept.append(await OutboxSweeper(rt).sweep_once())  # the key is due right now
+        return made
+
+    result = await runner.run_key(rt, key, lane=Lane.BACKGROUND, reason="bulk",
+                                  prepare=due_then_a_sweep)
+    assert swept == [0]
+    assert "skipped" not in result
+    assert [r["lane"] for r in fakes.runs("discord", key.group_id)] == ["background"]

@@ -37,12 +37,16 @@ log = get_logger("groupsync.engine")
 
 
 async def run_key(
-    rt: Runtime, key: SyncKey, *, lane: Lane = Lane.INTERACTIVE, reason: str = "request"
+    rt: Runtime, key: SyncKey, *, lane: Lane = Lane.INTERACTIVE, reason: str = "request",
+    prepare: Callable[[], Awaitable[bool]] | None = None,
 ) -> SyncResult:
     """Run the key once (or share a queued run) and return its result dict.
 
     A key whose lease another process holds, or that is no longer owed, is not run: the
-    result says ``{"skipped": …}``. A failure is recorded and returned, never raised."""
+    result says ``{"skipped": …}``. A failure is recorded and returned, never raised.
+    ``prepare`` runs first, inside the key's coordination (the outbox sweep leaves a key
+    it finds busy alone): a bulk retry makes its key due there, so the sweep does not
+    run it beside the bulk, as interactive. False from it: nothing to run."""
     async def already_done() -> SyncResult | None:
         if await state.is_owed(rt.session_factory, key):
             return None
@@ -54,10 +58,13 @@ async def run_key(
     # queues its own run behind it, which finds the work done.
     ask = rt.lane_asks.setdefault(key, LaneAsk(lane))
     ask.raise_to(lane)
+    async def run_once() -> SyncResult:
+        if prepare is not None and not await prepare():
+            return {"skipped": "not owed"}
+        return await _run_once(rt, key, ask, reason)
+
     try:
-        return await rt.coordinator.run(
-            key, lambda: _run_once(rt, key, ask, reason), still_needed=already_done
-        )
+        return await rt.coordinator.run(key, run_once, still_needed=already_done)
     finally:
         if rt.lane_asks.get(key) is ask and not rt.coordinator.busy(key):
             del rt.lane_asks[key]  # its run never took a slot (done already, or cancelled)
