@@ -4,6 +4,7 @@ script, and the README's embedding example runs against it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -88,6 +89,21 @@ def test_the_installed_script_migrates_a_new_sqlite_file(venv: Path, tmp_path: P
                  env=clean_env(DATABASE_URL="sqlite:///./new.db"))
     assert (tmp_path / "new.db").exists()
     assert status.stdout.strip().startswith("{")
+
+
+def test_the_installed_script_migrates_a_fresh_database_on_either_backend(
+    venv: Path, tmp_path: Path, empty_database_url: str
+) -> None:
+    # The wheel's own copy of the migrations (core/migrations), outside the checkout.
+    groupsync = str(venv / "bin" / "groupsync")
+    env = clean_env(DATABASE_URL=empty_database_url)
+    refused = subprocess.run([groupsync, "status"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert "migrate" in refused.stderr  # an empty database names the command that fixes it
+    run([groupsync, "migrate"], cwd=tmp_path, env=env)
+    status = run([groupsync, "status", "--json"], cwd=tmp_path, env=env)
+    assert json.loads(status.stdout)["services"]
 
 
 def test_the_readme_embedding_example_runs_from_the_wheel(venv: Path, tmp_path: Path) -> None:
