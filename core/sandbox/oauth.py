@@ -2,10 +2,13 @@
 
 The token endpoint accepts a service-account JWT assertion
 (``urn:ietf:params:oauth:grant-type:jwt-bearer``) and an authorized user's refresh token
-(``refresh_token``), and returns a bearer token. It reads the assertion's claims but does
-not verify the signature. An assertion with ``sub`` is domain-wide delegation: the token
-acts for that Workspace user. Without ``sub`` the token is the service account itself,
-which Google does not let invite attendees (403 forbiddenForServiceAccounts).
+(``refresh_token``), and returns a bearer token. As Google does, it checks the
+assertion's RS256 signature against the key named by its ``kid`` (a key some sandbox of
+this process wrote into a service-account file): a file whose key was never issued, or a
+tampered assertion, answers 400 ``invalid_grant: Invalid JWT Signature.``. An assertion
+with ``sub`` is domain-wide delegation: the token acts for that Workspace user. Without
+``sub`` the token is the service account itself, which Google does not let invite
+attendees (403 forbiddenForServiceAccounts).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.sandbox.rsa_key import generate_private_key_pem
+from core.sandbox.rsa_key import generate_key, verify_rs256
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 REFRESH_GRANT = "refresh_token"
@@ -26,6 +29,12 @@ SERVICE_ACCOUNT_EMAIL = f"groupsync@{DEFAULT_PROJECT}.iam.gserviceaccount.com"
 # The Workspace user the sandbox's service account acts for (GOOGLE_IMPERSONATE_SUBJECT),
 # and the consumer account of its authorized-user files.
 DEFAULT_SUBJECT = "organizer@sandbox.example.org"
+
+
+# private_key_id -> public modulus of every key a sandbox of this process put in a
+# service-account file: "Google" knows the keys it issued (a test may write one file and
+# use it with several sandboxes).
+_ISSUED_KEYS: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class OAuthError(Exception):
 class TokenRegistry:
     def __init__(self) -> None:
         self._tokens: dict[str, Principal] = {}
-        self._key_pem: str | None = None
+        self._key: tuple[str, int] | None = None  # (PEM, modulus), one per sandbox
         # refresh token -> (client id, client secret, user)
         self._refresh: dict[str, tuple[str, str, str]] = {}
         self.static_token = self.issue(DEFAULT_SUBJECT, DEFAULT_PROJECT)
@@ -77,7 +86,9 @@ class TokenRegistry:
             return self._refresh_grant(form)
         if grant_type != JWT_GRANT:
             raise OAuthError("unsupported_grant_type", "Invalid grant_type.")
-        claims = _jwt_claims(form.get("assertion", ""))
+        assertion = form.get("assertion", "")
+        claims = _jwt_claims(assertion)
+        _require_signature(assertion)
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or not issuer:
             raise OAuthError("invalid_grant", "Invalid JWT: missing iss.")
@@ -118,11 +129,13 @@ class TokenRegistry:
 
     def write_service_account_file(self, path: str | Path, token_uri: str) -> Path:
         """A service-account JSON google-auth accepts; its key is generated once per sandbox."""
-        if self._key_pem is None:
-            self._key_pem = generate_private_key_pem()
+        if self._key is None:
+            self._key = generate_key()
+        key_id = secrets.token_hex(20)
+        _ISSUED_KEYS[key_id] = self._key[1]
         info = {
             "type": "service_account", "project_id": DEFAULT_PROJECT,
-            "private_key_id": secrets.token_hex(20), "private_key": self._key_pem,
+            "private_key_id": key_id, "private_key": self._key[0],
             "client_email": SERVICE_ACCOUNT_EMAIL, "client_id": str(secrets.randbits(64)),
             "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": token_uri,
             "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
@@ -145,6 +158,24 @@ def _jwt_claims(assertion: str) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise OAuthError("invalid_grant", "Invalid JWT payload.")
     return claims
+
+
+def _require_signature(assertion: str) -> None:
+    header_part, payload_part, signature_part = assertion.split(".")
+    try:
+        header = json.loads(_b64decode(header_part))
+        signature = _b64decode(signature_part)
+    except ValueError:
+        raise OAuthError("invalid_grant", "Invalid JWT.") from None
+    modulus = _ISSUED_KEYS.get(header.get("kid", "")) if isinstance(header, dict) else None
+    signed = f"{header_part}.{payload_part}".encode()
+    if (modulus is None or header.get("alg") != "RS256"
+            or not verify_rs256(signed, signature, modulus)):
+        raise OAuthError("invalid_grant", "Invalid JWT Signature.")
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
 def _project_of(email: str) -> str:

@@ -1,12 +1,15 @@
 """A fresh RSA private key as PKCS#8 PEM, with the standard library only.
 
 Service-account files need a real key: google-auth signs its token request
-with it. The sandbox does not verify the signature, so speed beats strength.
+with it, and the sandbox's token endpoint checks that signature (RS256, as Google does)
+against the keys it issued. Speed beats strength: these keys guard nothing.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import secrets
 
 _SMALL_PRIMES = [p for p in range(3, 2000) if all(p % d for d in range(2, int(p**0.5) + 1))]
@@ -52,7 +55,28 @@ def _integer(value: int) -> bytes:
     return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
 
 
+# DER of the DigestInfo prefix for SHA-256 (RFC 8017 §9.2, note 1).
+_SHA256_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
 def generate_private_key_pem(bits: int = 2048) -> str:
+    return generate_key(bits)[0]
+
+
+def verify_rs256(signing_input: bytes, signature: bytes, modulus: int) -> bool:
+    """RSASSA-PKCS1-v1_5 with SHA-256 (JWT "RS256") against the public key (modulus, E)."""
+    size = (modulus.bit_length() + 7) // 8
+    value = int.from_bytes(signature, "big")
+    if len(signature) != size or value >= modulus:
+        return False
+    encoded = pow(value, E, modulus).to_bytes(size, "big")
+    info = _SHA256_INFO + hashlib.sha256(signing_input).digest()
+    expected = b"\x00\x01" + b"\xff" * (size - len(info) - 3) + b"\x00" + info
+    return hmac.compare_digest(encoded, expected)
+
+
+def generate_key(bits: int = 2048) -> tuple[str, int]:
+    """A private key as PEM and its public modulus."""
     while True:
         p, q = _prime(bits // 2), _prime(bits // 2)
         if p != q:
@@ -67,4 +91,5 @@ def generate_private_key_pem(bits: int = 2048) -> str:
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
     # The PEM label is assembled so secret scanners do not mistake this code for a key.
     label = " ".join(("PRIVATE", "KEY"))
-    return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
+    pem = f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
+    return pem, n

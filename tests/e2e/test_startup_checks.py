@@ -115,6 +115,16 @@ def revoked_google_grant(sandbox: Sandbox, tmp: Path) -> dict[str, str]:
             "GOOGLE_CALENDAR_ENDPOINT": sandbox.calendar_endpoint}
 
 
+def unknown_key(sandbox: Sandbox, tmp: Path) -> dict[str, str]:
+    from core.sandbox.rsa_key import generate_key
+
+    path = sandbox.write_service_account_file(tmp / "sa.json")
+    info = json.loads(path.read_text())
+    path.write_text(json.dumps({**info, "private_key": generate_key(1024)[0]}))  # not issued
+    return {"ENABLED_SERVICES": "calendar", "GOOGLE_CREDENTIALS_FILE": str(path),
+            "GOOGLE_IMPERSONATE_SUBJECT": sandbox.impersonate_subject}
+
+
 REFUSALS: list[tuple[Case, str, str]] = [
     (blank_bot_token, "DISCORD_BOT_TOKEN", "empty"),
     (blank_admin_token_public, "ADMIN_TOKEN", "empty"),
@@ -123,6 +133,7 @@ REFUSALS: list[tuple[Case, str, str]] = [
     (incomplete_file, "GOOGLE_CREDENTIALS_FILE", "without client_email, private_key, token_uri"),
     (rejected_bot_token, "DISCORD_BOT_TOKEN", "Discord rejected it: 401: Unauthorized"),
     (revoked_google_grant, "GOOGLE_CREDENTIALS_FILE", "Token has been expired or revoked"),
+    (unknown_key, "GOOGLE_CREDENTIALS_FILE", "invalid_grant: Invalid JWT Signature."),
 ]
 
 

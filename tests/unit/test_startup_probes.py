@@ -32,7 +32,8 @@ def test_what_a_credentials_file_lacks(info: Any, says: str | None) -> None:
     if says is None:
         assert problem is None
     else:
-        assert problem is not None and says in problem
+        assert problem is not None
+        assert says in problem
 
 
 @pytest.mark.parametrize(("status", "body", "verdict", "words"), [
