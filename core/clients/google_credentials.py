@@ -69,15 +69,17 @@ def info_problem(info: object) -> str | None:
     if not isinstance(info, dict):
         return "is not a JSON object"
     kind = info.get("type")
-    if kind not in REQUIRED_FIELDS:
-        shown = repr(kind) if isinstance(kind, str) and len(kind) <= 40 else "missing"
-        return (f'has "type" {shown}; expected "{SERVICE_ACCOUNT}" (a service-account key) '
-                f'or "{AUTHORIZED_USER}" (an OAuth refresh token)')
+    if kind not in REQUIRED_FIELDS:  # the file's values are never echoed, not even this one
+        return (f'has no "type" groupsync knows; expected "{SERVICE_ACCOUNT}" (a '
+                f'service-account key) or "{AUTHORIZED_USER}" (an OAuth refresh token)')
     missing = [name for name in REQUIRED_FIELDS[kind]
                if not isinstance(info.get(name), str) or not info[name].strip()]
     if missing:
-        return f"is a {kind} file without {', '.join(missing)}"
+        return f"is a{_KINDS[kind]} file without {', '.join(missing)}"
     return None
+
+
+_KINDS = {SERVICE_ACCOUNT: " service-account key", AUTHORIZED_USER: "n authorized-user"}
 
 
 def require_credentials_file(path: Path, subject: str | None = None) -> Any:

@@ -12,7 +12,7 @@ from discord.http import Route
 from core.clients.factory import open_clients
 from core.clock import SystemClock
 from core.config import Settings
-from core.errors import ConfigError, NeedsAttentionError
+from core.errors import ConfigError
 from core.lanes import Lane
 from core.sandbox import Sandbox
 from tests.clients.conftest import CALENDAR, SCALE, TEXT
@@ -40,14 +40,14 @@ async def test_an_enabled_service_without_its_credential_is_a_config_error(
 
 
 @pytest.mark.parametrize("content", [None, "{not json", '{"type": "service_account"}'])
-async def test_an_unreadable_key_file_needs_attention_without_showing_it(
+async def test_an_unreadable_key_file_is_a_config_error_without_showing_it(
         tmp_path: Path, content: str | None) -> None:
     path = tmp_path / "key.json"
     if content is not None:
         path.write_text(content)
 
     async with AsyncExitStack() as stack:
-        with pytest.raises(NeedsAttentionError) as caught:
+        with pytest.raises(ConfigError) as caught:  # refused at start (exit 2), not later
             await open_clients(
                 settings(enabled_services="calendar", google_credentials_file=path,
                          google_impersonate_subject="organizer@example.org"),
