@@ -13,11 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import update
 
 from core.db.models import CalendarEventRecord, DeliveryState, DiscordGrant, SyncType
-from core.reminders.sync import RemindersSyncer
 from core.syncers.base import SyncContext, Syncer, SyncResult
-from core.syncers.calendar_events import CalendarEventsSyncer
 from core.syncers.calendar_plan import desired_events
-from core.syncers.discord_access import DiscordAccessSyncer
 from core.syncers.discord_plan import desired_grants
 from core.syncers.estimates import (
     calendar_estimate,
@@ -25,7 +22,6 @@ from core.syncers.estimates import (
     reminders_estimate,
     rsvps_estimate,
 )
-from core.syncers.rsvps import RsvpsSyncer
 from core.syncers.spec import SyncTypeSpec
 
 if TYPE_CHECKING:
@@ -45,19 +41,29 @@ class DisabledServiceSyncer:
         return {"disabled": self._service, "failed": 0}
 
 
+# The syncer modules load when a runtime builds them: every CLI verb reads this registry
+# (names, services, labels), and `status` should not pay for the syncers' imports.
+
+
 def _discord(deps: SyncerDeps, clients: Clients) -> Syncer:
+    from core.syncers.discord_access import DiscordAccessSyncer
+
     if clients.discord is None:
         return DisabledServiceSyncer(SyncType.DISCORD, "discord")
     return DiscordAccessSyncer(deps.session_factory, clients.discord)
 
 
 def _calendar(deps: SyncerDeps, clients: Clients) -> Syncer:
+    from core.syncers.calendar_events import CalendarEventsSyncer
+
     if clients.calendar is None:
         return DisabledServiceSyncer(SyncType.CALENDAR, "calendar")
     return CalendarEventsSyncer(deps.session_factory, clients.calendar)
 
 
 def _reminders(deps: SyncerDeps, clients: Clients) -> Syncer:
+    from core.reminders.sync import RemindersSyncer
+
     settings = deps.settings
     grace = timedelta(seconds=settings.reminder_grace_seconds)
     return RemindersSyncer(deps.session_factory, settings.reminder_offsets_minutes, grace,
@@ -65,6 +71,8 @@ def _reminders(deps: SyncerDeps, clients: Clients) -> Syncer:
 
 
 def _rsvps(deps: SyncerDeps, clients: Clients) -> Syncer:
+    from core.syncers.rsvps import RsvpsSyncer
+
     return RsvpsSyncer(deps.session_factory, clients.calendar)
 
 
