@@ -73,12 +73,20 @@ class DatabaseProxy:
         self._links.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Held from the moment it is accepted: a cut while the upstream connection is
+        # still being opened must reset it too (else its socket outlived the proxy, and
+        # the ResourceWarning failed whichever test the garbage collector ran in).
+        self._links.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            self._links.discard(writer)
             return
-        self._links.update((writer, up_writer))
+        if writer not in self._links:  # cut meanwhile: the client was already reset
+            up_writer.transport.abort()
+            return
+        self._links.add(up_writer)
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         self._links.difference_update((writer, up_writer))
 
