@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.browser.chromium import Browser
 from tests.browser.system import ADMIN_TOKEN, _admin_url
-from tests.databases import PostgresDatabases
 from tests.engine.daemon_process import Daemon
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def shared_postgres(postgres_databases: PostgresDatabases | None) -> Iterator[str]:
-    if postgres_databases is None:
-        pytest.skip("a standby needs PostgreSQL (SQLite refuses a second daemon)")
-    url = postgres_databases.create(True)
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
-
-
+# A standby needs PostgreSQL: SQLite refuses a second daemon.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_sign_in_to_a_standby_shows_its_read_only_view(
-    new_browser: Callable[[str], Browser], shared_postgres: str, tmp_path: Path
+    new_browser: Callable[[str], Browser], database_url: str, tmp_path: Path
 ) -> None:
+    shared_postgres = database_url
     env = {"ADMIN_TOKEN": ADMIN_TOKEN, "LOG_FORMAT": "json"}
     (tmp_path / "fake").mkdir()
     active = Daemon(shared_postgres, tmp_path / "fake", tmp_path / "active.log", **env)

@@ -27,6 +27,7 @@ from core.db.models import Group, Meeting, User
 from core.db.session import create_engine, create_session_factory
 from core.group_joining import join_group
 from core.sandbox import Sandbox, start_sandbox
+from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
 from tests.world import GUILD
 
@@ -109,11 +110,6 @@ async def join(url: str, user_id: int, group_id: int) -> None:
         await engine.dispose()
 
 
-def start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "main.py", "run"], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-
 
 def leaks(haystack: bytes | str, secrets: list[str]) -> list[str]:
     text = haystack.decode(errors="replace") if isinstance(haystack, bytes) else haystack
@@ -156,7 +152,7 @@ async def test_failing_syncs_reach_sentry_without_any_secret(
             "TIME_SCALE": "0.01", "OUTBOX_POLL_SECONDS": "0.1",
         }
         log = tmp_path / "daemon.log"
-        daemon = start_daemon(env, log)
+        daemon = spawn_run(env, log)
         try:
             # The credentials are revoked once the daemon runs (at start it would refuse
             # them, exit 2), then a join makes both syncs meet the refusal.

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from core.db.models import DaemonHeartbeat, Group, User
 from core.db.session import create_engine, create_session_factory
 from core.group_joining import join_group
 from core.sandbox import Sandbox, start_sandbox
+from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
 from tests.world import GUILD
 
@@ -182,11 +182,6 @@ async def seed(database_url: str, sandbox: Sandbox) -> None:
         await engine.dispose()
 
 
-def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "main.py", "run"], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-
 
 def events(log: Path, name: str) -> list[dict[str, object]]:
     found = []
@@ -214,7 +209,7 @@ async def test_a_service_unreachable_at_start_does_not_stop_the_daemon_which_con
         GOOGLE_IMPERSONATE_SUBJECT=sandbox.impersonate_subject,
         GOOGLE_CALENDAR_ENDPOINT=sandbox.calendar_endpoint)
     log = tmp_path / "daemon.log"
-    daemon = spawn(env, log)
+    daemon = spawn_run(env, log)
     try:
         # When the daemon starts while neither service answers
         await wait_for(lambda: bool(events(log, "daemon_started")) or daemon.poll() is not None,
@@ -241,7 +236,7 @@ async def test_a_second_daemon_on_one_sqlite_file_binds_nothing_and_leaves_no_he
     if not database_url.startswith("sqlite"):
         pytest.skip("on PostgreSQL a second daemon is a standby, not refused")
     log = tmp_path / "first.log"
-    first = spawn(base_env(database_url, 0), log)
+    first = spawn_run(base_env(database_url, 0), log)
     try:
         await wait_for(lambda: bool(events(log, "daemon_started")), timeout=60,
                        message="the first daemon to start")

@@ -14,6 +14,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def spawn_run(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python main.py run`` with exactly ``env``, its output in ``log`` (for tests that
+    set every variable themselves; ``Daemon`` fills in the fake-syncer defaults)."""
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "main.py", "run"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
 class Daemon:
     def __init__(self, database_url: str, fake_dir: Path, log_path: Path, **env: str) -> None:
         self.log_path = log_path
