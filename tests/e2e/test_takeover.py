@@ -61,8 +61,10 @@ async def _terminate_lock_connection(database_url: str) -> int:
     admin = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         return int(await admin.fetchval(
+            # This test's database only: other tests' leaders hold the same key in theirs.
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = "
-            "'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint) = $1",
+            "'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint) = $1 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             ADVISORY_LOCK_KEY,
         ))
     finally:
