@@ -102,10 +102,20 @@ async def test_a_cancelled_bulk_leaves_the_unstarted_keys_untouched(
 ) -> None:
     groups = await failing_keys(admin_sessions, 40)
     before = {g: await key_row(admin_sessions, "discord", g) for g in groups}
-    fakes.set("discord:*", "ok", sleep=0.3)
+    # Long runs, and the cancel only once a second batch is running: between two batches
+    # nothing runs, and a cancel there is "cancelled" at once (CI hit that gap).
+    fakes.set("discord:*", "ok", sleep=1.5)
     async with daemon.client() as api:
         job_id = (await api.post("/api/bulk-retry", json={"confirm": True})).json()["job"]["id"]
-        await wait_for(lambda: len(fakes.runs("discord")) >= 4, timeout=30,
+
+        async def second_batch_running() -> bool:
+            async with admin_sessions() as session:
+                running = (await session.scalars(select(BulkJobItem.group_id).where(
+                    BulkJobItem.job_id == job_id, BulkJobItem.state == "running"))).all()
+            ran = {r["group"] for r in fakes.runs("discord")}
+            return bool(ran) and bool(set(running) - ran)
+
+        await wait_for(second_batch_running, timeout=30, interval=0.05,
                        message="the bulk under way")
         cancelled = (await api.post(f"/api/bulk-jobs/{job_id}/cancel")).json()
         seen = []
