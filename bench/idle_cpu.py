@@ -47,7 +47,7 @@ async def write_owed(url: str, n: int) -> None:
     types = list(names())
     rows = [
         {
-            "sync_type": types[i % 4].value,
+            "sync_type": str(types[i % len(types)]),
             "group_id": i // 4 + 1,
             "status": "retrying",
             "requested_generation": 1,

@@ -41,7 +41,7 @@ async def main(n: int) -> dict[str, object]:
             types = list(names())
             rows = [
                 {
-                    "sync_type": types[i % 4].value,
+                    "sync_type": str(types[i % len(types)]),
                     "group_id": i // 4 + 1,
                     "status": "retrying",
                     "requested_generation": 1,
