@@ -1,0 +1,37 @@
+"""The benchmarks' own set-up runs: a bench that crashes before measuring reports nothing,
+and nothing else would notice (idle_cpu and scheduler_overhead wrote ``SyncType.value``
+for months after sync types became registry names)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bench import idle_cpu, scheduler_overhead
+from core.db.migrate import upgrade
+from core.db.models import SyncState
+from core.db.session import create_engine, create_session_factory
+from core.syncers.types import names
+
+
+async def test_idle_cpu_writes_its_owed_retries_for_every_registered_type(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bench.db'}"
+    await asyncio.to_thread(upgrade, url)
+    await idle_cpu.write_owed(url, 12)
+    engine = create_engine(url)
+    try:
+        async with create_session_factory(engine)() as session:
+            rows = (await session.execute(
+                select(SyncState.sync_type, func.count()).group_by(SyncState.sync_type))).all()
+    finally:
+        await engine.dispose()
+    assert {sync_type for sync_type, _ in rows} == {str(n) for n in names()}
+    assert sum(count for _, count in rows) == 12
+
+
+async def test_scheduler_overhead_arms_every_owed_retry() -> None:
+    result = await scheduler_overhead.main(40)
+    armed = (result["owed_retries"], result["jobs_armed"], result["jobs_in_scheduler"])
+    assert armed == (40, 40, 40)
