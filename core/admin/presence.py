@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from core.admin.control import service_rows
 from core.clients.status import ClientBoard, ServiceStatus
@@ -33,6 +33,7 @@ HEARTBEAT_SECONDS = 1.0
 # (FORGET_AFTER) but it is no longer counted, as a standby or as the active daemon.
 STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 FORGET_AFTER = timedelta(hours=1)
+PRUNE_EVERY = 60  # beats between two prunes of forgotten rows (the first beat prunes)
 
 
 def client_json(status: ServiceStatus, now: datetime) -> dict[str, Any]:
@@ -82,6 +83,7 @@ class Presence:
         self.since = clock.now()
         self.board = board
         self._resets_applied: dict[str, datetime] = {}
+        self._beats = 0
 
     def become_standby(self) -> None:
         """The daemon's term as leader ended (leadership lost); it contends again."""
@@ -92,19 +94,24 @@ class Presence:
         self.since = self.clock.now()
 
     async def beat(self) -> None:
+        """One UPDATE of this daemon's row (an INSERT the first time, or after a reader
+        forgot it); rows of daemons long gone are pruned every ``PRUNE_EVERY`` beats.
+        A beat is most of an idle daemon's writes: it reads nothing back (issue 26)."""
         now = self.clock.now()
         board = self.board()
         clients = [client_json(s, now) for s in board.statuses()] if board else []
+        values = {"role": self.role, "since": self.since, "last_heartbeat": now,
+                  "clients": clients}
         async with self.sessions() as session, session.begin():
-            row = await session.get(DaemonHeartbeat, self.id)
-            if row is None:
-                row = DaemonHeartbeat(id=self.id, host=self.host, pid=self.pid)
-                session.add(row)
-            row.role, row.since, row.last_heartbeat, row.clients = (
-                self.role, self.since, now, clients)
-            await session.execute(
-                delete(DaemonHeartbeat).where(DaemonHeartbeat.last_heartbeat < now - FORGET_AFTER)
-            )
+            updated = await session.execute(
+                update(DaemonHeartbeat).where(DaemonHeartbeat.id == self.id).values(**values)
+                .execution_options(synchronize_session=False))
+            if not getattr(updated, "rowcount", 0):
+                session.add(DaemonHeartbeat(id=self.id, host=self.host, pid=self.pid, **values))
+            if self._beats % PRUNE_EVERY == 0:
+                await session.execute(delete(DaemonHeartbeat).where(
+                    DaemonHeartbeat.last_heartbeat < now - FORGET_AFTER))
+        self._beats += 1
 
     async def apply_breaker_resets(self) -> int:
         board = self.board()
