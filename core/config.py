@@ -125,6 +125,17 @@ class Settings(BaseSettings):
         5.0, gt=0, description="a longer server wait becomes a scheduled retry"
     )
 
+    # The deletion guard (core/syncers/guard.py): a sync is held for an operator when it
+    # would remove more than GUARD_MAX_REMOVALS members *and* more than this share of
+    # the group, or take one sync type's removals past the per-10-minute limit (the
+    # window scaled by TIME_SCALE). 0 disables that limit.
+    guard_max_removals: int = Field(
+        10, ge=0, description="members one sync may remove before the share is checked")
+    guard_max_removal_share: float = Field(
+        0.5, ge=0, le=1, description="share of a group's members one sync may remove")
+    guard_max_removals_per_10_min: int = Field(
+        500, ge=0, description="removals per sync type across all groups in 10 minutes")
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:

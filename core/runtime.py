@@ -26,9 +26,11 @@ from core.db.session import create_engine, create_session_factory
 from core.engine.health.outage import DatabaseOutage
 from core.engine.running.context import RetryTimers, Runtime
 from core.engine.running.coordinator import Coordinator
+from core.engine.running.held import GuardStore
 from core.engine.running.pauses import PauseFlags
 from core.engine.running.slots import RunSlots
 from core.errors import ConfigError
+from core.syncers import guard
 from core.syncers import types as sync_type_registry
 from core.syncers.deps import SyncerDeps, SyncerFactory
 
@@ -97,5 +99,12 @@ async def open_runtime(
         pauses=PauseFlags(session_factory),
         client_board=board,
         outage=outage or DatabaseOutage(),
+        guard=GuardStore(session_factory, guard_limits(settings),
+                         time_scale.seconds(guard.WINDOW_SECONDS)),
     )
     return runtime
+
+
+def guard_limits(settings: Settings) -> guard.Limits:
+    return guard.Limits(settings.guard_max_removals, settings.guard_max_removal_share,
+                        settings.guard_max_removals_per_10_min)

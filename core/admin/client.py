@@ -88,6 +88,17 @@ class ApiClient:
     async def reset_breaker(self, service: str, *, via: str) -> dict[str, Any]:
         return dict(await self._call("POST", f"/api/services/{service}/breaker/reset"))
 
+    async def held(self) -> list[dict[str, Any]]:
+        return list((await self._call("GET", "/api/held"))["items"])
+
+    async def approve(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                      ) -> dict[str, Any]:
+        return dict(await self._call("POST", f"/api/held/{sync_type}/{group_id}/approve"))
+
+    async def reject(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]:
+        return dict(await self._call("POST", f"/api/held/{sync_type}/{group_id}/reject"))
+
 
 def _problem(response: httpx.Response) -> AdminError:
     try:

@@ -42,6 +42,11 @@ class Admin(Protocol):
                     ) -> dict[str, Any]: ...
     async def resume(self, service: str, *, via: str) -> dict[str, Any]: ...
     async def reset_breaker(self, service: str, *, via: str) -> dict[str, Any]: ...
+    async def held(self) -> list[dict[str, Any]]: ...
+    async def approve(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                      ) -> dict[str, Any]: ...
+    async def reject(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]: ...
 
 
 @asynccontextmanager
@@ -125,11 +130,13 @@ async def status(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
     view = await admin.overview()
     failing = await admin.list_keys(KeyFilter(status="failing"), limit=100)
     pending = await admin.list_keys(KeyFilter(status="pending"), limit=20)
+    held = await admin.list_keys(KeyFilter(status="held"), limit=100)
     jobs = await admin.bulk_jobs()
     if args.json:
-        _print_json({**view, "failing": failing, "pending": pending, "bulk_jobs": jobs}, out)
+        _print_json({**view, "failing": failing, "held": held, "pending": pending,
+                     "bulk_jobs": jobs}, out)
         return 0
-    print(render_status(view, failing, jobs, pending), file=out)
+    print(render_status(view, failing, jobs, pending, held), file=out)
     return 0
 
 
@@ -144,7 +151,8 @@ def _at(value: str | None, now: datetime, *, past: bool = False) -> str:
 
 
 def render_status(view: dict[str, Any], failing: dict[str, Any],
-                  jobs: list[dict[str, Any]], pending: dict[str, Any] | None = None) -> str:
+                  jobs: list[dict[str, Any]], pending: dict[str, Any] | None = None,
+                  held: dict[str, Any] | None = None) -> str:
     now = parse_time(view.get("now")) or datetime.now(UTC)
     lines = []
     alive = [d for d in view["daemons"] if d.get("alive", True)]
@@ -155,14 +163,9 @@ def render_status(view: dict[str, Any], failing: dict[str, Any],
                      f"{_at(d['since'], now, past=True)} (last heartbeat "
                      f"{_at(d['last_heartbeat'], now, past=True)})")
     lines.extend(_service_line(s, now) for s in view["services"])
-    for k in failing["items"]:
-        lines.extend(_key_lines(k, now))
-    if failing["total"] > len(failing["items"]):
-        lines.append(f"... and {failing['total'] - len(failing['items'])} more failing keys")
-    for k in (pending or {}).get("items", []):
-        lines.extend(_key_lines(k, now))
-    if pending and pending["total"] > len(pending["items"]):
-        lines.append(f"... and {pending['total'] - len(pending['items'])} more pending keys")
+    lines.extend(_page_lines(failing, "failing keys", now))
+    lines.extend(_page_lines(held, "held keys (`held` lists their plans)", now))
+    lines.extend(_page_lines(pending, "pending keys", now))
     if view.get("reminders"):
         from core.reminders.status import render_reminders
 
@@ -172,6 +175,15 @@ def render_status(view: dict[str, Any], failing: dict[str, Any],
                      f"{job['failed']} failed, {job['remaining']} remaining, "
                      f"{job['cancelled']} cancelled")
     return "\n".join(lines)
+
+
+def _page_lines(page: dict[str, Any] | None, what: str, now: datetime) -> list[str]:
+    if not page:
+        return []
+    lines = [line for k in page["items"] for line in _key_lines(k, now)]
+    if page["total"] > len(page["items"]):
+        lines.append(f"... and {page['total'] - len(page['items'])} more {what}")
+    return lines
 
 
 def _key_lines(k: dict[str, Any], now: datetime) -> list[str]:
@@ -320,6 +332,63 @@ async def breaker_reset(admin: Admin, args: argparse.Namespace, out: TextIO) -> 
     return 0
 
 
+async def held(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    items = await admin.held()
+    if args.json:
+        _print_json(items, out)
+        return 0
+    if not items:
+        print("no held syncs", file=out)
+    for item in items:
+        print(render_held(item), file=out)
+    return 0
+
+
+def render_held(item: dict[str, Any]) -> str:
+    decided = ""
+    if item.get("decided_at"):
+        decided = f", {item['decision']} by {item['decided_by']} at {item['decided_at']}"
+    users = ", ".join(f"{u['id']} ({u['name']})" if u.get("name") else u["id"]
+                      for u in item["users"])
+    lines = [f"held {item['sync_type']}:{item['group_id']} since {item['held_at']}: "
+             f"{item['reason']}{decided}",
+             f"  removes {item['removals']} of {item['members']}: {users or '-'}"]
+    plan = item.get("plan") or {}
+    for user, lost in (plan.get("users_losing") or {}).items():
+        lines.append(f"  {user} loses {', '.join(lost)}")
+    for event, gone in (plan.get("attendees_removed") or {}).items():
+        lines.append(f"  event {event}: removes {', '.join(gone)}")
+    for event in plan.get("events_cancelled") or []:
+        lines.append(f"  cancels {event}")
+    return "\n".join(lines)
+
+
+def _operator() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+async def approve(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    result = await admin.approve(args.sync_type, args.group_id, via=VIA, who=_operator())
+    print(f"approved {result['sync_type']}:{result['group_id']}: its {result['removals']} "
+          "removal(s) are applied now if the membership is unchanged (else it is planned "
+          "again)", file=out)
+    return 0
+
+
+async def reject(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    result = await admin.reject(args.sync_type, args.group_id, via=VIA, who=_operator())
+    print(f"rejected {result['sync_type']}:{result['group_id']}: it stays held until the "
+          "group's membership changes", file=out)
+    return 0
+
+
 # ---- parser ------------------------------------------------------------------------------------
 def add_verbs(verbs: Any) -> None:
     def verb(name: str, fn: Verb, help_: str, description: str) -> argparse.ArgumentParser:
@@ -382,6 +451,23 @@ def add_verbs(verbs: Any) -> None:
 
     p = verb("resume", resume, "resume a paused service", "Owed keys run again at once.")
     p.add_argument("service", help="discord or calendar")
+
+    p = verb("held", held, "syncs the deletion guard holds for approval",
+             "Every key whose plan would remove too many members (GUARD_MAX_REMOVALS, "
+             "GUARD_MAX_REMOVAL_SHARE, GUARD_MAX_REMOVALS_PER_10_MIN): the reason, the "
+             "users it removes and its exact plan.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    for name, fn, help_, description in (
+        ("approve", approve, "apply a held sync's plan",
+         "Apply exactly the held plan if the group's membership is unchanged; else the key "
+         "is planned (and guarded) again. Audit-logged with who and when."),
+        ("reject", reject, "keep a held sync held",
+         "The key stays held, with no calls, until the group's membership changes. "
+         "Audit-logged with who and when."),
+    ):
+        p = verb(name, fn, help_, description)
+        p.add_argument("sync_type", help="discord or calendar (a held key's type)")
+        p.add_argument("group_id", type=int)
 
     p = verb("breaker-reset", breaker_reset, "close a service's circuit breaker",
              "Every daemon closes its breaker for the service within a second.")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.admin import bulk, control, keys, presence, resync
+from core.admin import bulk, control, held, keys, presence, resync
 from core.admin.audit import audit
 from core.admin.errors import AdminError, Conflict
 from core.admin.keys import KeyFilter, WaitContext
@@ -19,6 +19,7 @@ from core.admin.waiting import BLOCKING, KeyFacts, ServiceFacts, WaitCode, Waiti
 from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock
 from core.config import Settings
+from core.db.models import HeldDecision
 from core.db.session import SessionFactory
 from core.engine.running.pauses import PauseFlags
 from core.reminders.status import reminder_overview
@@ -180,6 +181,38 @@ class AdminService:
         applied_here = board.reset_breaker(service) if board is not None else False
         audit("breaker_reset", {"service": service}, via, applied_here=applied_here)
         return {"service": service, "reset_requested": True}
+
+    # ---- the deletion guard's held plans -------------------------------------------------------
+    async def held(self) -> list[dict[str, Any]]:
+        return await held.list_held(self.session_factory)
+
+    async def approve(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                      ) -> dict[str, Any]:
+        return await self._decide("approve", HeldDecision.APPROVED, sync_type, group_id,
+                                  via, who)
+
+    async def reject(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]:
+        return await self._decide("reject", HeldDecision.REJECTED, sync_type, group_id,
+                                  via, who)
+
+    async def _decide(self, action: str, decision: HeldDecision, sync_type: str, group_id: int,
+                      via: str, who: str | None) -> dict[str, Any]:
+        scope = {"sync_type": sync_type, "group_id": group_id}
+        by = f"{via}:{who}" if who else via
+        now = self.clock.now()
+        try:
+            result = await held.decide(self.session_factory, sync_type, group_id, decision,
+                                       by, now)
+        except AdminError as exc:
+            audit(action, scope, via, who=by, at=now.isoformat(), outcome="refused",
+                  reason=str(exc))
+            raise
+        if decision is HeldDecision.APPROVED:
+            self.live.wake()
+        audit(action, scope, via, who=by, at=now.isoformat(), outcome="accepted",
+              removals=result["removals"])
+        return result
 
     # ---- bulk retry --------------------------------------------------------------------------
     async def bulk_preview(self, scope: bulk.BulkScope) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class KeyRow(Protocol):
     last_attempt_at: datetime | None
     lease_owner: str | None
     lease_expires_at: datetime | None
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,10 @@ class KeyFacts:
             error_kind=row.error_kind,
             ever_ran=row.last_attempt_at is not None,
             running=running,
-            held=held,
+            # A held key's row carries the guard's reason (core.engine.running.state).
+            held=held if held is not None else (
+                (row.last_error or "held by the deletion guard") if row.status == "held"
+                else None),
         )
 
 
@@ -149,7 +153,8 @@ def _first_reason(
     due = key.next_attempt_at if key.next_attempt_at and key.next_attempt_at > now else None
     name = service.service if service else key.sync_type
     if key.held is not None:
-        return Waiting(WaitCode.HELD, None, f"held for an operator: {key.held}")
+        return Waiting(WaitCode.HELD, None, f"held for approval: {key.held}; "
+                       "`held` shows the plan, `approve` or `reject` decides")
     if service is not None and service.credentials_rejected is not None:
         probe = _later(service.next_probe_at, due)
         return Waiting(WaitCode.CREDENTIALS_REJECTED, probe,

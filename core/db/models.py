@@ -62,6 +62,7 @@ class SyncStatus(StrEnum):
     RUNNING = "running"
     RETRYING = "retrying"
     NEEDS_ATTENTION = "needs_attention"
+    HELD = "held"  # the deletion guard holds its plan for an operator (core.syncers.guard)
 
 
 class MemberRole(StrEnum):
@@ -402,3 +403,47 @@ class IdempotentRequest(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
+
+
+class HeldDecision(StrEnum):
+    PENDING = "pending"  # waiting for an operator
+    APPROVED = "approved"  # an operator let exactly this plan's removals through
+    REJECTED = "rejected"  # stays held until the desired membership changes
+
+
+class HeldPlan(Base):
+    """A sync the deletion guard held before any write: its exact plan, for an operator.
+
+    One row per key. ``fingerprint`` is the desired membership the plan was made from: a
+    rejection holds only while it is unchanged, an approval applies only to it."""
+
+    __tablename__ = "held_plans"
+    __table_args__ = (
+        CheckConstraint(f"decision IN {_in(HeldDecision)}", name="decision"),
+    )
+
+    sync_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    removals: Mapped[int] = mapped_column(Integer)
+    members: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    held_at: Mapped[datetime]
+    decision: Mapped[str] = mapped_column(String(16), default=HeldDecision.PENDING.value)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None]
+
+
+class AppliedRemovals(Base):
+    """Removals the guard let through, per sync type and time: the sliding window every
+    daemon counts against GUARD_MAX_REMOVALS_PER_10_MIN (rows older than it are pruned)."""
+
+    __tablename__ = "applied_removals"
+    __table_args__ = (Index("ix_applied_removals_type_at", "sync_type", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sync_type: Mapped[str] = mapped_column(String(16))
+    group_id: Mapped[int] = mapped_column(Integer)
+    removals: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]

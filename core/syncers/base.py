@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import SyncType
 from core.db.session import SessionFactory
 from core.lanes import Lane
+
+if TYPE_CHECKING:
+    from core.syncers.guard import GuardPort
 
 SyncResult = dict[str, Any]
 
@@ -56,6 +59,9 @@ class SyncContext:
     now: datetime
     attempt: int = 0
     fence: Fence | None = None  # None: the syncer writes unfenced through its own sessions
+    # The deletion guard a planned syncer asks before it applies (core.syncers.guard);
+    # None: unguarded (a syncer driven directly by a test or a tool, not by the engine).
+    guard: GuardPort | None = None
 
     def fence_or(self, session_factory: SessionFactory) -> Fence:
         return self.fence if self.fence is not None else Unfenced(session_factory)

@@ -48,8 +48,10 @@ from core.syncers.calendar_plan import (
     live_answers,
     live_event,
     plan_calendar,
+    removal_proposal,
     with_live_answers,
 )
+from core.syncers.guard import Proposal, membership_fingerprint
 from core.syncers.outcomes import Outcome, Wording
 from core.syncers.planned import PlannedSyncer, Send
 from core.syncers.snapshot import GroupSnapshot
@@ -75,6 +77,7 @@ class _Reading:
     snapshot: GroupSnapshot
     desired: list[EventSpec]
     plan: CalendarPlan
+    live: dict[str, LiveEvent] | None
 
 
 class CalendarEventsSyncer(PlannedSyncer[_Reading, CalendarAction]):
@@ -97,6 +100,10 @@ class CalendarEventsSyncer(PlannedSyncer[_Reading, CalendarAction]):
             "failed": 0,
             "repaired": 0,
         }
+
+    def _proposal(self, reading: _Reading) -> Proposal | None:
+        return removal_proposal(reading.snapshot, reading.plan, reading.live,
+                                membership_fingerprint(reading.snapshot))
 
     def _phases(
         self, reading: _Reading, group_id: int, context: SyncContext, fence: Fence
@@ -127,7 +134,7 @@ class CalendarEventsSyncer(PlannedSyncer[_Reading, CalendarAction]):
             )
             live = {e.event_id: e for e in map(live_event, events)}
         plan = plan_calendar(desired, applied, context.now, live, snapshot.calendar_id)
-        return _Reading(snapshot, desired, plan)
+        return _Reading(snapshot, desired, plan, live)
 
     # ---- applying --------------------------------------------------------------------------
     async def _write_batch(

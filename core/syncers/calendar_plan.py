@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from core.syncers.guard import Proposal
 from core.syncers.snapshot import GroupSnapshot, MeetingInfo
 
 GROUP_TAG = "groupsync_group"
@@ -301,3 +302,38 @@ def _when(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def removal_proposal(
+    snapshot: GroupSnapshot, plan: CalendarPlan, live: Mapping[str, LiveEvent] | None,
+    fingerprint: str,
+) -> Proposal | None:
+    """For the deletion guard: the attendees who lose the group (taken off an event, or
+    invited to one that is cancelled, and no longer a member), out of everyone invited to
+    the group's events now. One person off six events is one removal."""
+    staying = {m.email.lower() for m in snapshot.members}
+    removed: dict[str, list[str]] = {}  # event id → attendees taken off it
+    cancelled: list[str] = []
+    for action in plan.actions:
+        seen = action.live
+        if action.step is Step.CANCEL:
+            cancelled.append(action.subject)
+        if seen is None or action.step not in (Step.UPDATE, Step.CANCEL):
+            continue
+        keep = set() if action.spec is None else {a.lower() for a in action.spec.attendees}
+        gone = sorted(a for a in seen.attendees - keep if a and a not in staying)
+        if gone:
+            removed[seen.event_id] = gone
+    losing = frozenset(a for gone in removed.values() for a in gone)
+    if not losing:
+        return None
+    invited = {a for event in (live or {}).values() if event.status != "cancelled"
+               for a in event.attendees if a}
+    return Proposal(
+        removed=losing,
+        members=len(invited | losing),
+        plan={"attendees_removed": removed, "events_cancelled": sorted(cancelled),
+              "events_written": len(plan.steps(Step.INSERT, Step.UPDATE))},
+        fingerprint=fingerprint,
+        additions=len(plan.steps(Step.INSERT)),
+    )

@@ -34,7 +34,9 @@ from core.syncers.discord_plan import (
     channels_to_read,
     members_to_read,
     plan_discord,
+    removal_proposal,
 )
+from core.syncers.guard import Proposal, membership_fingerprint
 from core.syncers.outcomes import Outcome, Wording
 from core.syncers.planned import PlannedSyncer, Send
 from core.syncers.snapshot import GroupSnapshot
@@ -64,6 +66,7 @@ WORDING = Wording(SERVICE, {
 class _Reading:
     snapshot: GroupSnapshot
     guilds: Mapping[Grant, str]  # the guild each recorded grant was made in
+    records: Mapping[Grant, str]  # each recorded grant's state
     plan: DiscordPlan
     problems: list[NeedsAttentionError]
 
@@ -90,6 +93,10 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
             "repaired": 0,
         }
 
+    def _proposal(self, reading: _Reading) -> Proposal | None:
+        return removal_proposal(reading.snapshot, reading.records, reading.plan,
+                                membership_fingerprint(reading.snapshot))
+
     def _problems(self, reading: _Reading) -> list[NeedsAttentionError]:
         return reading.problems  # channels and members that could not be read
 
@@ -114,7 +121,7 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
             members_to_read(snapshot, records), snapshot, guilds, context, fence, problems
         )
         plan = plan_discord(snapshot, records, LiveDiscord(overwrites, roles))
-        return _Reading(snapshot, guilds, plan, problems)
+        return _Reading(snapshot, guilds, records, plan, problems)
 
     async def _read_channels(
         self,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from core.clients.ports import MEMBER_OVERWRITE, Overwrite
+from core.syncers.guard import Proposal
 from core.syncers.snapshot import GroupSnapshot
 
 VIEW_CHANNEL = 1 << 10
@@ -234,3 +235,30 @@ def _decide(grant: Grant, wanted: bool, state: str | None, seen: Seen) -> Action
         )
     found = f"pending {what} found applied" if state == PENDING else f"{what} of a non-member"
     return Action(Step.REVOKE, grant, found, drift=state == PENDING)
+
+
+def removal_proposal(
+    snapshot: GroupSnapshot, records: Mapping[Grant, str], plan: DiscordPlan, fingerprint: str
+) -> Proposal | None:
+    """For the deletion guard: the members who lose the group (every grant of theirs
+    revoked and none wanted: a member who only loses an old channel's overwrite is not
+    a removal), out of the members holding a grant of ours now."""
+    desired, _ = desired_grants(snapshot)
+    staying = {g.discord_user_id for g in desired}
+    losing: dict[str, list[str]] = {}
+    for action in plan.steps(Step.REVOKE):
+        grant = action.grant
+        if grant.discord_user_id not in staying:
+            losing.setdefault(grant.discord_user_id, []).append(f"{grant.kind} {grant.target_id}")
+    if not losing:
+        return None
+    holders = {g.discord_user_id for g in records} | set(losing)
+    granted = len(plan.steps(Step.GRANT, Step.RESTORE))
+    return Proposal(
+        removed=frozenset(losing),
+        members=len(holders),
+        plan={"users_losing": {user: sorted(lost) for user, lost in sorted(losing.items())},
+              "grants": granted},
+        fingerprint=fingerprint,
+        additions=granted,
+    )

@@ -6,6 +6,10 @@ batch tallied before the next is sent (``core.syncers.outcomes.SyncRun``); then 
 the first problem, once everything that could be applied was. ``drift``: the same read
 and plan, nothing applied. A subclass says how it reads, what its result dict starts
 from and which phases it applies.
+
+Between plan and apply the deletion guard (``core.syncers.guard``) sees what the plan
+removes, when the subclass says (``_proposal``): a held plan applies nothing and the
+run returns ``{"held": reason}`` (the engine records the key ``held``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from core.db.session import SessionFactory
 from core.errors import NeedsAttentionError
 from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.drift import DriftItem
+from core.syncers.guard import Check, Proposal
 from core.syncers.outcomes import Outcome, PlannedAction, SyncRun, Wording
 
 P = TypeVar("P", bound=PlannedAction)
@@ -50,12 +55,24 @@ class PlannedSyncer(ABC, Generic[R, P]):
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
         fence = context.fence_or(self._sessions)
         reading = await self._read(group_id, context, fence)
+        proposal = self._proposal(reading)
+        approved = False
+        if context.guard is not None and proposal is not None:
+            judgement = await context.guard.check(
+                Check(str(getattr(self, "sync_type", "")), group_id, proposal, context.now))
+            if not judgement.go:
+                return {"held": judgement.reason, "removals": proposal.removals,
+                        "members": proposal.members, "failed": 0}
+            approved = judgement.approved
         run: SyncRun[P] = SyncRun(
             self.wording, group_id, self._counts(reading), self._problems(reading)
         )
         for actions, send in self._phases(reading, group_id, context, fence):
             await run.apply(actions, self.batch, send)
-        return run.finish()
+        result = run.finish()
+        if approved and context.guard is not None and not int(result.get("failed", 0) or 0):
+            await context.guard.applied(str(getattr(self, "sync_type", "")), group_id)
+        return result
 
     async def drift(self, group_id: int, context: SyncContext) -> list[DriftItem]:
         """What differs from the live state and what a sync would do; changes nothing."""
@@ -68,6 +85,11 @@ class PlannedSyncer(ABC, Generic[R, P]):
     @abstractmethod
     def _counts(self, reading: R) -> SyncResult:
         """The result dict before anything is applied ("failed" and "repaired" among it)."""
+
+    def _proposal(self, reading: R) -> Proposal | None:
+        """What the plan removes, for the deletion guard; None: it removes no one."""
+        del reading
+        return None
 
     def _problems(self, reading: R) -> list[NeedsAttentionError]:
         """Problems the read already met (they are raised after everything else)."""

@@ -28,7 +28,8 @@ SyncTypeParam = Annotated[str, Path(max_length=NAME_LENGTH)]
 ServiceParam = Annotated[str, Path(max_length=NAME_LENGTH)]
 ScopeName = Annotated[str, Field(max_length=NAME_LENGTH)]
 # Statuses name a key's status, or "failing" (both kinds).
-KeyStatus = Literal["ok", "pending", "running", "retrying", "needs_attention", "failing"]
+KeyStatus = Literal["ok", "pending", "running", "retrying", "needs_attention", "held",
+                    "failing"]
 BulkStatus = Literal["failing", "retrying", "needs_attention"]
 assert set(get_args(KeyStatus)) == {*(s.value for s in SyncStatus), "failing"}
 
@@ -200,3 +201,33 @@ async def breaker_reset(request: Request, service: Service, caller: Caller, name
                         ) -> JSONResponse:
     return await _once(request, service, 200,
                        lambda: service.reset_breaker(name, via=caller.via))
+
+
+@router.get("/held", summary="Syncs the deletion guard holds, with their plans and users")
+async def held(service: Service) -> dict[str, Any]:
+    return {"items": await service.held()}
+
+
+@router.post("/held/{sync_type}/{group_id}/approve",
+             summary="Apply a held plan (re-planned if the membership changed since)",
+             responses={404: {"description": "the key is not held"}})
+async def approve(request: Request, service: Service, caller: Caller,
+                  sync_type: SyncTypeParam, group_id: GroupId) -> JSONResponse:
+    who = _client(request)
+    return await _once(request, service, 200,
+                       lambda: service.approve(sync_type, group_id, via=caller.via, who=who))
+
+
+@router.post("/held/{sync_type}/{group_id}/reject",
+             summary="Keep a held key held until its membership changes",
+             responses={404: {"description": "the key is not held"}})
+async def reject(request: Request, service: Service, caller: Caller,
+                 sync_type: SyncTypeParam, group_id: GroupId) -> JSONResponse:
+    who = _client(request)
+    return await _once(request, service, 200,
+                       lambda: service.reject(sync_type, group_id, via=caller.via, who=who))
+
+
+def _client(request: Request) -> str | None:
+    """Who decided, for the audit line: the caller's address (one token: no user names)."""
+    return request.client.host if request.client else None

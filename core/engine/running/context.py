@@ -27,6 +27,7 @@ from core.engine.running.slots import RunSlots
 from core.engine.running.state import SyncKey
 from core.lanes import LaneAsk
 from core.syncers.base import Syncer
+from core.syncers.guard import GuardPort
 
 
 class RetryTimers(Protocol):
@@ -63,3 +64,6 @@ class Runtime:
     # The lane each key's queued (not yet started) run is owed: callers that join it
     # share it, and an interactive one raises it (core/engine/running/runner.py).
     lane_asks: dict[SyncKey, LaneAsk] = field(default_factory=dict)
+    # The deletion guard planned syncers ask before they apply (core/engine/running/held.py);
+    # None: unguarded.
+    guard: GuardPort | None = None

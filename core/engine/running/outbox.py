@@ -56,9 +56,12 @@ async def mark_owed(
         index_elements=[SyncState.sync_type, SyncState.group_id],
         set_={
             "requested_generation": SyncState.requested_generation + 1,
-            # A failing key keeps its status (and backoff) until it runs again.
+            # A failing key keeps its status (and backoff) until it runs again. A held
+            # key is planned again: the membership may have changed (the guard keeps a
+            # rejected plan held while it has not).
             "status": case(
-                (SyncState.status == SyncStatus.OK.value, SyncStatus.PENDING.value),
+                (SyncState.status.in_([SyncStatus.OK.value, SyncStatus.HELD.value]),
+                 SyncStatus.PENDING.value),
                 else_=SyncState.status,
             ),
             "updated_at": now,

@@ -192,7 +192,8 @@ def _parked_result(rt: Runtime, key: SyncKey, wait: float) -> SyncResult:
 async def _call_syncer(rt: Runtime, claim: Claim, lane: Lane, fence: LeaseFence) -> Outcome:
     syncer = rt.syncers[claim.key.sync_type]
     context = SyncContext(
-        lane=lane, now=rt.clock.now(), attempt=claim.streak.attempt, fence=fence
+        lane=lane, now=rt.clock.now(), attempt=claim.streak.attempt, fence=fence,
+        guard=rt.guard,
     )
     try:
         result = await syncer.sync(claim.key.group_id, context)
@@ -283,6 +284,8 @@ async def _record(
         "sync_type": key.sync_type, "group_id": key.group_id,
         "duration_ms": duration_ms, "reason": reason,
     }
+    if outcome.ok and (outcome.result or {}).get("held"):
+        return await _record_held(rt, claim, fence, outcome, fields)
     if outcome.ok:
         rt.parking.unpark(key.sync_type)
         kept = await _persist(
@@ -328,6 +331,24 @@ async def _record(
         **fields,
     )
     return outcome.result if outcome.result is not None else {"error": outcome.error}
+
+
+async def _record_held(
+    rt: Runtime, claim: Claim, fence: LeaseFence, outcome: Outcome, fields: dict[str, Any]
+) -> SyncResult:
+    """The deletion guard held the plan: nothing was written outside. The key stays owed
+    in status ``held`` with no retry timer (a person decides, not a backoff); a membership
+    change or an operator's decision runs it again."""
+    result = outcome.result or {}
+    kept = await _persist(
+        rt, fence, lambda at: state.record_held(rt.session_factory, claim, outcome, at)
+    )
+    if rt.scheduler is not None:
+        rt.scheduler.cancel_retry(claim.key)
+    log.warning("sync_held", held=result.get("held"), removals=result.get("removals"),
+                members=result.get("members"), attempt=0,
+                outcome="held" if kept else "lease_lost", **fields)
+    return result
 
 
 def _arm(rt: Runtime, key: SyncKey, run_at: Any, attempt: int) -> None:

@@ -53,6 +53,9 @@ def lease_free(now: datetime) -> ColumnElement[bool]:
     return or_(SyncState.lease_owner.is_(None), SyncState.lease_expires_at < now)
 
 
+HELD_KIND = "held"
+
+
 def _status_when_idle() -> Any:
     """Status of an owed key nobody is running: it keeps what its streak says."""
     return case(
@@ -153,6 +156,33 @@ async def record_failure(
     )
 
 
+async def record_held(
+    session_factory: SessionFactory, claim_: Claim, outcome: Outcome, now: datetime
+) -> bool:
+    """The guard held the run's plan: the generation stays owed, no retry is due. A
+    request that arrived meanwhile leaves it pending (it re-plans at once)."""
+    reason = str((outcome.result or {}).get("held") or "held by the deletion guard")
+    return await _fenced(
+        session_factory,
+        claim_,
+        now,
+        status=case(
+            (SyncState.requested_generation > claim_.generation, SyncStatus.PENDING.value),
+            else_=SyncStatus.HELD.value,
+        ),
+        attempt=0,
+        next_attempt_at=None,
+        last_error=reason[:4000],
+        error_kind=HELD_KIND,
+        failing_since=None,
+        sentry_reported_level=0,
+        last_result=outcome.result,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+
+
 async def release(session_factory: SessionFactory, claim_: Claim, now: datetime) -> bool:
     """Give the lease back without completing anything (shutdown): the key stays owed.
     Matches on the owner only: giving back an expired lease of ours is harmless."""
@@ -193,12 +223,13 @@ async def due_keys(
 ) -> list[SyncKey]:
     """Owed keys that are due (fresh requests and overdue retries) and not leased, leaving
     out ``skip_types`` (parked: their service's circuit is open), so they cannot fill the
-    batch and starve the other types."""
+    batch and starve the other types, and held keys (an operator decides when they run)."""
     due = or_(SyncState.next_attempt_at.is_(None), SyncState.next_attempt_at <= now)
     skip = [str(t) for t in skip_types]
     stmt = (
         select(SyncState.sync_type, SyncState.group_id)
-        .where(owed(), due, lease_free(now), SyncState.sync_type.not_in(skip))
+        .where(owed(), due, lease_free(now), SyncState.sync_type.not_in(skip),
+               SyncState.status != SyncStatus.HELD.value)
         .order_by(SyncState.updated_at)
         .limit(limit)
     )
