@@ -33,6 +33,7 @@
     waitingForApi: null,     // text while reads fail before any success
     overview: null,
     keys: null,
+    held: null,              // the deletion guard's held plans (/api/held)
     requested: new Map(),    // "type:group" → what the operator asked for, until the next poll
     job: null,
     pollTimer: null,
@@ -214,12 +215,16 @@
     const keys = await request('GET', `/api/keys?${keysQuery()}`);
     if (!readOk(keys)) return;
     state.keys = keys.body;
+    const held = await request('GET', '/api/held');
+    if (!readOk(held)) return;
+    state.held = held.body;
     state.requested.clear();
     try {
-      sessionStorage.setItem(DATA_KEY, JSON.stringify({ overview: state.overview, keys: state.keys }));
+      sessionStorage.setItem(DATA_KEY, JSON.stringify({ overview: state.overview, keys: state.keys, held: state.held }));
     } catch (error) { /* storage full: the next load just starts empty */ }
     renderOverview();
     renderKeys();
+    renderHeld();
   }
 
   // After a reload while reads are paused, show what was last received (and say so).
@@ -229,9 +234,11 @@
       if (!saved || !saved.overview || !saved.keys) return;
       state.overview = saved.overview;
       state.keys = saved.keys;
+      state.held = saved.held || null;
       state.serverOffsetMs = 0;
       renderOverview();
       renderKeys();
+      renderHeld();
     } catch (error) { /* unreadable: start empty */ }
   }
 
@@ -417,7 +424,7 @@
 
   const WAITING_WORDS = {
     backoff: 'backing off', retry_after: 'rate limited', circuit_open: 'circuit open',
-    paused: 'service paused', held: 'held for an operator',
+    paused: 'service paused', held: 'held for approval',
     credentials_rejected: 'credentials rejected', no_daemon: 'no active daemon',
     queued: 'queued',
   };
@@ -488,6 +495,67 @@
       const again = body.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
       if (again && !again.disabled) again.focus();
     }
+  }
+
+  function usersText(item) {
+    const names = item.users.map((u) => (u.name ? `${u.name} (${u.id})` : u.id));
+    const shown = names.slice(0, 5).join(', ');
+    return `${item.removals} of ${item.members}: ${shown}${names.length > 5 ? `, and ${names.length - 5} more` : ''}`;
+  }
+
+  function renderHeld() {
+    const body = $('held-body');
+    body.replaceChildren();
+    const items = (state.held && state.held.items) || [];
+    for (const item of items) {
+      const key = `${item.sync_type}:${item.group_id}`;
+      const id = `${item.sync_type}-${item.group_id}`;
+      const asked = state.requested.get(key);
+      const blocker = asked || (readOnly() ? 'read-only: actions run on the active daemon' : null);
+      const button = (verb, label) => el('button', {
+        type: 'button', id: `${verb}-${id}`, text: label, disabled: Boolean(blocker),
+        onclick: () => decideHeld(item, verb),
+      });
+      const decided = item.decided_at
+        ? `${item.decision} by ${item.decided_by} ${sinceText(item.decided_at)}` : 'waiting';
+      body.append(el('tr', { id: `held-${id}`, class: 'held-row' },
+        el('td', { text: item.sync_type }),
+        el('td', { text: item.group_id }),
+        el('td', { class: 'held-reason', text: item.reason }),
+        el('td', { class: 'held-users', text: usersText(item) }),
+        el('td', { text: sinceText(item.held_at) }),
+        el('td', { class: 'held-decision', text: decided }),
+        el('td', {}, button('approve', 'Approve…'), button('reject', 'Reject'),
+          blocker ? el('span', { class: 'reason', text: blocker }) : null)));
+    }
+    if (!items.length) {
+      body.append(el('tr', {}, el('td', { colspan: '7', text: 'Nothing is held.' })));
+    }
+  }
+
+  async function decideHeld(item, verb) {
+    const key = `${item.sync_type}:${item.group_id}`;
+    const what = `${item.sync_type} for group ${item.group_id}`;
+    if (verb === 'approve') {
+      const ok = await confirmDialog('Apply the held plan?',
+        `This removes ${item.removals} of ${item.members} members from ${what} `
+        + '(if the membership is unchanged; else the sync is planned again).',
+        `Remove ${item.removals} members`);
+      if (!ok) return;
+    }
+    state.requested.set(key, verb === 'approve' ? 'approval sent' : 'rejection sent');
+    renderHeld();
+    const result = await act('POST', `/api/held/${encodeURIComponent(item.sync_type)}/${encodeURIComponent(item.group_id)}/${verb}`,
+      undefined, `${verb} of ${what}`);
+    if (result.status === 200) {
+      toast(verb === 'approve' ? `Approved: ${what} applies its plan now.`
+        : `Rejected: ${what} stays held until its membership changes.`);
+    } else {
+      state.requested.delete(key);
+      toast(`Not ${verb}d: ${problemText(result)}.`, 'error');
+    }
+    renderHeld();
+    pollSoon();
   }
 
   function tickCountdowns() {
