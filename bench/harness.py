@@ -106,6 +106,25 @@ class Bench:
         async with self.world.sessions() as session:
             return (await session.execute(owed)).scalar_one() == 0
 
+    async def held(self) -> int:
+        """Keys the deletion guard holds for an operator (they will not converge alone)."""
+        held = select(func.count()).select_from(SyncState).where(SyncState.status == "held")
+        async with self.world.sessions() as session:
+            return int((await session.execute(held)).scalar_one())
+
+    async def settled(self) -> bool:
+        """Converged, or nothing left to run but what the deletion guard holds."""
+        if await self.converged():
+            return True
+        stuck = (
+            select(func.count()).select_from(SyncState)
+            .where(SyncState.status != "held",
+                   or_(SyncState.status != "ok",
+                       SyncState.requested_generation != SyncState.completed_generation))
+        )
+        async with self.world.sessions() as session:
+            return (await session.execute(stuck)).scalar_one() == 0
+
 
 @asynccontextmanager
 async def bench_system(url: str, tmp: Path, scale: float, **settings: Any) -> AsyncIterator[Bench]:

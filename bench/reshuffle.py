@@ -11,7 +11,10 @@ g to group g+1, and the outbox sweep (what the daemon runs) converges everything
   people's overwrites are left alone);
 - ``floor_seconds`` = minimal_calls / Discord's global limit (50 per second, scaled), and
   ``ratio`` = seconds to converge / floor;
-- ``self_inflicted_429`` = 429 answers from the fake (no 429 is injected).
+- ``self_inflicted_429`` = 429 answers from the fake (no 429 is injected);
+- ``held_keys``: keys the deletion guard held (GUARD_MAX_REMOVALS_PER_10_MIN is 500 per
+  sync type by default: a reshuffle of more movers is held for an operator, and the run
+  ends once only held keys are left).
 
 Prints one JSON line. Usage:
     uv run --frozen python -m bench.reshuffle [--users 1000] [--groups 200] [--scale 1.0]
@@ -84,13 +87,14 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         cpu_started, started = time.process_time(), time.monotonic()
         sweeper = asyncio.create_task(OutboxSweeper(bench.runtime).run(stop))
         try:
-            await until(bench.converged, timeout=3600, interval=0.1)
+            await until(bench.settled, timeout=3600, interval=0.1)
         finally:
             stop.set()
             with suppress(asyncio.CancelledError):
                 await sweeper
         seconds = time.monotonic() - started
         cpu = time.process_time() - cpu_started
+        held_keys = await bench.held()
         held = member_overwrites(bench.sandbox, groups)
         records = discord_calls(bench.sandbox)
         calendar = len(bench.sandbox.calendar.request_log)
@@ -112,6 +116,7 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         "achieved_calls_per_second": round(len(records) / seconds * args.scale, 1),
         "cpu_seconds": round(cpu, 1),
         "converged_correctly": held == after,
+        "held_keys": held_keys,
     }
 
 
