@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable
 
 from core.config import Settings, load_settings
-from core.errors import ConfigError, GroupsyncError, InvalidArgument
+from core.errors import ConfigError, GroupsyncError, InvalidArgument, UnknownGroupError
 from core.observability import configure_logging, init_sentry
 from core.syncers.types import load_modules as load_sync_types
 
@@ -192,6 +192,8 @@ def _explain(exc: Exception) -> tuple[int | None, str]:
 
     if isinstance(exc, ConfigError):
         return EXIT_CONFIG, f"configuration error: {exc}"
+    if isinstance(exc, UnknownGroupError):
+        return 1, str(exc)  # a refusal like the admin verbs' "unknown group", not bad usage
     if isinstance(exc, InvalidArgument):
         return EXIT_CONFIG, str(exc)
     problem = database_problem(exc)

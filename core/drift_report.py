@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from core.clock import SystemClock, TimeScale
 from core.config import Settings
+from core.db.groups import require_known_groups
 from core.db.models import Group
 from core.db.session import SessionFactory, create_engine, create_session_factory
 from core.engine.loops.drift_sweep import swept_types
@@ -71,6 +72,9 @@ async def run_drift(
     engine = create_engine(settings.database_url)
     try:
         sessions = create_session_factory(engine)
+        if group_ids:
+            async with sessions() as session:
+                await require_known_groups(session, group_ids)  # one line naming the id
         ids = group_ids or await active_groups(sessions)
         items = await find_drift(settings, sessions, ids)
         if as_json:
@@ -79,9 +83,10 @@ async def run_drift(
             for item in items:
                 out.write(render(item) + "\n")
             out.write(f"{len(items)} drift item(s) in {len(ids)} group(s)\n")
-        if not dry_run and items:
-            owed = sorted({i.group_id for i in items})
-            found = {i.service for i in items}
+        repairable = [i for i in items if i.repairable]
+        if not dry_run and repairable:
+            owed = sorted({i.group_id for i in repairable})
+            found = {i.service for i in repairable}
             types = [t for t in swept_types(settings) if service_of(t) in found]
             async with sessions() as session, session.begin():
                 await mark_owed(session, owed, SystemClock().now(), types)

@@ -33,9 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.clock import Clock
 from core.config import Settings, load_settings, redact_url
+from core.db.groups import require_known_groups
 from core.db.migrate import SchemaStatus, require_current_schema, schema_status
 from core.db.problems import SchemaNotCurrent
-from core.db.session import create_engine
+from core.db.session import create_engine, create_session_factory
 from core.engine.health.leadership import leadership
 from core.engine.health.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
 from core.engine.loops.periodic import schedule_periodic
@@ -295,6 +296,8 @@ async def run_once(settings: Settings, sync_type: str, group_id: int) -> SyncRes
         engine = create_engine(settings.database_url, create_file=False)
         stack.push_async_callback(engine.dispose)
         await require_current_schema(engine, settings.database_url)
+        async with create_session_factory(engine)() as session:
+            await require_known_groups(session, [key.group_id])  # makes no key for nothing
         runtime = await open_runtime(settings, stack, engine=engine, owner_kind="cli")
         (result,) = await mark_and_run(runtime, [key])
         return result

@@ -10,7 +10,10 @@
         │   ├── CircuitOpenError    we refused to call a service whose breaker is open
         │   └── LeaseLostError      this run no longer holds its key's lease: stop, stay owed
         └── NeedsAttentionError     401/403/404 and the like: an operator must act; still retried
-                                    at the capped interval
+            │                       at the capped interval
+            └── MissingTargetError  the group's channel or calendar is gone or not shared: names
+                                    the id and the column or setting to fix; retried at the cap
+                                    from the first failure (nothing a quick retry could change)
 
 Client adapters translate library exceptions into this tree at the edge; nothing
 above them inspects HTTP status codes.
@@ -37,6 +40,8 @@ class InvalidArgument(GroupsyncError, ValueError):
 
 
 class UnknownGroupError(InvalidArgument):
+    """A well-formed id that names no group (and no sync key a deleted group left)."""
+
     def __init__(self, group_id: int) -> None:
         super().__init__(f"group {group_id} does not exist")
         self.group_id = group_id
@@ -109,3 +114,32 @@ class NeedsAttentionError(SyncError):
         super().__init__(message, service=service)
         self.status = status
         self.code = code  # the service's own error code (Discord 10003, Google "notFound")
+
+
+class MissingTargetError(NeedsAttentionError):
+    """The group's own target (a Discord channel, a calendar) is gone or no longer shared.
+
+    Not an emergency: nothing changes until a person fixes ``setting`` (a column of the
+    group's row, or a setting), so the key is retried at the capped interval from its first
+    failure, and the service answering proves it is up (the breaker does not count it).
+    """
+
+    kind = "missing_target"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        target: str,
+        target_id: str,
+        found: str,
+        setting: str,
+        status: int | None = None,
+        code: int | str | None = None,
+    ) -> None:
+        super().__init__(message, service=service, status=status, code=code)
+        self.target = target  # "channel", "calendar"
+        self.target_id = target_id
+        self.found = found  # for the drift report: "channel deleted", "calendar missing"
+        self.setting = setting  # what to fix: "groups.discord_text_channel_id", …

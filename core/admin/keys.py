@@ -11,6 +11,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.admin.errors import Invalid, NotFound
 from core.admin.waiting import KeyFacts, ServiceFacts, waiting_reason
+from core.db.groups import unknown_groups
 from core.db.models import SyncAttempt, SyncState, SyncStatus, SyncType
 from core.db.session import SessionFactory
 from core.syncers import types
@@ -120,6 +121,8 @@ async def list_keys(
         raise Invalid(f"offset must not be negative, got {offset}")
     conditions = where.conditions()
     async with session_factory() as session:
+        if where.group_id is not None and await unknown_groups(session, [where.group_id]):
+            raise NotFound(f"unknown group {where.group_id}: no such group and no sync key")
         total = await session.scalar(select(func.count()).select_from(SyncState).where(*conditions))
         rows = (await session.scalars(
             select(SyncState).where(*conditions)
@@ -155,6 +158,8 @@ async def key_detail(session_factory: SessionFactory, sync_type: str, group_id: 
     kind = parse_sync_type(sync_type)
     async with session_factory() as session:
         row = await session.get(SyncState, (kind, group_id))
+        if row is None and await unknown_groups(session, [group_id]):
+            raise NotFound(f"unknown group {group_id}: no such group and no sync key")
         if row is None:
             raise NotFound(f"no sync key {kind}:{group_id}")
         attempts = (await session.scalars(

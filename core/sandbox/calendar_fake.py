@@ -97,6 +97,11 @@ class CalendarFake(FakeService):
     def add_calendar(self, calendar_id: str) -> None:
         self.store.add_calendar(calendar_id)
 
+    def delete_calendar(self, calendar_id: str) -> None:
+        """A person deleted the calendar: every request on it answers 404 notFound, as
+        Google does (the same answer as a calendar not shared with the caller)."""
+        self.store.delete_calendar(calendar_id)
+
     def events(self, calendar_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         return self.store.events(calendar_id, include_deleted)
 

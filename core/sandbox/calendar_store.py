@@ -51,6 +51,9 @@ class CalendarStore:
     def add_calendar(self, calendar_id: str) -> None:
         self.calendars.setdefault(calendar_id, {})
 
+    def delete_calendar(self, calendar_id: str) -> None:
+        self.calendars.pop(calendar_id, None)
+
     def calendar(self, calendar_id: str) -> dict[str, StoredEvent]:
         events = self.calendars.get(calendar_id)
         if events is None:

@@ -33,7 +33,8 @@ ALLOWED = {
         "dm_messages", "invalid_requests", "pings", "set_bot_permissions",
     },
     "calendar": COMMON | {
-        "add_calendar", "events", "get_event", "set_attendee_response", "edit_event_as_person",
+        "add_calendar", "delete_calendar", "events", "get_event", "set_attendee_response",
+        "edit_event_as_person",
         "delete_event_as_person", "revoke_sync_tokens", "set_over_quota_status",
         "project_units", "user_units", "quota", "issue_token", "set_quota_envelope",
         "share_calendar", "revoke_refresh_tokens",

@@ -32,7 +32,7 @@ from core.db.models import (
     User,
 )
 from core.db.session import SessionFactory
-from core.errors import NeedsAttentionError
+from core.errors import MissingTargetError, NeedsAttentionError
 from core.lanes import Lane
 from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.calendar_plan import (
@@ -129,9 +129,16 @@ class CalendarEventsSyncer(PlannedSyncer[_Reading, CalendarAction]):
         live: dict[str, LiveEvent] | None = None
         if snapshot.exists and snapshot.calendar_id:
             fence.ensure_held()
-            events = await self._calendar.list_events(
-                snapshot.calendar_id, (GROUP_TAG, str(group_id)), context.lane, show_deleted=True
-            )
+            try:
+                events = await self._calendar.list_events(
+                    snapshot.calendar_id, (GROUP_TAG, str(group_id)), context.lane,
+                    show_deleted=True,
+                )
+            except NeedsAttentionError as exc:
+                missing = missing_calendar(snapshot.calendar_id, exc)
+                if missing is None:
+                    raise
+                raise missing from exc
             live = {e.event_id: e for e in map(live_event, events)}
         plan = plan_calendar(desired, applied, context.now, live, snapshot.calendar_id)
         return _Reading(snapshot, desired, plan, live)
@@ -164,6 +171,20 @@ class CalendarEventsSyncer(PlannedSyncer[_Reading, CalendarAction]):
         return [(a, None if a.step is Step.SETTLE else next(errors)) for a in actions]
 
     async def _send(self, action: CalendarAction, lane: Lane, fence: Fence) -> dict[str, Any]:
+        # Writes go to the group's own calendar only: one shared read-only is a missing
+        # target (a 404 here may be one event's, so only the list above reads it as the
+        # calendar's).
+        try:
+            return await self._send_one(action, lane, fence)
+        except NeedsAttentionError as exc:
+            missing = missing_calendar(_spec(action).calendar_id, exc, reading_list=False)
+            if missing is None:
+                raise
+            raise missing from exc
+
+    async def _send_one(
+        self, action: CalendarAction, lane: Lane, fence: Fence
+    ) -> dict[str, Any]:
         spec = _spec(action)
         if action.step is Step.INSERT:
             return await self._insert(spec, lane, fence)
@@ -390,3 +411,35 @@ async def _known_responses(
     for meeting_id, email, response in rows:
         answers.setdefault(meeting_id, {})[email] = response
     return answers
+
+
+CALENDAR_COLUMN = "groups.calendar_id"
+
+
+def missing_calendar(
+    calendar_id: str, exc: NeedsAttentionError, *, reading_list: bool = True
+) -> MissingTargetError | None:
+    """The group's calendar as a missing target, if that is what Google's answer means: a
+    404 to listing its events (Google answers a calendar that was deleted or is not shared
+    with the caller alike: notFound), or a 403 requiredAccessLevel to a write (shared
+    read-only). None for any other answer."""
+    google = f"Google: {exc.status} {exc}"
+    if reading_list and exc.status == 404:
+        return MissingTargetError(
+            f"calendar {calendar_id} does not exist or is not shared with groupsync's Google "
+            f"account ({google}): share it with that account (make changes to events), or "
+            f"set {CALENDAR_COLUMN} to a calendar that is",
+            service=SERVICE, target="calendar", target_id=calendar_id,
+            found="calendar missing (deleted or not shared)", setting=CALENDAR_COLUMN,
+            status=exc.status, code=exc.code,
+        )
+    if exc.status == 403 and exc.code == "requiredAccessLevel":
+        return MissingTargetError(
+            f"calendar {calendar_id} is shared with groupsync's Google account read-only "
+            f"({google}): let that account make changes to events, or set "
+            f"{CALENDAR_COLUMN} to a calendar it may write",
+            service=SERVICE, target="calendar", target_id=calendar_id,
+            found="calendar shared read-only", setting=CALENDAR_COLUMN,
+            status=exc.status, code=exc.code,
+        )
+    return None

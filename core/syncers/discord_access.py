@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clients.ports import DiscordPort, Overwrite
 from core.db.models import DeliveryState, DiscordGrant, SyncType
 from core.db.session import SessionFactory
-from core.errors import NeedsAttentionError
+from core.errors import MissingTargetError, NeedsAttentionError
 from core.observability import get_logger
 from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.discord_plan import (
@@ -31,6 +31,7 @@ from core.syncers.discord_plan import (
     Grant,
     LiveDiscord,
     Step,
+    channel_columns,
     channels_to_read,
     members_to_read,
     plan_discord,
@@ -98,7 +99,9 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
                                 membership_fingerprint(reading.snapshot))
 
     def _problems(self, reading: _Reading) -> list[NeedsAttentionError]:
-        return reading.problems  # channels and members that could not be read
+        # Channels and members that could not be read; a deleted channel of the group's
+        # first: it is what the operator must fix, and what the key's state names.
+        return sorted(reading.problems, key=lambda e: not isinstance(e, MissingTargetError))
 
     def _phases(
         self, reading: _Reading, group_id: int, context: SyncContext, fence: Fence
@@ -115,7 +118,8 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
         guilds = {grant: guild for grant, (_, guild) in rows.items()}
         problems: list[NeedsAttentionError] = []
         overwrites = await self._read_channels(
-            channels_to_read(snapshot, records), context, fence, problems
+            channels_to_read(snapshot, records), channel_columns(snapshot), context, fence,
+            problems,
         )
         roles = await self._read_roles(
             members_to_read(snapshot, records), snapshot, guilds, context, fence, problems
@@ -126,18 +130,25 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
     async def _read_channels(
         self,
         channels: list[str],
+        columns: Mapping[str, str],
         context: SyncContext,
         fence: Fence,
         problems: list[NeedsAttentionError],
     ) -> dict[str, Mapping[str, Overwrite] | None]:
+        """A deleted channel the group no longer names took its overwrites along (our
+        records on it are dropped); one the group still names is a missing target: its
+        grants stay undecided (no call would land) and the key names the column to fix."""
         async def read(channel: str) -> Mapping[str, Overwrite] | None:
             fence.ensure_held()
             try:
                 return await self._discord.channel_overwrites(channel, context.lane)
             except NeedsAttentionError as exc:
-                if exc.code == UNKNOWN_CHANNEL:
+                if exc.code == UNKNOWN_CHANNEL and channel not in columns:
                     return {}  # the channel is gone, and every overwrite with it
-                problems.append(exc)
+                if exc.code == UNKNOWN_CHANNEL:
+                    problems.append(deleted_channel(channel, columns[channel], exc))
+                else:
+                    problems.append(exc)
                 return None
 
         # Independent reads: in flight together, as far as the rate limiter lets them.
@@ -278,6 +289,15 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
         async with fence.transaction() as session:
             await _settle(session, group_id, settle)
             await _forget(session, group_id, forget)
+
+
+def deleted_channel(channel: str, column: str, exc: NeedsAttentionError) -> MissingTargetError:
+    return MissingTargetError(
+        f"Discord channel {channel} no longer exists (Discord: {exc.status} {exc}): set "
+        f"{column} to an existing channel, or clear it",
+        service=SERVICE, target="channel", target_id=channel, found="channel deleted",
+        setting=column, status=exc.status, code=exc.code,
+    )
 
 
 # Core statements on the table (not the ORM entity): executed once per parameter set.

@@ -124,6 +124,17 @@ def channel_targets(snapshot: GroupSnapshot) -> list[tuple[str, str, int]]:
     return targets
 
 
+def channel_columns(snapshot: GroupSnapshot) -> dict[str, str]:
+    """The group's own channels, each with the column of ``groups`` that names it: what an
+    operator fixes when the channel is gone."""
+    columns = {}
+    if snapshot.exists and snapshot.voice_channel_id:
+        columns[snapshot.voice_channel_id] = "groups.discord_voice_channel_id"
+    if snapshot.exists and snapshot.text_channel_id:
+        columns[snapshot.text_channel_id] = "groups.discord_text_channel_id"
+    return columns
+
+
 def channels_to_read(snapshot: GroupSnapshot, records: Mapping[Grant, str]) -> list[str]:
     """One read per channel of the group, and of any channel we still hold records on."""
     channels = {target for _, target, _ in channel_targets(snapshot)}

@@ -18,6 +18,7 @@ class DriftItem:
     subject: str  # which overwrite, role or event
     found: str
     done: str
+    repairable: bool = True  # False: a sync cannot put it right (a deleted channel)
 
 
 def report_repair(item: DriftItem) -> None:

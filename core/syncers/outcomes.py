@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Se
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from core.errors import NeedsAttentionError
+from core.errors import MissingTargetError, NeedsAttentionError
 from core.syncers.base import SyncResult
 from core.syncers.drift import DriftItem, report_repair
 
@@ -79,6 +79,12 @@ class Wording:
 
     def item(self, group_id: int, action: PlannedAction, done: str) -> DriftItem:
         return DriftItem(group_id, self.service, action.subject, action.found, done)
+
+    def missing(self, group_id: int, error: MissingTargetError) -> DriftItem:
+        """A deleted channel or calendar: no sync restores it, a person fixes the setting."""
+        return DriftItem(group_id, self.service, f"{error.target} {error.target_id}",
+                         error.found, f"needs attention: fix {error.setting}",
+                         repairable=False)
 
     def would(self, group_id: int, drift: Iterable[PlannedAction]) -> list[DriftItem]:
         """``drift()``'s answer: what a sync would do about each difference found."""

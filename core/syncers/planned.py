@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from core.db.session import SessionFactory
-from core.errors import NeedsAttentionError
+from core.errors import MissingTargetError, NeedsAttentionError
 from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.drift import DriftItem
 from core.syncers.guard import Check, Proposal
@@ -75,9 +75,15 @@ class PlannedSyncer(ABC, Generic[R, P]):
         return result
 
     async def drift(self, group_id: int, context: SyncContext) -> list[DriftItem]:
-        """What differs from the live state and what a sync would do; changes nothing."""
-        reading = await self._read(group_id, context, context.fence_or(self._sessions))
-        return self.wording.would(group_id, reading.plan.drift)
+        """What differs from the live state and what a sync would do; changes nothing. A
+        missing channel or calendar is reported as such, not as things to restore."""
+        try:
+            reading = await self._read(group_id, context, context.fence_or(self._sessions))
+        except MissingTargetError as exc:
+            return [self.wording.missing(group_id, exc)]
+        missing = [self.wording.missing(group_id, p) for p in self._problems(reading)
+                   if isinstance(p, MissingTargetError)]
+        return missing + self.wording.would(group_id, reading.plan.drift)
 
     @abstractmethod
     async def _read(self, group_id: int, context: SyncContext, fence: Fence) -> R: ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.db.models import Group, SyncType
-from core.errors import NeedsAttentionError
+from core.errors import MissingTargetError, NeedsAttentionError
 from tests.world import World
 
 
@@ -20,8 +20,14 @@ async def test_a_read_only_calendar_needs_attention_with_googles_message(world: 
     with pytest.raises(NeedsAttentionError) as caught:
         await world.sync(SyncType.CALENDAR, group.id)
 
-    assert str(caught.value) == "You need to have writer access to this calendar."
+    # Google's own words, the calendar and the column to fix
+    assert "You need to have writer access to this calendar." in str(caught.value)
     assert caught.value.code == "requiredAccessLevel"
+    assert isinstance(caught.value, MissingTargetError)
+    assert (caught.value.target_id, caught.value.setting) == (group.calendar_id,
+                                                              "groups.calendar_id")
+    assert group.calendar_id in str(caught.value)
+    assert "groups.calendar_id" in str(caught.value)
 
 
 async def test_an_unshared_calendar_never_closes_our_records(world: World) -> None:

@@ -9,14 +9,14 @@ import random
 from collections.abc import Callable
 
 BACKOFF_CAP_SECONDS = 60.0
-_CAP_EXPONENT = 6  # 2**6 = 64 > 60: past this the cap holds, and 2**attempt never grows huge
+CAP_ATTEMPT = 6  # 2**6 = 64 > 60: from this attempt on the cap holds (2**attempt never grows huge)
 
 
 def backoff_seconds(attempt: int) -> float:
     """min(2**attempt, 60): attempt 0 → 1 s, 1 → 2 s … 6 and beyond → 60 s."""
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
         raise ValueError(f"attempt must be a non-negative int, got {attempt!r}")
-    return min(float(2 ** min(attempt, _CAP_EXPONENT)), BACKOFF_CAP_SECONDS)
+    return min(float(2 ** min(attempt, CAP_ATTEMPT)), BACKOFF_CAP_SECONDS)
 
 
 def retry_delay(

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.db.models import SyncStatus
-from core.engine.running.backoff import scaled_delay
-from core.errors import NeedsAttentionError, TransientError
+from core.engine.running.backoff import CAP_ATTEMPT, scaled_delay
+from core.errors import MissingTargetError, NeedsAttentionError, TransientError
 from core.syncers.base import SyncResult, is_failure
 
 
@@ -28,7 +28,15 @@ class Outcome:
 
     @property
     def needs_attention(self) -> bool:
-        return self.error_kind == NeedsAttentionError.kind
+        return self.error_kind in NEEDS_ATTENTION_KINDS
+
+    @property
+    def missing_target(self) -> bool:
+        return self.error_kind == MissingTargetError.kind
+
+
+# The error kinds a key in status needs_attention was left with (an operator must act).
+NEEDS_ATTENTION_KINDS = (NeedsAttentionError.kind, MissingTargetError.kind)
 
 
 def classify_result(result: Any) -> Outcome:
@@ -47,6 +55,12 @@ def classify_exception(exc: Exception) -> Outcome:
     message = str(exc) or type(exc).__name__
     return Outcome(ok=False, error=message, error_kind=kind, retry_after=retry_after,
                    exception=exc)
+
+
+def backoff_attempt(outcome: Outcome, attempt: int) -> int:
+    """Which step of the backoff a failure after ``attempt`` failures waits: a missing
+    target waits for a person, so it starts at the cap (60 s), not at 1 s."""
+    return max(attempt, CAP_ATTEMPT) if outcome.missing_target else attempt
 
 
 @dataclass(frozen=True)

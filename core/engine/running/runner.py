@@ -19,6 +19,7 @@ from core.engine.running.fencing import LeaseFence
 from core.engine.running.outcomes import (
     Milestones,
     Outcome,
+    backoff_attempt,
     classify_exception,
     classify_result,
     decide_failure,
@@ -300,7 +301,7 @@ async def _record(
         claim.streak,
         outcome,
         now=now,
-        backoff=retry_delay(claim.streak.attempt),
+        backoff=retry_delay(backoff_attempt(outcome, claim.streak.attempt)),
         time_scale=rt.time_scale.factor,
         milestones=Milestones(
             attempts=rt.settings.sentry_attempt_milestones,

@@ -18,7 +18,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.db.models import SyncState, SyncStatus, SyncType
 from core.db.session import SessionFactory
-from core.engine.running.outcomes import FailureDecision, Outcome, StreakSoFar
+from core.engine.running.outcomes import (
+    NEEDS_ATTENTION_KINDS,
+    FailureDecision,
+    Outcome,
+    StreakSoFar,
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -60,7 +65,7 @@ def _status_when_idle() -> Any:
     """Status of an owed key nobody is running: it keeps what its streak says."""
     return case(
         (SyncState.attempt == 0, SyncStatus.PENDING.value),
-        (SyncState.error_kind == "needs_attention", SyncStatus.NEEDS_ATTENTION.value),
+        (SyncState.error_kind.in_(NEEDS_ATTENTION_KINDS), SyncStatus.NEEDS_ATTENTION.value),
         else_=SyncStatus.RETRYING.value,
     )
 
