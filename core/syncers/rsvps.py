@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from core.clients.ports import CalendarPort
-from core.db.models import Meeting, Rsvp, SyncType
+from core.db.models import Meeting, Rsvp, SyncState, SyncType
 from core.db.session import SessionFactory
+from core.errors import MissingTargetError, NeedsAttentionError
 from core.lanes import Lane
 from core.syncers.base import SyncContext, SyncResult
 from core.syncers.calendar_plan import GROUP_TAG, MEETING_TAG
@@ -31,9 +32,10 @@ class RsvpsSyncer:
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
         async with self._sessions() as session:
             snapshot = await load_snapshot(session, group_id, context.now)
+            calendar_missing = await _calendar_missing(session, group_id)
         fence = context.fence_or(self._sessions)
         answers = None
-        if context.lane is Lane.BACKGROUND:
+        if context.lane is Lane.BACKGROUND and not calendar_missing:
             fence.ensure_held()
             answers = await self._read_answers(snapshot, context.lane)
         async with fence.transaction() as session:
@@ -72,9 +74,16 @@ class RsvpsSyncer:
     ) -> dict[int, dict[str, str]] | None:
         if self._calendar is None or not snapshot.calendar_id or not snapshot.upcoming:
             return None
-        events = await self._calendar.list_events(
-            snapshot.calendar_id, (GROUP_TAG, str(snapshot.group_id)), lane
-        )
+        try:
+            events = await self._calendar.list_events(
+                snapshot.calendar_id, (GROUP_TAG, str(snapshot.group_id)), lane
+            )
+        except NeedsAttentionError as exc:
+            if exc.status != 404:
+                raise
+            # The calendar is gone or unshared: the calendar key says so and names what to
+            # fix; the answers already imported stay as they are.
+            return None
         answers: dict[int, dict[str, str]] = {}
         for event in events:
             tag = event.get("extendedProperties", {}).get("private", {}).get(MEETING_TAG)
@@ -85,6 +94,16 @@ class RsvpsSyncer:
                 for a in event.get("attendees", [])
             }
         return answers
+
+
+async def _calendar_missing(session: Any, group_id: int) -> bool:
+    """The group's calendar key is failing on a missing calendar: its retries (at the
+    capped interval) are the only calls on that calendar until someone fixes it."""
+    kind = await session.scalar(
+        select(SyncState.error_kind)
+        .where(SyncState.sync_type == SyncType.CALENDAR, SyncState.group_id == group_id)
+    )
+    return bool(kind == MissingTargetError.kind)
 
 
 async def _existing(

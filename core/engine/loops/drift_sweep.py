@@ -68,10 +68,11 @@ class Budget:
 async def groups_to_sweep(
     session_factory: SessionFactory, types: list[SyncType], limit: int
 ) -> tuple[list[int], int]:
-    """The ``limit`` active groups reconciled longest ago (never first), and how many
-    active groups there are."""
+    """The ``limit`` active groups run longest ago (never first), and how many active
+    groups there are. Last run, not last success: a group failing on a deleted channel is
+    retried every minute and must not take every tick's place from the healthy ones."""
     last = (
-        select(SyncState.group_id, func.min(SyncState.last_success_at).label("at"))
+        select(SyncState.group_id, func.min(SyncState.last_attempt_at).label("at"))
         .where(SyncState.sync_type.in_([str(t) for t in types]))
         .group_by(SyncState.group_id)
         .subquery()
@@ -107,7 +108,18 @@ async def sweep_once(rt: Runtime) -> int:
 
 async def _sweep_group(rt: Runtime, group_id: int, types: list[SyncType], now: datetime) -> int:
     async with rt.session_factory() as session, session.begin():
-        await mark_owed(session, [group_id], now, types)
+        # A failing key waiting on its retry timer is the timer's: sweeping it would only
+        # repeat the failure sooner than its backoff (a deleted channel: once a minute).
+        waiting = set((await session.scalars(
+            select(SyncState.sync_type).where(
+                SyncState.group_id == group_id, SyncState.attempt > 0,
+                SyncState.next_attempt_at > now,
+                SyncState.sync_type.in_([str(t) for t in types]),
+            )
+        )).all())
+        types = [t for t in types if str(t) not in waiting]
+        if types:
+            await mark_owed(session, [group_id], now, types)
     ran = 0
     for sync_type in types:
         result = await runner.run_key(
