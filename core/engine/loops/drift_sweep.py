@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from core.config import Settings
 from core.db.models import Group, SyncState, SyncType
@@ -108,13 +108,16 @@ async def sweep_once(rt: Runtime) -> int:
 
 async def _sweep_group(rt: Runtime, group_id: int, types: list[SyncType], now: datetime) -> int:
     async with rt.session_factory() as session, session.begin():
-        # A failing key waiting on its retry timer is the timer's: sweeping it would only
-        # repeat the failure sooner than its backoff (a deleted channel: once a minute).
+        # A failing key is owed already and its retry timer runs it: marked owed again it
+        # would run once more behind that retry, sooner than its backoff (a deleted
+        # channel: once a minute). A key running now reads the live state anyway.
         waiting = set((await session.scalars(
             select(SyncState.sync_type).where(
-                SyncState.group_id == group_id, SyncState.attempt > 0,
-                SyncState.next_attempt_at > now,
+                SyncState.group_id == group_id,
                 SyncState.sync_type.in_([str(t) for t in types]),
+                or_(SyncState.attempt > 0,
+                    and_(SyncState.lease_owner.is_not(None),
+                         SyncState.lease_expires_at >= now)),
             )
         )).all())
         types = [t for t in types if str(t) not in waiting]
