@@ -18,7 +18,8 @@ async def test_a_deleted_channel_names_itself_and_its_column_and_gets_no_write(
 ) -> None:
     group, ann = await world.group_with_member(meetings=0)
     text, voice = group.discord_text_channel_id, group.discord_voice_channel_id
-    assert text is not None and voice is not None
+    assert text is not None
+    assert voice is not None
     await world.sync(SyncType.DISCORD, group.id)
     world.sandbox.discord.delete_channel(text)
     bob = await world.add_user()
@@ -31,7 +32,8 @@ async def test_a_deleted_channel_names_itself_and_its_column_and_gets_no_write(
     error = caught.value
     assert (error.target_id, error.setting, error.code) == (
         text, "groups.discord_text_channel_id", 10003)
-    assert text in str(error) and "groups.discord_text_channel_id" in str(error)
+    assert text in str(error)
+    assert "groups.discord_text_channel_id" in str(error)
     assert world.calls()["PUT /channels/{channel_id}/permissions/{target}"] == 1  # bob, voice
     assert world.member_overwrites(voice) == {ann.discord_user_id, bob.discord_user_id}
     assert ("channel_overwrite", text, ann.discord_user_id) in await world.grants(group.id)
