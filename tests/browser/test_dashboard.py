@@ -217,10 +217,11 @@ def test_pause_resume_force_resync_and_a_request_without_csrf_is_refused(
 def test_polling_429_pauses_updates_across_a_reload_and_a_retry_still_goes_through(
     new_browser: Callable[[str], Browser], start_system: StartSystem
 ) -> None:
-    # Reads: 4 at once, then one every 4 s; the page polls two reads every 2 s, so its
-    # third poll meets a 429 telling it to wait until 2 reads are back (8 s).
+    # Reads: 6 at once, then three every 8 s; the page polls three reads every 2 s
+    # (overview, keys, held), so its third poll meets a 429 telling it to wait until
+    # 3 reads are back (8 s).
     system = start_system(
-        TIME_SCALE="1", ADMIN_READ_BURST="4", ADMIN_READ_RATE_PER_SECOND="0.25"
+        TIME_SCALE="1", ADMIN_READ_BURST="6", ADMIN_READ_RATE_PER_SECOND="0.375"
     )
     blocked, = add_member_groups(system, 1, blocked=1)
     browser = signed_in(new_browser, system)
