@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from core.config import Settings
 from core.db.models import SyncState
 from core.db.session import SessionFactory
 from core.engine.loops.sweeper import OutboxSweeper
@@ -57,7 +58,17 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 async def system(
     sandbox: Sandbox, session_factory: SessionFactory, database_url: str, tmp_path: Path
 ) -> AsyncIterator[System]:
-    settings = sandbox_settings(sandbox, database_url, tmp_path)
+    async with running_system(sandbox_settings(sandbox, database_url, tmp_path), sandbox,
+                              session_factory) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_system(
+    settings: Settings, sandbox: Sandbox, session_factory: SessionFactory
+) -> AsyncIterator[System]:
+    """A runtime on ``settings`` in this process, with its scheduler started and installed
+    in the process slot, as an embedding application runs it; drained after the block."""
     async with AsyncExitStack() as stack:
         scheduler = SyncScheduler()
         runtime = await open_runtime(settings, stack, scheduler=scheduler)

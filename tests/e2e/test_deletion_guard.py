@@ -4,7 +4,6 @@ members is held before any write, with its exact plan, until an operator decides
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,8 @@ from core.admin.service import AdminService
 from core.db.models import Group, HeldPlan, Membership, SyncType, User
 from core.db.session import SessionFactory
 from core.group_joining import join_group, sync_after_group_change
-from core.notifications import scheduler as scheduler_module
-from core.notifications.scheduler import SyncScheduler
-from core.runtime import open_runtime
 from core.sandbox import Sandbox
-from tests.e2e.conftest import System, sweeping
+from tests.e2e.conftest import System, running_system, sweeping
 from tests.waiting import wait_for
 from tests.world import World, sandbox_settings
 
@@ -161,16 +157,8 @@ async def window_system(
     (ten minutes times the time scale)."""
     settings = sandbox_settings(sandbox, database_url, tmp_path,
                                 guard_max_removals_per_10_min=20, time_scale=0.1)
-    async with AsyncExitStack() as stack:
-        scheduler = SyncScheduler()
-        runtime = await open_runtime(settings, stack, scheduler=scheduler)
-        scheduler.start()
-        try:
-            with scheduler_module.installed(runtime, scheduler):
-                yield System(World(sandbox, settings, session_factory, runtime.syncers), runtime)
-        finally:
-            scheduler.shutdown(wait=False)
-            await runtime.coordinator.drain(2.0)
+    async with running_system(settings, sandbox, session_factory) as running:
+        yield running
 
 
 async def test_the_21st_removal_within_the_window_is_held(window_system: System) -> None:

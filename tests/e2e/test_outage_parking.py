@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, suppress
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,11 +16,8 @@ from core.db.models import Group, SyncAttempt, SyncState, SyncType
 from core.db.session import SessionFactory
 from core.engine.loops.sweeper import OutboxSweeper
 from core.engine.running.outbox import mark_owed
-from core.notifications import scheduler as scheduler_module
-from core.notifications.scheduler import SyncScheduler
-from core.runtime import open_runtime
 from core.sandbox import Sandbox
-from tests.e2e.conftest import System, sweeping
+from tests.e2e.conftest import System, running_system, sweeping
 from tests.waiting import wait_for
 from tests.world import SCALE, World, sandbox_settings
 
@@ -37,16 +34,8 @@ async def system(
 ) -> AsyncIterator[System]:
     settings = sandbox_settings(
         sandbox, database_url, tmp_path, breaker_reset_seconds=BREAKER_RESET_SECONDS)
-    async with AsyncExitStack() as stack:
-        scheduler = SyncScheduler()
-        runtime = await open_runtime(settings, stack, scheduler=scheduler)
-        scheduler.start()
-        try:
-            with scheduler_module.installed(runtime, scheduler):
-                yield System(World(sandbox, settings, session_factory, runtime.syncers), runtime)
-        finally:
-            scheduler.shutdown(wait=False)
-            await runtime.coordinator.drain(2.0)
+    async with running_system(settings, sandbox, session_factory) as running:
+        yield running
 
 
 async def owe_discord(world: World, groups: int) -> list[Group]:
