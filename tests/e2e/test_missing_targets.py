@@ -15,8 +15,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -161,36 +163,56 @@ async def watch_and_stop(process: subprocess.Popen[bytes], log: Path) -> None:
     assert process.returncode == 0, runs(log)
 
 
+@dataclass(frozen=True)
+class Watched:
+    times: list[float]  # monotonic times of the calls on the lost target
+    log: Path
+    service: dict[str, Any]  # the key's service as ``status --json`` showed it, stuck
+    drift: subprocess.CompletedProcess[str]
+
+
+async def lose_and_watch(
+    database_url: str, group_id: int, env: dict[str, str], tmp_path: Path, sync_type: str, *,
+    ready: Callable[[], bool], lose: Callable[[], None], calls: Callable[[float], list[float]],
+) -> Watched:
+    """A daemon syncs the group until ``ready``; the target is lost and the group changes,
+    so its ``sync_type`` key runs into it; the calls on the target are watched for
+    WATCHED_MINUTES, then the daemon stops and ``drift --dry-run`` reads the group."""
+    log = tmp_path / "daemon.log"
+    daemon = spawn_run(env, log)
+    try:
+        await wait_for(ready, timeout=60, message=f"the group's first {sync_type} sync")
+        lose()
+        since = time.monotonic()
+        await bob_joins(database_url, group_id)
+
+        async def missing() -> bool:
+            row = await key(database_url, sync_type)
+            return row is not None and row.error_kind == "missing_target"
+
+        await wait_for(missing, timeout=60, message=f"the {sync_type} key on a missing target")
+        # (CLI runs in a thread: the sandbox answers from this event loop meanwhile)
+        status = json.loads((await asyncio.to_thread(cli, env, "status", "--json")).stdout)
+        await watch_and_stop(daemon, log)
+    finally:
+        daemon.kill()
+    times = calls(since)  # before drift's own reads of the target
+    (service,) = [s for s in status["services"] if s["name"] == sync_type]
+    drift = await asyncio.to_thread(cli, env, "drift", "--group", str(group_id), "--dry-run")
+    return Watched(times, log, service, drift)
+
+
 async def test_a_deleted_channel_is_one_key_naming_it_retried_once_a_minute_and_drift_says_so(
     database_url: str, tmp_path: Path
 ) -> None:
     async with start_sandbox(time_scale=SCALE) as sandbox:
         group_id = await seed(database_url, sandbox)
-        env = discord_env(database_url, sandbox)
-        log = tmp_path / "daemon.log"
-        daemon = spawn_run(env, log)
-        try:
-            await wait_for(lambda: ANN in sandbox.discord.overwrites(TEXT), timeout=60,
-                           message="Ann's overwrite")
-            # Given the group's channel deleted in Discord
-            sandbox.discord.delete_channel(TEXT)
-            since = time.monotonic()
-            # When the group changes, so its Discord key runs
-            await bob_joins(database_url, group_id)
-
-            async def missing() -> bool:
-                row = await key(database_url, "discord")
-                return row is not None and row.error_kind == "missing_target"
-
-            await wait_for(missing, timeout=60, message="the discord key on a missing target")
-            # (CLI runs in a thread: the sandbox answers from this event loop meanwhile)
-            status = json.loads((await asyncio.to_thread(cli, env, "status", "--json")).stdout)
-            await watch_and_stop(daemon, log)
-        finally:
-            daemon.kill()
-        times = calls_on(sandbox.discord.request_log, TEXT, since)
-        drift = await asyncio.to_thread(cli, env, "drift", "--group", str(group_id),
-                                        "--dry-run")
+        # Given the group's channel deleted in Discord, when the group changes
+        seen = await lose_and_watch(
+            database_url, group_id, discord_env(database_url, sandbox), tmp_path, "discord",
+            ready=lambda: ANN in sandbox.discord.overwrites(TEXT),
+            lose=lambda: sandbox.discord.delete_channel(TEXT),
+            calls=lambda since: calls_on(sandbox.discord.request_log, TEXT, since))
 
     # Then one needs-attention key, naming the channel and the column to fix
     (stuck,) = [r for r in await rows(database_url) if r.status == "needs_attention"]
@@ -199,17 +221,16 @@ async def test_a_deleted_channel_is_one_key_naming_it_retried_once_a_minute_and_
     assert "groups.discord_text_channel_id" in (stuck.last_error or "")
     assert "Unknown Channel" in (stuck.last_error or "")  # Discord's own words
     # retried at the capped interval from the first failure, not in fast backoff
-    assert_at_most_one_call_a_minute(times, log)
+    assert_at_most_one_call_a_minute(seen.times, seen.log)
     assert stuck.attempt >= 2
     # and Discord answering 404 is no service failure: the breaker stayed closed
-    (discord,) = [s for s in status["services"] if s["name"] == "discord"]
-    # "unknown" until the daemon publishes its clients; what matters is that it never opens
-    assert discord["breaker"]["state"] in ("closed", "unknown")
+    # ("unknown" until the daemon publishes its clients; what matters is that it never opens)
+    assert seen.service["breaker"]["state"] in ("closed", "unknown")
     # And drift says the channel was deleted, not that our overwrites would be restored
-    assert drift.returncode == 0, drift.stderr
-    assert f"channel {TEXT}: channel deleted" in drift.stdout
-    assert "groups.discord_text_channel_id" in drift.stdout
-    assert "would be restored" not in drift.stdout
+    assert seen.drift.returncode == 0, seen.drift.stderr
+    assert f"channel {TEXT}: channel deleted" in seen.drift.stdout
+    assert "groups.discord_text_channel_id" in seen.drift.stdout
+    assert "would be restored" not in seen.drift.stdout
 
 
 def delete_calendar(sandbox: Sandbox) -> None:
@@ -227,31 +248,13 @@ async def test_a_missing_calendar_is_one_key_naming_it_retried_once_a_minute_and
 ) -> None:
     async with start_sandbox(time_scale=SCALE) as sandbox:
         group_id = await seed(database_url, sandbox)
-        env = calendar_env(database_url, sandbox, tmp_path)
-        log = tmp_path / "daemon.log"
-        daemon = spawn_run(env, log)
-        try:
-            await wait_for(lambda: len(sandbox.calendar.events(CALENDAR)) == 1, timeout=60,
-                           message="the meeting's event")
-            # Given the group's calendar deleted, or no longer shared with groupsync
-            lose(sandbox)
-            since = time.monotonic()
-            # When the group changes, so its calendar key runs
-            await bob_joins(database_url, group_id)
-
-            async def missing() -> bool:
-                row = await key(database_url, "calendar")
-                return row is not None and row.error_kind == "missing_target"
-
-            await wait_for(missing, timeout=60, message="the calendar key on a missing target")
-            # (CLI runs in a thread: the sandbox answers from this event loop meanwhile)
-            status = json.loads((await asyncio.to_thread(cli, env, "status", "--json")).stdout)
-            await watch_and_stop(daemon, log)
-        finally:
-            daemon.kill()
-        times = calls_on(sandbox.calendar.request_log, CALENDAR, since)
-        drift = await asyncio.to_thread(cli, env, "drift", "--group", str(group_id),
-                                        "--dry-run")
+        # Given the group's calendar deleted, or no longer shared, when the group changes
+        seen = await lose_and_watch(
+            database_url, group_id, calendar_env(database_url, sandbox, tmp_path), tmp_path,
+            "calendar",
+            ready=lambda: len(sandbox.calendar.events(CALENDAR)) == 1,
+            lose=lambda: lose(sandbox),
+            calls=lambda since: calls_on(sandbox.calendar.request_log, CALENDAR, since))
 
     # Then one needs-attention key, naming the calendar and the column to fix
     (stuck,) = [r for r in await rows(database_url) if r.status == "needs_attention"]
@@ -259,11 +262,10 @@ async def test_a_missing_calendar_is_one_key_naming_it_retried_once_a_minute_and
     assert CALENDAR in (stuck.last_error or "")
     assert "groups.calendar_id" in (stuck.last_error or "")
     assert "404 Not Found" in (stuck.last_error or "")  # Google's own words
-    assert_at_most_one_call_a_minute(times, log)
+    assert_at_most_one_call_a_minute(seen.times, seen.log)
     assert stuck.attempt >= 2
-    (calendar,) = [s for s in status["services"] if s["name"] == "calendar"]
-    assert calendar["breaker"]["state"] in ("closed", "unknown")  # never "open"
+    assert seen.service["breaker"]["state"] in ("closed", "unknown")  # never "open"
     # And drift says the calendar is missing
-    assert drift.returncode == 0, drift.stderr
-    assert f"calendar {CALENDAR}: calendar missing" in drift.stdout
-    assert "would be" not in drift.stdout
+    assert seen.drift.returncode == 0, seen.drift.stderr
+    assert f"calendar {CALENDAR}: calendar missing" in seen.drift.stdout
+    assert "would be" not in seen.drift.stdout
