@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from core.admin.attention import AttentionQuery
 from core.admin.bulk import BulkScope
 from core.admin.errors import AdminError, Conflict, Invalid, NotFound
 from core.admin.keys import KeyFilter
@@ -50,13 +51,15 @@ class ApiClient:
         params: dict[str, Any] = {**where.to_json(), "limit": limit, "offset": offset}
         return dict(await self._call("GET", "/api/keys", params=params))
 
-    async def retry(self, sync_type: str, group_id: int, *, via: str) -> dict[str, Any]:
+    async def retry(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                    ) -> dict[str, Any]:
         return dict(await self._call("POST", f"/api/keys/{sync_type}/{group_id}/retry"))
 
     async def bulk_preview(self, scope: BulkScope) -> dict[str, Any]:
         return dict(await self._call("POST", "/api/bulk-retry/preview", json=scope.to_json()))
 
-    async def bulk_start(self, scope: BulkScope, *, via: str) -> dict[str, Any]:
+    async def bulk_start(self, scope: BulkScope, *, via: str, who: str | None = None
+                         ) -> dict[str, Any]:
         body = await self._call("POST", "/api/bulk-retry", json={**scope.to_json(),
                                                                   "confirm": True})
         return dict(body["job"])
@@ -67,29 +70,48 @@ class ApiClient:
     async def bulk_job(self, job_id: int) -> dict[str, Any]:
         return dict(await self._call("GET", f"/api/bulk-jobs/{job_id}"))
 
-    async def bulk_cancel(self, job_id: int, *, via: str) -> dict[str, Any]:
+    async def bulk_cancel(self, job_id: int, *, via: str, who: str | None = None
+                          ) -> dict[str, Any]:
         return dict(await self._call("POST", f"/api/bulk-jobs/{job_id}/cancel"))
 
     async def resync_preview(self, group_id: int) -> dict[str, Any]:
         return dict(await self._call("POST", "/api/resync/preview", json={"group_id": group_id}))
 
-    async def resync(self, group_id: int, *, via: str) -> dict[str, Any]:
+    async def resync(self, group_id: int, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]:
         return dict(await self._call("POST", "/api/resync",
                                      json={"group_id": group_id, "confirm": True}))
 
-    async def pause(self, service: str, *, via: str, reason: str | None = None
-                    ) -> dict[str, Any]:
+    async def pause(self, service: str, *, via: str, reason: str | None = None,
+                    who: str | None = None) -> dict[str, Any]:
         body = {"reason": reason} if reason else None
         return dict(await self._call("POST", f"/api/services/{service}/pause", json=body))
 
-    async def resume(self, service: str, *, via: str) -> dict[str, Any]:
+    async def resume(self, service: str, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]:
         return dict(await self._call("POST", f"/api/services/{service}/resume"))
 
-    async def reset_breaker(self, service: str, *, via: str) -> dict[str, Any]:
+    async def reset_breaker(self, service: str, *, via: str, who: str | None = None
+                            ) -> dict[str, Any]:
         return dict(await self._call("POST", f"/api/services/{service}/breaker/reset"))
 
     async def held(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", "/api/held"))["items"])
+
+    async def attention(self, query: AttentionQuery) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
+        if query.text:
+            params["q"] = query.text
+        if query.since is not None:
+            params["since"] = query.since.isoformat()
+        return dict(await self._call("GET", "/api/attention", params=params))
+
+    async def acknowledge(self, sync_type: str, group_id: int, note: str, *, via: str,
+                          who: str | None = None) -> dict[str, Any]:
+        # The daemon names the caller by its address; ``who`` (user@host) goes as ``by``.
+        body = {"note": note, **({"by": who[:80]} if who else {})}
+        return dict(await self._call("POST", f"/api/attention/{sync_type}/{group_id}/ack",
+                                     json=body))
 
     async def approve(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
                       ) -> dict[str, Any]:

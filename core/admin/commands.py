@@ -17,6 +17,7 @@ from core.admin.waiting import parse_time
 from core.config import Settings
 
 if TYPE_CHECKING:  # imported where a verb needs them: a verb loads only its own parts
+    from core.admin.attention import AttentionQuery
     from core.admin.bulk import BulkScope
     from core.admin.keys import KeyFilter
 
@@ -30,23 +31,32 @@ class Admin(Protocol):
     async def overview(self) -> dict[str, Any]: ...
     async def list_keys(self, where: KeyFilter, limit: int = 50, offset: int = 0
                         ) -> dict[str, Any]: ...
-    async def retry(self, sync_type: str, group_id: int, *, via: str) -> dict[str, Any]: ...
+    async def retry(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                    ) -> dict[str, Any]: ...
     async def bulk_preview(self, scope: BulkScope) -> dict[str, Any]: ...
-    async def bulk_start(self, scope: BulkScope, *, via: str) -> dict[str, Any]: ...
+    async def bulk_start(self, scope: BulkScope, *, via: str, who: str | None = None
+                         ) -> dict[str, Any]: ...
     async def bulk_jobs(self) -> list[dict[str, Any]]: ...
     async def bulk_job(self, job_id: int) -> dict[str, Any]: ...
-    async def bulk_cancel(self, job_id: int, *, via: str) -> dict[str, Any]: ...
+    async def bulk_cancel(self, job_id: int, *, via: str, who: str | None = None
+                          ) -> dict[str, Any]: ...
     async def resync_preview(self, group_id: int) -> dict[str, Any]: ...
-    async def resync(self, group_id: int, *, via: str) -> dict[str, Any]: ...
-    async def pause(self, service: str, *, via: str, reason: str | None = None
-                    ) -> dict[str, Any]: ...
-    async def resume(self, service: str, *, via: str) -> dict[str, Any]: ...
-    async def reset_breaker(self, service: str, *, via: str) -> dict[str, Any]: ...
+    async def resync(self, group_id: int, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]: ...
+    async def pause(self, service: str, *, via: str, reason: str | None = None,
+                    who: str | None = None) -> dict[str, Any]: ...
+    async def resume(self, service: str, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]: ...
+    async def reset_breaker(self, service: str, *, via: str, who: str | None = None
+                            ) -> dict[str, Any]: ...
     async def held(self) -> list[dict[str, Any]]: ...
     async def approve(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
                       ) -> dict[str, Any]: ...
     async def reject(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
                      ) -> dict[str, Any]: ...
+    async def attention(self, query: AttentionQuery) -> dict[str, Any]: ...
+    async def acknowledge(self, sync_type: str, group_id: int, note: str, *, via: str,
+                          who: str | None = None) -> dict[str, Any]: ...
 
 
 @asynccontextmanager
@@ -104,6 +114,10 @@ def _service_line(s: dict[str, Any], now: datetime) -> str:
     state = "enabled" if s["enabled"] else "disabled"
     if s["paused"]:
         state += ", PAUSED" + (f" ({s['paused_reason']})" if s.get("paused_reason") else "")
+        if s.get("paused_by"):
+            state += f" by {s['paused_by']}"
+        if s.get("paused_at"):
+            state += f" since {_at(s['paused_at'], now, past=True)}"
     breaker = s["breaker"]
     parts = [f"{s['name']}: {state}", f"breaker {breaker.get('state')}"]
     if breaker.get("half_open_at"):
@@ -239,7 +253,8 @@ async def retry(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
         result = await run_once(load_settings(), args.sync_type, args.group_id)
         _print_json(result, out)
         return 0 if not ("error" in result or result.get("failed")) else 1
-    _print_json(await admin.retry(args.sync_type, args.group_id, via=VIA), out)
+    _print_json(await admin.retry(args.sync_type, args.group_id, via=VIA, who=_operator()),
+                out)
     return 0
 
 
@@ -258,7 +273,7 @@ async def bulk_retry(admin: Admin, args: argparse.Namespace, out: TextIO) -> int
         return 0
     if not _confirmed(args, question, out):
         return 1
-    job = await admin.bulk_start(_scope(args), via=VIA)
+    job = await admin.bulk_start(_scope(args), via=VIA, who=_operator())
     print(f"bulk job {job['id']} queued: {job['total']} keys", file=out)
     if args.no_wait:
         return 0
@@ -297,7 +312,7 @@ def progress_line(job: dict[str, Any], bar: bool, width: int = 30) -> str:
 
 
 async def bulk_cancel(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
-    job = await admin.bulk_cancel(args.job_id, via=VIA)
+    job = await admin.bulk_cancel(args.job_id, via=VIA, who=_operator())
     print(f"bulk job {job['id']} cancelled: {job['cancelled']} keys not started are left as "
           f"they were; {job['remaining']} still running", file=out)
     return 0
@@ -313,22 +328,23 @@ async def resync(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
         return 0
     if not _confirmed(args, summary + "?", out):
         return 1
-    _print_json(await admin.resync(args.group_id, via=VIA), out)
+    _print_json(await admin.resync(args.group_id, via=VIA, who=_operator()), out)
     return 0
 
 
 async def pause(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
-    _print_json(await admin.pause(args.service, via=VIA, reason=args.reason), out)
+    _print_json(await admin.pause(args.service, via=VIA, reason=args.reason,
+                                  who=_operator()), out)
     return 0
 
 
 async def resume(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
-    _print_json(await admin.resume(args.service, via=VIA), out)
+    _print_json(await admin.resume(args.service, via=VIA, who=_operator()), out)
     return 0
 
 
 async def breaker_reset(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
-    _print_json(await admin.reset_breaker(args.service, via=VIA), out)
+    _print_json(await admin.reset_breaker(args.service, via=VIA, who=_operator()), out)
     return 0
 
 
@@ -386,6 +402,54 @@ async def reject(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
     result = await admin.reject(args.sync_type, args.group_id, via=VIA, who=_operator())
     print(f"rejected {result['sync_type']}:{result['group_id']}: it stays held until the "
           "group's membership changes", file=out)
+    return 0
+
+
+async def attention(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    from core.admin.attention import AttentionQuery
+
+    since = parse_time(args.since) if args.since else None
+    found = await admin.attention(AttentionQuery(text=args.search, since=since,
+                                                 limit=args.limit))
+    if args.json:
+        _print_json(found, out)
+        return 0
+    print(render_attention(found), file=out)
+    return 0
+
+
+def render_attention(found: dict[str, Any], now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    counts = found["counts"]
+    head = (f"needs attention: {counts['total']} key(s), {counts['acknowledged']} "
+            "acknowledged")
+    if counts.get("new_since") is not None:
+        head += f", {counts['new_since']} new since {_at(found['since'], now, past=True)}"
+    if found.get("search"):
+        head += f"; {found['total']} match {found['search']!r}"
+    lines = [head]
+    for item in found["items"]:
+        name = f" ({item['group_name']})" if item.get("group_name") else ""
+        new = " NEW" if item.get("new") else ""
+        lines.append(f"{item['sync_type']}:{item['group_id']}{name}{new} since "
+                     f"{_at(item['attention_since'], now, past=True)}")
+        if item["last_error"]:
+            lines.append(f"  {item['last_error']}")
+        ack = item.get("acknowledged")
+        if ack:
+            lines.append(f"  acknowledged by {ack['by']} {_at(ack['at'], now, past=True)}: "
+                         f"{ack['note']}")
+    if found["total"] > len(found["items"]):
+        lines.append(f"... and {found['total'] - len(found['items'])} more")
+    return "\n".join(lines)
+
+
+async def ack(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    result = await admin.acknowledge(args.sync_type, args.group_id, args.note, via=VIA,
+                                     who=_operator())
+    done = result["acknowledged"]
+    print(f"acknowledged {result['sync_type']}:{result['group_id']} as {done['by']}: "
+          f"{done['note']} (cleared when the key next succeeds)", file=out)
     return 0
 
 
@@ -468,6 +532,25 @@ def add_verbs(verbs: Any) -> None:
         p = verb(name, fn, help_, description)
         p.add_argument("sync_type", help="discord or calendar (a held key's type)")
         p.add_argument("group_id", type=int)
+
+    p = verb("attention", attention, "the needs-attention set, searchable",
+             "Keys an operator must act on (a missing channel or calendar, a refused "
+             "permission), newest first, unacknowledged before acknowledged, with the "
+             "service's message and any acknowledgement (who, when, note).")
+    p.add_argument("--search", metavar="TEXT", help="part of the error, a user, channel "
+                   "or calendar id, a group name or id, a sync type or service (any case)")
+    p.add_argument("--since", metavar="TIME", help="ISO time: count and mark the keys "
+                   "that entered the set after it")
+    p.add_argument("--limit", type=int, default=50, help="at most this many keys (1-500)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = verb("ack", ack, "acknowledge a key in the needs-attention set",
+             "Record that you have seen the key and what is being done, for every operator "
+             "(status, API, dashboard); cleared when the key next succeeds. Audit-logged "
+             "with who and when.")
+    p.add_argument("sync_type", help="discord, calendar, reminders or rsvps")
+    p.add_argument("group_id", type=int)
+    p.add_argument("--note", required=True, help="what is being done about it")
 
     p = verb("breaker-reset", breaker_reset, "close a service's circuit breaker",
              "Every daemon closes its breaker for the service within a second.")

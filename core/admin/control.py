@@ -115,15 +115,18 @@ async def _service_row(session: AsyncSession, name: str, now: datetime) -> Servi
 
 async def set_paused(
     session_factory: SessionFactory, service: str, paused: bool, now: datetime,
-    reason: str | None = None,
+    reason: str | None = None, by: str | None = None,
 ) -> bool:
-    """Returns whether the flag changed."""
+    """Returns whether the flag changed. A pause records who asked and, the first time,
+    since when (pausing a paused service again keeps its start, takes the new reason)."""
     name = parse_service(service)
     async with session_factory() as session, session.begin():
         row = await _service_row(session, name, now)
         changed = bool(row.paused) != paused
         row.paused = paused
         row.paused_reason = reason if paused else None
+        row.paused_by = by if paused else None
+        row.paused_at = ((None if changed else row.paused_at) or now) if paused else None
         row.updated_at = now
         if not paused:
             await _notify(session)  # wake the daemon: the paused keys are owed and due

@@ -2,7 +2,9 @@
 dashboard alike. State lives in database rows, so any process sees the same truth; the
 optional live hooks (this process's clients, its sweep) only make things faster.
 
-Every mutating action takes ``via`` (cli, api, dashboard) and writes one audit line.
+Every mutating action takes ``via`` (cli, api, dashboard) and, where known, ``who`` (the
+caller's address, or user@host for the CLI), and leaves one audit line and one audit row
+(``core.admin.audit``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.admin import bulk, control, held, keys, presence, resync
-from core.admin.audit import audit
+from core.admin import attention, bulk, control, held, keys, presence, resync
+from core.admin import audit as trail
+from core.admin.audit import actor, audit
 from core.admin.errors import AdminError, Conflict
 from core.admin.keys import KeyFilter, WaitContext
 from core.admin.waiting import BLOCKING, KeyFacts, ServiceFacts, WaitCode, Waiting, waiting_reason
@@ -103,6 +106,10 @@ class AdminService:
                 "enabled": self.settings.service_enabled(service),
                 "paused": bool(switch and switch.paused),
                 "paused_reason": switch.paused_reason if switch else None,
+                # Who paused it and since when: the paused banner names both.
+                "paused_by": switch.paused_by if switch and switch.paused else None,
+                "paused_at": (switch.paused_at.isoformat()
+                              if switch and switch.paused and switch.paused_at else None),
                 "counts": service_counts,
                 "breaker": client.get("breaker", {"state": "unknown", "half_open_at": None}),
                 "rate_limits": client.get("rate_limits", []),
@@ -130,17 +137,31 @@ class AdminService:
         return self.live.presence.role if self.live.presence else "none"
 
     # ---- actions -----------------------------------------------------------------------------
-    async def retry(self, sync_type: str, group_id: int, *, via: str) -> dict[str, Any]:
+    async def _trail(self, action: str, scope: dict[str, Any], via: str, who: str | None,
+                     *, outcome: str = "accepted", **fields: Any) -> None:
+        """The audit line and the audit row of one action (who, what, when, result)."""
+        by = actor(via, who)
+        audit(action, scope, via, who=by, outcome=outcome, **fields)
+        await trail.record(self.session_factory, action=action, scope=scope, via=via, who=by,
+                           at=self.clock.now(), outcome=outcome,
+                           detail=trail.detail_of(fields))
+
+    async def audit_log(self, limit: int = 50, before_id: int | None = None
+                        ) -> list[dict[str, Any]]:
+        return await trail.recent(self.session_factory, limit, before_id)
+
+    async def retry(self, sync_type: str, group_id: int, *, via: str, who: str | None = None
+                    ) -> dict[str, Any]:
         scope = {"sync_type": sync_type, "group_id": group_id}
         try:
             await self._refuse_blocked(sync_type, group_id)
             key = await control.retry_one(self.session_factory, sync_type, group_id,
                                           self.clock.now())
         except AdminError as exc:
-            audit("retry", scope, via, outcome="refused", reason=str(exc))
+            await self._trail("retry", scope, via, who, outcome="refused", reason=str(exc))
             raise
         self.live.wake()
-        audit("retry", scope, via, outcome="accepted")
+        await self._trail("retry", scope, via, who)
         return {"sync_type": key.sync_type, "group_id": key.group_id, "queued": True}
 
     async def _refuse_blocked(self, sync_type: str, group_id: int) -> None:
@@ -156,30 +177,35 @@ class AdminService:
             raise Conflict(f"{kind}:{group_id} cannot run now: {found.detail}"
                            f"{RETRY_HINTS.get(found.code, '')}")
 
-    async def pause(self, service: str, *, via: str, reason: str | None = None
-                    ) -> dict[str, Any]:
+    async def pause(self, service: str, *, via: str, reason: str | None = None,
+                    who: str | None = None) -> dict[str, Any]:
         changed = await control.set_paused(
-            self.session_factory, service, True, self.clock.now(), reason)
+            self.session_factory, service, True, self.clock.now(), reason,
+            by=actor(via, who))
         self._pauses_changed()
-        audit("pause", {"service": service}, via, changed=changed, reason=reason)
+        await self._trail("pause", {"service": service}, via, who, changed=changed,
+                          reason=reason)
         return {"service": service, "paused": True, "changed": changed}
 
-    async def resume(self, service: str, *, via: str) -> dict[str, Any]:
+    async def resume(self, service: str, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]:
         changed = await control.set_paused(self.session_factory, service, False, self.clock.now())
         self._pauses_changed()
         self.live.wake()
-        audit("resume", {"service": service}, via, changed=changed)
+        await self._trail("resume", {"service": service}, via, who, changed=changed)
         return {"service": service, "paused": False, "changed": changed}
 
     def _pauses_changed(self) -> None:
         if self.live.pauses is not None:
             self.live.pauses.forget()
 
-    async def reset_breaker(self, service: str, *, via: str) -> dict[str, Any]:
+    async def reset_breaker(self, service: str, *, via: str, who: str | None = None
+                            ) -> dict[str, Any]:
         await control.request_breaker_reset(self.session_factory, service, self.clock.now())
         board = self.live.board()
         applied_here = board.reset_breaker(service) if board is not None else False
-        audit("breaker_reset", {"service": service}, via, applied_here=applied_here)
+        await self._trail("breaker_reset", {"service": service}, via, who,
+                          applied_here=applied_here)
         return {"service": service, "reset_requested": True}
 
     # ---- the deletion guard's held plans -------------------------------------------------------
@@ -199,29 +225,49 @@ class AdminService:
     async def _decide(self, action: str, decision: HeldDecision, sync_type: str, group_id: int,
                       via: str, who: str | None) -> dict[str, Any]:
         scope = {"sync_type": sync_type, "group_id": group_id}
-        by = f"{via}:{who}" if who else via
+        by = actor(via, who)
         now = self.clock.now()
         try:
             result = await held.decide(self.session_factory, sync_type, group_id, decision,
                                        by, now)
         except AdminError as exc:
-            audit(action, scope, via, who=by, at=now.isoformat(), outcome="refused",
-                  reason=str(exc))
+            await self._trail(action, scope, via, who, outcome="refused", at=now.isoformat(),
+                              reason=str(exc))
             raise
         if decision is HeldDecision.APPROVED:
             self.live.wake()
-        audit(action, scope, via, who=by, at=now.isoformat(), outcome="accepted",
-              removals=result["removals"])
+        await self._trail(action, scope, via, who, at=now.isoformat(),
+                          removals=result["removals"])
+        return result
+
+    # ---- the needs-attention set ---------------------------------------------------------------
+    async def attention(self, query: attention.AttentionQuery) -> dict[str, Any]:
+        return await attention.list_attention(self.session_factory, query,
+                                              await self.wait_context())
+
+    async def acknowledge(self, sync_type: str, group_id: int, note: str, *, via: str,
+                          who: str | None = None) -> dict[str, Any]:
+        scope = {"sync_type": sync_type, "group_id": group_id}
+        try:
+            result = await attention.acknowledge(self.session_factory, sync_type, group_id,
+                                                 note, actor(via, who), self.clock.now())
+        except AdminError as exc:
+            await self._trail("acknowledge", scope, via, who, outcome="refused",
+                              reason=str(exc))
+            raise
+        await self._trail("acknowledge", scope, via, who, note=result["acknowledged"]["note"])
         return result
 
     # ---- bulk retry --------------------------------------------------------------------------
     async def bulk_preview(self, scope: bulk.BulkScope) -> dict[str, Any]:
         return await bulk.preview(self.session_factory, scope, self.clock.now(), self.settings)
 
-    async def bulk_start(self, scope: bulk.BulkScope, *, via: str) -> dict[str, Any]:
+    async def bulk_start(self, scope: bulk.BulkScope, *, via: str, who: str | None = None
+                         ) -> dict[str, Any]:
         job = await bulk.create(self.session_factory, scope, self.clock.now(), via)
         self.live.wake()
-        audit("bulk_retry", scope.to_json(), via, job=job["id"], keys=job["total"])
+        await self._trail("bulk_retry", scope.to_json(), via, who, job=job["id"],
+                          keys=job["total"])
         return job
 
     async def bulk_jobs(self) -> list[dict[str, Any]]:
@@ -230,9 +276,10 @@ class AdminService:
     async def bulk_job(self, job_id: int) -> dict[str, Any]:
         return await bulk.get_job(self.session_factory, job_id)
 
-    async def bulk_cancel(self, job_id: int, *, via: str) -> dict[str, Any]:
+    async def bulk_cancel(self, job_id: int, *, via: str, who: str | None = None
+                          ) -> dict[str, Any]:
         job = await bulk.cancel(self.session_factory, job_id, self.clock.now())
-        audit("bulk_cancel", {"job": job_id}, via, cancelled=job["cancelled"])
+        await self._trail("bulk_cancel", {"job": job_id}, via, who, cancelled=job["cancelled"])
         return job
 
     # ---- force re-sync -----------------------------------------------------------------------
@@ -240,8 +287,10 @@ class AdminService:
         return (await resync.preview(self.session_factory, self.settings, group_id,
                                      self.clock.now())).to_json()
 
-    async def resync(self, group_id: int, *, via: str) -> dict[str, Any]:
+    async def resync(self, group_id: int, *, via: str, who: str | None = None
+                     ) -> dict[str, Any]:
         plan = await resync.run(self.session_factory, self.settings, group_id, self.clock.now())
         self.live.wake()
-        audit("resync", {"group_id": group_id}, via, **plan.to_json())
+        counts: dict[str, Any] = plan.to_json()
+        await self._trail("resync", {"group_id": group_id}, via, who, **counts)
         return {"group_id": group_id, **plan.to_json()}

@@ -197,6 +197,13 @@ class SyncState(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    # The needs-attention set (core.admin.attention): when the key last entered it (set by
+    # a needs-attention failure, cleared by any other outcome), and an operator's
+    # acknowledgement of it (who, when, note), cleared by the key's next success.
+    attention_since: Mapped[datetime | None]
+    ack_by: Mapped[str | None] = mapped_column(String(200))
+    ack_at: Mapped[datetime | None]
+    ack_note: Mapped[str | None] = mapped_column(Text)
 
 
 class ServiceState(Base):
@@ -207,6 +214,8 @@ class ServiceState(Base):
     service: Mapped[str] = mapped_column(String(16), primary_key=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    paused_by: Mapped[str | None] = mapped_column(String(200))  # who paused it (the banner)
+    paused_at: Mapped[datetime | None]  # since when it is paused
     # An operator asked to close this service's circuit; each daemon resets its breaker
     # once for every request newer than the last one it applied.
     breaker_reset_requested_at: Mapped[datetime | None]
@@ -447,3 +456,20 @@ class AppliedRemovals(Base):
     group_id: Mapped[int] = mapped_column(Integer)
     removals: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
+
+
+class AdminAction(Base):
+    """One operator action (retry, pause, approve, acknowledge …): who, what, when and its
+    result, for the dashboard's audit view. Written beside the ``admin_action`` log line."""
+
+    __tablename__ = "admin_actions"
+    __table_args__ = (Index("ix_admin_actions_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(32))
+    via: Mapped[str] = mapped_column(String(16))
+    who: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)

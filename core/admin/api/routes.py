@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.admin.api.auth import Operator, require_operator
 from core.admin.api.idempotency import idempotent
+from core.admin.attention import AttentionQuery
 from core.admin.bulk import BulkScope
 from core.admin.errors import Invalid
 from core.admin.keys import KeyFilter
@@ -133,7 +134,8 @@ async def key_detail(service: Service, sync_type: SyncTypeParam, group_id: Group
 async def retry(request: Request, service: Service, caller: Caller,
                 sync_type: SyncTypeParam, group_id: GroupId) -> JSONResponse:
     return await _once(request, service, 202,
-                       lambda: service.retry(sync_type, group_id, via=caller.via))
+                       lambda: service.retry(sync_type, group_id, via=caller.via,
+                                             who=_client(request)))
 
 
 @router.post("/bulk-retry/preview", summary="How many groups, keys and calls a bulk retry means")
@@ -147,7 +149,8 @@ async def bulk_retry(request: Request, service: Service, caller: Caller, body: B
     _require_confirm(body.confirm)
 
     async def start() -> dict[str, Any]:
-        return {"job": await service.bulk_start(body.scope(), via=caller.via)}
+        return {"job": await service.bulk_start(body.scope(), via=caller.via,
+                                                who=_client(request))}
     return await _once(request, service, 202, start)
 
 
@@ -165,7 +168,8 @@ async def bulk_job(service: Service, job_id: JobId) -> dict[str, Any]:
 async def bulk_cancel(request: Request, service: Service, caller: Caller, job_id: JobId
                       ) -> JSONResponse:
     return await _once(request, service, 200,
-                       lambda: service.bulk_cancel(job_id, via=caller.via))
+                       lambda: service.bulk_cancel(job_id, via=caller.via,
+                                                   who=_client(request)))
 
 
 @router.post("/resync/preview", summary="What a force re-sync of a group will send")
@@ -178,7 +182,8 @@ async def resync(request: Request, service: Service, caller: Caller, body: Resyn
                  ) -> JSONResponse:
     _require_confirm(body.confirm)
     return await _once(request, service, 202,
-                       lambda: service.resync(body.group_id, via=caller.via))
+                       lambda: service.resync(body.group_id, via=caller.via,
+                                              who=_client(request)))
 
 
 @router.post("/services/{name}/pause", summary="Pause a service: no calls, keys stay owed")
@@ -186,21 +191,23 @@ async def pause(request: Request, service: Service, caller: Caller, name: Servic
                 body: PauseIn | None = None) -> JSONResponse:
     reason = body.reason if body else None
     return await _once(request, service, 200,
-                       lambda: service.pause(name, via=caller.via, reason=reason))
+                       lambda: service.pause(name, via=caller.via, reason=reason,
+                                             who=_client(request)))
 
 
 @router.post("/services/{name}/resume", summary="Resume a paused service")
 async def resume(request: Request, service: Service, caller: Caller, name: ServiceParam
                  ) -> JSONResponse:
     return await _once(request, service, 200,
-                       lambda: service.resume(name, via=caller.via))
+                       lambda: service.resume(name, via=caller.via, who=_client(request)))
 
 
 @router.post("/services/{name}/breaker/reset", summary="Close a service's circuit breaker")
 async def breaker_reset(request: Request, service: Service, caller: Caller, name: ServiceParam
                         ) -> JSONResponse:
     return await _once(request, service, 200,
-                       lambda: service.reset_breaker(name, via=caller.via))
+                       lambda: service.reset_breaker(name, via=caller.via,
+                                                     who=_client(request)))
 
 
 @router.get("/held", summary="Syncs the deletion guard holds, with their plans and users")
@@ -226,6 +233,71 @@ async def reject(request: Request, service: Service, caller: Caller,
     who = _client(request)
     return await _once(request, service, 200,
                        lambda: service.reject(sync_type, group_id, via=caller.via, who=who))
+
+
+# ---- the needs-attention set and the operators' trail (issue 23) ------------------------------
+class AckIn(Strict):
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+
+    note: str = Field(min_length=1, max_length=500, pattern=STORABLE_TEXT,
+                      description="what is being done about it; shown to every operator")
+    by: str | None = Field(None, max_length=80, pattern=STORABLE_TEXT,
+                           description="the operator's name, shown beside the note")
+
+
+@router.get("/attention", summary="The needs-attention set: search, acknowledgements, new ones",
+            responses={422: {"description": "a search text or time that cannot be used"}})
+async def attention_set(
+    service: Service,
+    q: Annotated[str | None, Query(max_length=200, description=(
+        "case-insensitive part of the last error, the group's name or ids, a member's "
+        "id, e-mail or name, the note, the sync type or service; a number is a group id"
+    ))] = None,
+    since: Annotated[datetime | None, Query(
+        description="count (and mark) the keys that entered the set after this time")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> dict[str, Any]:
+    return await service.attention(AttentionQuery(
+        text=_storable(q, "q"), since=_utc(since, "since"), limit=limit, offset=offset))
+
+
+@router.post("/attention/{sync_type}/{group_id}/ack",
+             summary="Acknowledge a key in the set with a note (cleared by its next success)",
+             responses={404: {"description": "unknown group or no such key"},
+                        409: {"description": "the key is not in the needs-attention set"}})
+async def acknowledge(request: Request, service: Service, caller: Caller,
+                      sync_type: SyncTypeParam, group_id: GroupId, body: AckIn
+                      ) -> JSONResponse:
+    address = _client(request)
+    who = f"{body.by} ({address})" if body.by and body.by.strip() else address
+    return await _once(request, service, 200,
+                       lambda: service.acknowledge(sync_type, group_id, body.note,
+                                                   via=caller.via, who=who))
+
+
+@router.get("/audit", summary="Operator actions, newest first: who, what, when, result")
+async def audit_log(
+    service: Service,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> dict[str, Any]:
+    return {"items": await service.audit_log(limit, before_id)}
+
+
+def _storable(value: str | None, name: str) -> str | None:
+    if value is not None and ("\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value)):
+        raise Invalid(f"{name} holds a character that cannot be searched for (NUL)")
+    return value
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise Invalid(f"{name} is not a time that can be compared") from None
 
 
 def _client(request: Request) -> str | None:

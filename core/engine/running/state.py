@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.db.models import SyncState, SyncStatus, SyncType
@@ -59,6 +59,10 @@ def lease_free(now: datetime) -> ColumnElement[bool]:
 
 
 HELD_KIND = "held"
+# What a run's record writes beside its outcome for the needs-attention set: one more
+# column or four in the UPDATE it runs anyway, never a statement of its own.
+LEAVES_ATTENTION: dict[str, Any] = {"attention_since": None}
+CLEARS_ACK: dict[str, Any] = {"ack_by": None, "ack_at": None, "ack_note": None}
 
 
 def _status_when_idle() -> Any:
@@ -133,6 +137,9 @@ async def record_success(
         lease_owner=None,
         lease_expires_at=None,
         updated_at=now,
+        # Out of the needs-attention set: an operator's acknowledgement ends with it.
+        **LEAVES_ATTENTION,
+        **CLEARS_ACK,
     )
 
 
@@ -158,6 +165,10 @@ async def record_failure(
         lease_owner=None,
         lease_expires_at=None,
         updated_at=now,
+        # In the needs-attention set since the first of a run of such failures; a
+        # transient failure takes it out (the acknowledgement stays until a success).
+        attention_since=(func.coalesce(SyncState.attention_since, now)
+                         if decision.status is SyncStatus.NEEDS_ATTENTION else None),
     )
 
 
@@ -185,6 +196,7 @@ async def record_held(
         lease_owner=None,
         lease_expires_at=None,
         updated_at=now,
+        **LEAVES_ATTENTION,  # the held view has it now
     )
 
 
