@@ -6,6 +6,11 @@ token does no work, so it should not keep an interactive key (or another backgro
 whose service has tokens to spare) from starting. The engine installs a ``SlotHolder`` in
 the run's context; the client's limiter wraps every wait in ``slot_released()``. Outside
 an engine run (a test, a tool) there is no holder and the wait is a plain wait.
+
+The holder also carries the run's ``LaneAsk``: a run the engine started in the background
+lane may be raised to interactive while it is in flight (an interactive caller now waits
+for it), and a background call of that run then waits for its token in the interactive
+lane (``run_ask``), not behind the rest of the background queue.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ class LaneAsk:
             for listener in list(self._on_raise):
                 listener()
 
+    def lane_for(self, lane: Lane) -> Lane:
+        """The lane a call of this run that asks for ``lane`` is owed: interactive once the
+        run was raised, whatever lane its syncer was started in."""
+        return Lane.INTERACTIVE if self.lane is Lane.INTERACTIVE else lane
+
     def on_raise(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` when the ask is raised; returns the undo."""
         self._on_raise.append(listener)
@@ -44,6 +54,9 @@ class LaneAsk:
 
 
 class SlotHolder(Protocol):
+    @property
+    def ask(self) -> LaneAsk: ...
+
     def release(self) -> None: ...
 
     async def reacquire(self) -> None: ...
@@ -58,6 +71,20 @@ def install_slot_holder(holder: SlotHolder | None) -> Token[SlotHolder | None]:
 
 def uninstall_slot_holder(token: Token[SlotHolder | None]) -> None:
     _holder.reset(token)
+
+
+def run_ask() -> LaneAsk | None:
+    """The lane ask of the engine run this code runs in (None outside an engine run)."""
+    holder = _holder.get()
+    return None if holder is None else holder.ask
+
+
+async def slot_back() -> None:
+    """Make sure the run holds its slot again (waiting for it if need be): for a wait that
+    was cancelled half-way through ``slot_released``, whose own take-back was cut short."""
+    holder = _holder.get()
+    if holder is not None:
+        await holder.reacquire()
 
 
 @asynccontextmanager

@@ -15,20 +15,23 @@ token from every gate or from none and says how long to wait.
 - a pause longer than ``max_wait`` is not waited out inside the call: ``acquire`` raises
   ``RateLimitedError(retry_after)`` so the engine schedules a retry instead of holding a task;
 - every wait gives the engine's run slot back meanwhile (``core.lanes.slot_released``): a
-  run that only waits for a token must not keep other keys from starting.
+  run that only waits for a token must not keep other keys from starting;
+- a background call of an engine run that is raised to interactive (an interactive caller
+  now waits for that run: ``core.lanes.run_ask``) leaves the background queue at once and
+  waits in the interactive lane (priority inheritance), even if it was already waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from core.clients.service_part import ServicePart
 from core.errors import RateLimitedError
-from core.lanes import Lane, slot_released
+from core.lanes import Lane, LaneAsk, run_ask, slot_back, slot_released
 from core.observability import get_logger
 
 log = get_logger("core.clients.ratelimit")
@@ -255,7 +258,65 @@ class LaneLimiter(ServicePart[LimiterConfig]):
                 gate.end(now)
 
     # ---- acquiring ---------------------------------------------------------------------------
-    async def acquire(self, lane: Lane) -> None:
+    async def acquire(self, lane: Lane) -> Lane:
+        """Wait for a token in ``lane``; returns the lane it was taken in (interactive for a
+        background call whose run was raised, before or while it waited)."""
+        ask = run_ask()
+        if ask is not None:
+            lane = ask.lane_for(lane)
+        if lane is Lane.BACKGROUND and ask is not None:
+            if await self._background_unless_raised(ask):
+                return Lane.BACKGROUND
+            lane = Lane.INTERACTIVE
+            log.debug("client.lane_raised", service=self.service)
+        await self._acquire_counted(lane)
+        return lane
+
+    async def _background_unless_raised(self, ask: LaneAsk) -> bool:
+        """Wait for a background token until the run's ask is raised: True when the token
+        was taken, False when the run was raised first (nothing taken, the slot held)."""
+        if self._try_now(Lane.BACKGROUND):
+            return True  # no wait: no task to race (the common case, and the cheap one)
+        loop = asyncio.get_running_loop()
+        raised: asyncio.Future[None] = loop.create_future()
+        undo = ask.on_raise(_resolver(raised))
+        waiting = loop.create_task(self._acquire(Lane.BACKGROUND))
+        given_up: asyncio.CancelledError | None = None
+        try:
+            await asyncio.wait({waiting, raised}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError as exc:
+            given_up = exc  # our caller gave up: so does the wait, once it has settled
+        finally:
+            undo()
+        waiting.cancel()
+        while not waiting.done():
+            # Let it settle (take the run's slot back) before anyone releases that slot.
+            try:
+                await asyncio.wait({waiting})
+            except asyncio.CancelledError as exc:
+                given_up = exc
+        took = not waiting.cancelled() and waiting.exception() is None
+        if given_up is not None:
+            if took:
+                self.finished(Lane.BACKGROUND)  # the token it took goes unused
+            raise given_up
+        if not waiting.cancelled():
+            waiting.result()  # a token taken in between (or the pause it raised)
+            return True
+        # Cut short, maybe while it took the run's slot back after a token wait.
+        await slot_back()
+        return False
+
+    def _try_now(self, lane: Lane) -> bool:
+        """Take a token without waiting, when ``_acquire`` would."""
+        now = self._now()
+        if self.paused_for(lane, now) > 0.0:
+            return False
+        if lane is Lane.BACKGROUND and self._interactive_waiting:
+            return False
+        return take_all(self._buckets(lane), now) == 0.0
+
+    async def _acquire_counted(self, lane: Lane) -> None:
         if lane is Lane.INTERACTIVE:
             self._interactive_waiting += 1
             self._interactive_idle.clear()
@@ -308,3 +369,10 @@ class LaneLimiter(ServicePart[LimiterConfig]):
         emit = log.info if reason == "server_pause" else log.debug
         emit("client.rate_limit_wait", service=self.service, lane=lane.value,
              retry_after=round(wait, 4), reason=reason)
+
+
+def _resolver(future: asyncio.Future[None]) -> Callable[[], None]:
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(None)
+    return resolve

@@ -59,7 +59,8 @@ class ServiceGuard(ServicePart[ResilienceConfig]):
         taken = 0
         try:
             for _ in range(cost):
-                await self.limiter.acquire(lane)
+                # The lane it waited in: interactive once the engine raised the run.
+                lane = await self.limiter.acquire(lane)
                 taken += 1
         except BaseException:
             self.limiter.finished(lane, taken)

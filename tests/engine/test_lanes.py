@@ -14,7 +14,7 @@ from core.engine.running.outbox import mark_owed
 from core.engine.running.slots import RunSlots
 from core.engine.running.state import SyncKey
 from core.group_joining import sync_after_group_change
-from core.lanes import Lane, slot_released
+from core.lanes import Lane, LaneAsk, slot_released
 from core.lifecycle import mark_and_run
 from core.runtime import Runtime
 from core.syncers.base import SyncContext, SyncResult
@@ -208,3 +208,86 @@ async def test_the_outbox_sweep_leaves_a_key_alone_while_a_bulk_retry_makes_it_d
     assert swept == [0]
     assert "skipped" not in result
     assert [r["lane"] for r in fakes.runs("discord", key.group_id)] == ["background"]
+
+
+class RefreshWaiter:
+    """An rsvps syncer whose one call (the calendar read of an RSVP refresh) waits for a
+    token of the real client limiter: interactive tokens are plenty, the background lane
+    has one an hour, taken up front. It notes every call let through, with its lane."""
+
+    sync_type = SyncType.RSVPS
+
+    def __init__(self) -> None:
+        config = LimiterConfig((Rate(1000, 3600.0, burst=1000),), background_share=0.001,
+                               max_wait=7200.0)
+        self.limiter = LaneLimiter("calendar", config, time.monotonic)
+        self.waiting: set[int] = set()
+        self.calls: list[tuple[int, Lane]] = []
+
+    async def drain_background(self) -> None:
+        await self.limiter.acquire(Lane.BACKGROUND)
+
+    async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
+        self.waiting.add(group_id)
+        lane = await self.limiter.acquire(context.lane)
+        self.calls.append((group_id, lane))
+        return {"meetings": 1, "failed": 0}
+
+
+async def test_a_change_never_waits_for_the_background_queue_its_key_is_in(
+    make_runtime: RuntimeMaker, fakes: Fakes
+) -> None:
+    # Given: every group's RSVP key re-run in the background lane, each run in flight and
+    # waiting for a background token behind the others (the lane is saturated: ten runs
+    # outstanding for its six slots, and no background token comes during the test).
+    rt = await make_runtime()
+    refresh = RefreshWaiter()
+    await refresh.drain_background()
+    rt.syncers = {**rt.syncers, SyncType.RSVPS: refresh}
+    groups = list(range(101, 111))
+    async with rt.session_factory() as session, session.begin():
+        await mark_owed(session, groups, rt.clock.now(), [SyncType.RSVPS])
+    for group in groups:
+        rt.coordinator.spawn(runner.run_key(
+            rt, SyncKey(SyncType.RSVPS, group), lane=Lane.BACKGROUND, reason="rsvp_refresh"))
+    await wait_for(lambda: refresh.waiting == set(groups), message="all ten refreshes waiting")
+
+    # When: a member of the last group in that queue switches in from another group.
+    await asyncio.wait_for(sync_after_group_change(groups[-1], previous_group_id=OLD), timeout=20)
+
+    # Then: the group's background run was raised and read in the interactive lane, then
+    # the change's own run; no other key of the background queue has been let through.
+    ours = [lane for group, lane in refresh.calls if group == groups[-1]]
+    assert ours == [Lane.INTERACTIVE, Lane.INTERACTIVE]
+    assert {group for group, _ in refresh.calls} == {OLD, groups[-1]}
+    assert await status_of(rt.session_factory, "rsvps", groups[-1]) == "ok"
+
+
+async def test_a_raised_run_leaves_the_background_token_queue_and_takes_its_slot_back() -> None:
+    slots = RunSlots(4, reserved=1)
+    limiter = RefreshWaiter().limiter  # one background token an hour
+    await limiter.acquire(Lane.BACKGROUND)
+    asks = [LaneAsk(Lane.BACKGROUND) for _ in range(3)]
+    asking: list[int] = []
+    let_through: list[tuple[int, Lane]] = []
+
+    async def run(n: int) -> None:
+        async with slots.hold(asks[n]):
+            asking.append(n)
+            let_through.append((n, await limiter.acquire(Lane.BACKGROUND)))
+            await asyncio.Event().wait()  # holds its slot until cancelled
+
+    runs = [asyncio.create_task(run(n)) for n in range(3)]
+    await wait_for(lambda: len(asking) == 3 and slots.busy(Lane.BACKGROUND) == 0,
+                   message="all three to wait for a token, their slots free")
+
+    asks[2].raise_to(Lane.INTERACTIVE)  # the last in the queue: an interactive caller came
+    await wait_for(lambda: let_through == [(2, Lane.INTERACTIVE)], message="the raised call")
+
+    # It holds a slot again (the interactive lane's: its ask is interactive now); the
+    # other two still wait in the background lane, their slots free.
+    assert (slots.busy(Lane.INTERACTIVE), slots.busy(Lane.BACKGROUND)) == (1, 0)
+    for task in runs:
+        task.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+    assert (slots.busy(Lane.INTERACTIVE), slots.busy(Lane.BACKGROUND)) == (0, 0)

@@ -64,6 +64,9 @@ class Runtime:
     # The lane each key's queued (not yet started) run is owed: callers that join it
     # share it, and an interactive one raises it (core/engine/running/runner.py).
     lane_asks: dict[SyncKey, LaneAsk] = field(default_factory=dict)
+    # The ask of each key's run in flight (it holds, or waits to take back, its slot): an
+    # interactive caller, which waits for that run to end, raises it too.
+    running_asks: dict[SyncKey, LaneAsk] = field(default_factory=dict)
     # The deletion guard planned syncers ask before they apply (core/engine/running/held.py);
     # None: unguarded.
     guard: GuardPort | None = None

@@ -59,6 +59,11 @@ async def run_key(
     # queues its own run behind it, which finds the work done.
     ask = rt.lane_asks.setdefault(key, LaneAsk(lane))
     ask.raise_to(lane)
+    # The run in flight, too: the caller waits for it to end, so a background run that
+    # waits for its tokens (or its slot back) does so in the interactive lane from now
+    # on, not behind the rest of the background queue (core/clients/ratelimit.py).
+    if (running := rt.running_asks.get(key)) is not None:
+        running.raise_to(lane)
     async def run_once() -> SyncResult:
         if prepare is not None and not await prepare():
             return {"skipped": "not owed"}
@@ -99,16 +104,25 @@ async def _run_once(rt: Runtime, key: SyncKey, ask: LaneAsk, reason: str) -> Syn
         lane = ask.lane  # as owed when the slot was given: raised, maybe, while it waited
         if rt.lane_asks.get(key) is ask:
             del rt.lane_asks[key]  # later callers' asks are for the run after this one
-        # Parked while this run waited? And while the breaker is half-open, only the run
-        # admitted as the probe goes on; the others wait in their rows for its outcome.
-        admission = rt.parking.admit(key.sync_type, time.monotonic(), rt.client_board.statuses())
-        if admission.wait > 0.0:
-            return _parked_result(rt, key, admission.wait)
+        rt.running_asks[key] = ask  # ... and raise this one, which they wait for
         try:
-            return await _claim_and_run(rt, key, lane, reason)
+            return await _admitted_run(rt, key, lane, reason)
         finally:
-            if admission.probe:
-                rt.parking.probe_ended(key.sync_type)
+            if rt.running_asks.get(key) is ask:
+                del rt.running_asks[key]
+
+
+async def _admitted_run(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncResult:
+    # Parked while this run waited? And while the breaker is half-open, only the run
+    # admitted as the probe goes on; the others wait in their rows for its outcome.
+    admission = rt.parking.admit(key.sync_type, time.monotonic(), rt.client_board.statuses())
+    if admission.wait > 0.0:
+        return _parked_result(rt, key, admission.wait)
+    try:
+        return await _claim_and_run(rt, key, lane, reason)
+    finally:
+        if admission.probe:
+            rt.parking.probe_ended(key.sync_type)
 
 
 async def _claim_and_run(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncResult:

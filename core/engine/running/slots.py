@@ -116,6 +116,10 @@ class _Holder:
         self._held: Lane | None = None  # the lane the slot was taken in
         self._taking = asyncio.Lock()
 
+    @property
+    def ask(self) -> LaneAsk:
+        return self._ask
+
     def release(self) -> None:
         if self._held is not None:
             lane, self._held = self._held, None
