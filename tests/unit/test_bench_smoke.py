@@ -4,12 +4,13 @@ for months after sync types became registry names)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from bench import idle_cpu, scheduler_overhead
+from bench import idle_cpu, interactive, scheduler_overhead
 from core.db.migrate import upgrade
 from core.db.models import SyncState
 from core.db.session import create_engine, create_session_factory
@@ -35,3 +36,15 @@ async def test_scheduler_overhead_arms_every_owed_retry() -> None:
     result = await scheduler_overhead.main(40)
     armed = (result["owed_retries"], result["jobs_armed"], result["jobs_in_scheduler"])
     assert armed == (40, 40, 40)
+
+
+async def test_interactive_beside_the_same_keys_measures_every_change(tmp_path: Path) -> None:
+    # Two changes alone and two beside the RSVP refreshes of every group, at a twentieth
+    # of real time: the set-up (meetings, the refresher, the watch) runs to its JSON line.
+    args = argparse.Namespace(database="sqlite", scale=0.05, samples=2, background_groups=3,
+                              same_keys=True)
+
+    result = await interactive.run(args, tmp_path)
+
+    assert (result["same_keys"], result["samples"]) == (True, 2)
+    assert {"alone", "beside_background", "met_target", "load_average_1m"} <= set(result)
