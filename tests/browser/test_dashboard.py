@@ -218,8 +218,9 @@ def test_polling_429_pauses_updates_across_a_reload_and_a_retry_still_goes_throu
     new_browser: Callable[[str], Browser], start_system: StartSystem
 ) -> None:
     # Reads: 6 at once, then three every 8 s; the page polls three reads every 2 s
-    # (overview, keys, held), so its third poll meets a 429 telling it to wait until
-    # 3 reads are back (8 s).
+    # (overview, keys, held) and, every third poll, three more (needs attention, audit,
+    # bulk jobs), so an early poll meets a 429 telling it to wait until 3 reads are
+    # back (8 s).
     system = start_system(
         TIME_SCALE="1", ADMIN_READ_BURST="6", ADMIN_READ_RATE_PER_SECOND="0.375"
     )

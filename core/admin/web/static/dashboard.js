@@ -242,15 +242,37 @@
     } catch (error) { /* unreadable: start empty */ }
   }
 
+  // Other parts of the page (trail.js) read on a slower beat: every SLOW_EVERY-th poll,
+  // and at once when they ask (pollSoon(true)), so a poll stays three reads mostly.
+  const SLOW_EVERY = 3;
+  const slowReaders = [];
+  let polls = 0;
+  let slowAsked = false;
+
+  async function slowReads() {
+    const due = slowAsked || polls % SLOW_EVERY === 0;
+    polls += 1;
+    slowAsked = false;
+    if (!due) return;
+    for (const read of slowReaders) {
+      if (readsPausedFor() > 0) return;
+      await read();
+    }
+  }
+
   async function pollLoop() {
     clearTimeout(state.pollTimer);
     await refresh();
+    if (readsPausedFor() === 0 && state.overview && !state.connectionIssue && !state.waitingForApi) {
+      await slowReads();
+    }
     renderBanners();
     const paused = readsPausedFor();
     state.pollTimer = setTimeout(pollLoop, paused > 0 ? paused + 50 : pollInterval());
   }
 
-  function pollSoon() {
+  function pollSoon(slow) {
+    if (slow) slowAsked = true;
     clearTimeout(state.pollTimer);
     state.pollTimer = setTimeout(pollLoop, 100);
   }
@@ -292,7 +314,7 @@
       if (service.paused) {
         banners.push({
           id: `banner-paused-${service.name}`, kind: 'warning', title: `${name} paused`,
-          text: '— no syncs for this service run until it is resumed.',
+          text: pausedText(service),
         });
       }
       for (const limit of service.rate_limits || []) {
@@ -328,6 +350,14 @@
       }
     }
     return banners;
+  }
+
+  // Who paused the service, why and since when (the trail on the page, issue 23).
+  function pausedText(service) {
+    const who = service.paused_by ? ` by ${service.paused_by}` : '';
+    const since = service.paused_at ? ` since ${sinceText(service.paused_at)}` : '';
+    const why = service.paused_reason ? ` Reason: ${service.paused_reason}.` : ' No reason given.';
+    return `— paused${who}${since}.${why} No syncs for this service run until it is resumed.`;
   }
 
   function renderBanners() {
@@ -555,7 +585,7 @@
       toast(`Not ${verb}d: ${problemText(result)}.`, 'error');
     }
     renderHeld();
-    pollSoon();
+    pollSoon(true);
   }
 
   function tickCountdowns() {
@@ -663,7 +693,7 @@
         : `Retry failed: ${problemText(result)}.`, 'error');
     }
     renderKeys();
-    pollSoon();
+    pollSoon(true);
   }
 
   function confirmDialog(title, text, yesLabel) {
@@ -743,7 +773,7 @@
       if (FINISHED_JOB_STATES.has(state.job.state) || state.job.remaining === 0) {
         toast(`Bulk retry ${state.job.state}: ${state.job.done} done, ${state.job.failed} failed`
           + (state.job.cancelled ? `, ${state.job.cancelled} cancelled.` : '.'));
-        pollSoon();
+        pollSoon(true);
         return;
       }
       await sleep(Math.max(JOB_POLL_MS, readsPausedFor()));
@@ -799,25 +829,28 @@
     const result = await act('POST', '/api/resync', { group_id: groupId, confirm: true }, `re-sync of group ${groupId}`);
     if (result.status === 200 || result.status === 202) toast(`Re-sync of group ${groupId} started.`);
     else toast(`Re-sync of group ${groupId} refused: ${problemText(result)}.`, 'error');
-    pollSoon();
+    pollSoon(true);
   }
 
   async function pauseOrResume(service, pause) {
     const verb = pause ? 'pause' : 'resume';
-    const result = await act('POST', `/api/services/${encodeURIComponent(service)}/${verb}`, undefined, `${verb} ${serviceName(service)}`);
+    const reason = pause ? $('pause-reason').value.trim() : '';
+    const result = await act('POST', `/api/services/${encodeURIComponent(service)}/${verb}`,
+      reason ? { reason } : undefined, `${verb} ${serviceName(service)}`);
     if (result.status >= 200 && result.status < 300) {
+      if (pause) $('pause-reason').value = '';
       toast(`${serviceName(service)} ${pause ? 'paused: no syncs run until it is resumed' : 'resumed'}.`);
     } else {
       toast(`Could not ${verb} ${serviceName(service)}: ${problemText(result)}.`, 'error');
     }
-    pollSoon();
+    pollSoon(true);
   }
 
   async function resetBreaker(service) {
     const result = await act('POST', `/api/services/${encodeURIComponent(service)}/breaker/reset`, undefined, `breaker reset for ${serviceName(service)}`);
     if (result.status >= 200 && result.status < 300) toast(`${serviceName(service)} breaker reset: calls resume.`);
     else toast(`Could not reset the breaker: ${problemText(result)}.`, 'error');
-    pollSoon();
+    pollSoon(true);
   }
 
   // ---- toasts --------------------------------------------------------------------------
@@ -828,6 +861,13 @@
     setTimeout(() => node.remove(), 10000);
   }
 
+  // ---- what other scripts of the page use (trail.js) ----------------------------------
+  window.groupsync = Object.freeze({
+    $, el, request, act, toast, readOk, readOnly, pollSoon, confirmDialog, problemText,
+    sinceText, clockTime, duration, statusWords, serviceName, serverNow,
+    onSlowPoll: (read) => slowReaders.push(read),
+  });
+
   // ---- start ---------------------------------------------------------------------------
   $('filters').addEventListener('submit', (event) => { event.preventDefault(); pollSoon(); });
   for (const id of ['filter-service', 'filter-status']) $(id).addEventListener('change', () => pollSoon());
@@ -836,7 +876,10 @@
   $('resync-form').addEventListener('submit', resyncPreview);
   $('history-close').addEventListener('click', () => $('history-dialog').close());
   setInterval(tickCountdowns, 1000);
-  if (readsPausedFor() > 0) restoreLastData();
-  renderBanners();
-  pollLoop().then(resumeRunningJob);
+  // The page's other scripts (deferred, after this one) register before the first poll.
+  document.addEventListener('DOMContentLoaded', () => {
+    if (readsPausedFor() > 0) restoreLastData();
+    renderBanners();
+    pollLoop().then(resumeRunningJob);
+  });
 })();
