@@ -9,10 +9,10 @@ turn it into an error, so that failure is one warning line instead.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
 from core.db.models import AdminAction
 from core.db.session import SessionFactory
@@ -21,6 +21,9 @@ from core.observability import get_logger
 log = get_logger("groupsync.admin")
 
 MAX_SHOWN = 200
+# Operator actions are few, but a script may retry keys by the thousand: rows older than
+# this go as new ones come (one indexed DELETE beside each INSERT).
+KEEP = timedelta(days=90)
 DETAIL_LENGTH = 1000
 
 
@@ -48,6 +51,7 @@ async def record(session_factory: SessionFactory, *, action: str, scope: dict[st
             await session.execute(insert(AdminAction).values(
                 at=at, action=action[:32], via=via[:16], who=who[:200], scope=scope,
                 outcome=outcome[:16], detail=detail))
+            await session.execute(delete(AdminAction).where(AdminAction.at < at - KEEP))
     except Exception as exc:  # the action happened; only its row is missing
         log.warning("admin_action_not_recorded", action=action, error=type(exc).__name__)
 

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from core.admin.errors import Conflict, NotFound
 from core.cli import build_parser
 from core.config import Settings, load_settings
-from core.db.models import Group, Membership, SyncState
+from core.db.models import AdminAction, Group, Membership, SyncState
 from core.db.session import SessionFactory
 from tests.admin.conftest import AdminDaemon
 from tests.admin.helpers import failing_keys, key_row
@@ -134,15 +134,18 @@ async def test_acknowledging_refuses_an_unknown_group_a_missing_key_and_an_empty
 
 
 async def test_the_paused_service_names_who_why_and_since_when_and_the_audit_lists_it(
-    daemon: AdminDaemon,
+    daemon: AdminDaemon, admin_sessions: SessionFactory
 ) -> None:
+    async with admin_sessions() as session, session.begin():  # past the 90 days kept
+        session.add(AdminAction(at=datetime.now(UTC) - timedelta(days=91), action="pause",
+                                via="cli", who="cli:old", scope={}, outcome="accepted"))
     async with daemon.client() as api:
         paused = await api.post("/api/services/discord/pause",
                                 json={"reason": "Discord incident 42"})
         view = (await api.get("/api/overview")).json()
         await api.post("/api/services/discord/resume")
         resumed = (await api.get("/api/overview")).json()
-        audit = (await api.get("/api/audit", params={"limit": 2})).json()["items"]
+        audit = (await api.get("/api/audit")).json()["items"]
     assert paused.status_code == 200
     discord = next(s for s in view["services"] if s["name"] == "discord")
     assert (discord["paused_by"], discord["paused_reason"]) == (
