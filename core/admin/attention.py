@@ -109,14 +109,11 @@ def attention_item(row: SyncState, group_name: str | None, since: datetime | Non
     from core.admin.waiting import aware
 
     at = aware(row.attention_since or row.failing_since or row.updated_at)
-    ack = ({"by": row.ack_by, "at": _iso(row.ack_at), "note": row.ack_note}
-           if row.ack_at is not None else None)
     return {
-        **key_item(row, context),
+        **key_item(row, context),  # its acknowledgement included
         "group_name": group_name,
         "attention_since": _iso(at),
         "new": bool(since is not None and at is not None and at > since),
-        "acknowledged": ack,
     }
 
 

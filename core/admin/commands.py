@@ -218,6 +218,10 @@ def _key_lines(k: dict[str, Any], now: datetime) -> list[str]:
         lines.append(f"{'':15} waiting: {waiting['code']}: {waiting['detail']}")
     if k["last_error"]:
         lines.append(f"{'':15} {k['last_error']}")
+    ack = k.get("acknowledged")
+    if ack:
+        lines.append(f"{'':15} acknowledged by {ack['by']} {_at(ack['at'], now, past=True)}: "
+                     f"{ack['note']}")
     return lines
 
 

@@ -108,6 +108,9 @@ def key_item(row: SyncState, context: WaitContext | None = None) -> dict[str, An
         # Why it is not running now and when it may (None: settled or running).
         "waiting": waiting,
         "next_run_at": waiting["until"] if waiting else None,
+        # An operator's acknowledgement (core.admin.attention), until the next success.
+        "acknowledged": ({"by": row.ack_by, "at": _iso(row.ack_at), "note": row.ack_note}
+                         if row.ack_at is not None else None),
     }
 
 

@@ -184,6 +184,8 @@ async def test_attention_and_ack_verbs(
     code, listed = await cli(local, capsys, "attention", "--search", "777000111")
     assert "acknowledged by cli:" in listed
     assert ": asked the user" in listed
+    code, status = await cli(local, capsys, "status")
+    assert "acknowledged by cli:" in status
     with pytest.raises(NotFound, match="unknown group 999"):
         await cli(local, capsys, "ack", "discord", "999", "--note", "n")
     async with session_factory() as session, session.begin():  # a's key succeeded

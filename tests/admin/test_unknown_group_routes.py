@@ -20,6 +20,8 @@ async def test_every_group_route_refuses_an_unknown_group_with_404_naming_it(
                                              json={"group_id": UNKNOWN}),
             "resync": await api.post("/api/resync",
                                      json={"group_id": UNKNOWN, "confirm": True}),
+            "acknowledge": await api.post(f"/api/attention/discord/{UNKNOWN}/ack",
+                                          json={"note": "seen"}),
         }
 
     for route, answer in answers.items():

@@ -23,6 +23,7 @@ VERBS = [
     ("retry", "discord", str(UNKNOWN), "--here"),
     ("resync", str(UNKNOWN), "--dry-run"),
     ("resync", str(UNKNOWN), "--yes"),
+    ("ack", "discord", str(UNKNOWN), "--note", "seen"),
 ]
 
 
