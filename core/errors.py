@@ -11,9 +11,13 @@
         │   └── LeaseLostError      this run no longer holds its key's lease: stop, stay owed
         └── NeedsAttentionError     401/403/404 and the like: an operator must act; still retried
             │                       at the capped interval
-            └── MissingTargetError  the group's channel or calendar is gone or not shared: names
-                                    the id and the column or setting to fix; retried at the cap
-                                    from the first failure (nothing a quick retry could change)
+            ├── MissingTargetError  the group's channel or calendar is gone or not shared: names
+            │                       the id and the column or setting to fix; retried at the cap
+            │                       from the first failure (nothing a quick retry could change)
+            └── CredentialsRejectedError  the service refused groupsync's own credentials (a
+                                    revoked bot token, a refused token exchange): not a key's
+                                    problem but the service's, so the engine parks every key
+                                    of the service and probes once a minute instead
 
 Client adapters translate library exceptions into this tree at the edge; nothing
 above them inspects HTTP status codes.
@@ -143,3 +147,30 @@ class MissingTargetError(NeedsAttentionError):
         self.target_id = target_id
         self.found = found  # for the drift report: "channel deleted", "calendar missing"
         self.setting = setting  # what to fix: "groups.discord_text_channel_id", …
+
+
+class CredentialsRejectedError(NeedsAttentionError):
+    """The service refused groupsync's credentials: Discord's 401 to the bot token, Google's
+    refused token exchange (``invalid_grant``, ``invalid_client``, ``unauthorized_client``)
+    or a Calendar 401 after a fresh token. Every call of the service would get the same
+    answer, so the service is parked (``core.engine.running.credentials``); ``words`` are
+    the service's own, ``variable`` the setting an operator fixes. Never a 429."""
+
+    kind = "credentials_rejected"
+
+    def __init__(
+        self,
+        words: str,
+        *,
+        service: str,
+        variable: str,
+        status: int | None = None,
+        code: int | str | None = None,
+        label: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"{label or service} rejected the credentials: {words} (fix {variable})",
+            service=service, status=status, code=code,
+        )
+        self.words = words
+        self.variable = variable

@@ -39,6 +39,13 @@ RATE_LIMITED = Counter(
     registry=REGISTRY,
 )
 
+CREDENTIALS_REJECTED = Counter(
+    "groupsync_credentials_rejected",
+    "Streaks of a service rejecting groupsync's credentials (one per streak, not per key).",
+    ["service"],
+    registry=REGISTRY,
+)
+
 
 def external_call(service: str, status: int | str, rate_limited: bool = False) -> None:
     """One answer (or a failure to get one) from an external service. ``rate_limited``:

@@ -26,6 +26,7 @@ from core.db.session import create_engine, create_session_factory
 from core.engine.health.outage import DatabaseOutage
 from core.engine.running.context import RetryTimers, Runtime
 from core.engine.running.coordinator import Coordinator
+from core.engine.running.credentials import PROBE_INTERVAL_SECONDS, CredentialWatch
 from core.engine.running.held import GuardStore
 from core.engine.running.pauses import PauseFlags
 from core.engine.running.slots import RunSlots
@@ -97,11 +98,14 @@ async def open_runtime(
         coordinator=Coordinator(window=time_scale.seconds(settings.coalesce_window_seconds)),
         limiter=RunSlots(settings.sync_concurrency),
         pauses=PauseFlags(session_factory),
+        credentials=CredentialWatch(session_factory,
+                                    time_scale.seconds(PROBE_INTERVAL_SECONDS)),
         client_board=board,
         outage=outage or DatabaseOutage(),
         guard=GuardStore(session_factory, guard_limits(settings),
                          time_scale.seconds(guard.WINDOW_SECONDS)),
     )
+    stack.push_async_callback(runtime.credentials.close)
     return runtime
 
 

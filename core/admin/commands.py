@@ -110,8 +110,22 @@ def _confirmed(args: argparse.Namespace, question: str, out: TextIO) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _health(s: dict[str, Any], now: datetime) -> str:
+    """The service-level state beside enabled/paused: a rejection in full (the service's
+    words, since when, the variable to fix, the next probe), another state by its name."""
+    health = s.get("state") or {}
+    if health.get("state") == "credentials_rejected":
+        probe = _at(health.get("next_probe_at"), now) if health.get("next_probe_at") else "soon"
+        return (f", CREDENTIALS REJECTED since {_at(health['since'], now, past=True)}: "
+                f"{health['reason']} (fix {health['variable']}; its keys are parked, "
+                f"next probe {probe})")
+    if health.get("state") not in (None, "healthy", "paused"):
+        return f", {health['state']}"
+    return ""
+
+
 def _service_line(s: dict[str, Any], now: datetime) -> str:
-    state = "enabled" if s["enabled"] else "disabled"
+    state = ("enabled" if s["enabled"] else "disabled") + _health(s, now)
     if s["paused"]:
         state += ", PAUSED" + (f" ({s['paused_reason']})" if s.get("paused_reason") else "")
         if s.get("paused_by"):

@@ -18,11 +18,12 @@ from core.admin import audit as trail
 from core.admin.audit import actor, audit
 from core.admin.errors import AdminError, Conflict
 from core.admin.keys import KeyFilter, WaitContext
+from core.admin.service_states import service_state
 from core.admin.waiting import BLOCKING, KeyFacts, ServiceFacts, WaitCode, Waiting, waiting_reason
 from core.clients.status import ClientBoard
 from core.clock import Clock, SystemClock
 from core.config import Settings
-from core.db.models import HeldDecision
+from core.db.models import HeldDecision, ServiceHealth, ServiceState
 from core.db.session import SessionFactory
 from core.engine.running.pauses import PauseFlags
 from core.reminders.status import reminder_overview
@@ -44,6 +45,21 @@ def blocked_by(row: Any, context: WaitContext) -> Waiting | None:
     found = waiting_reason(KeyFacts(probe.sync_type, owed=True, attempt=probe.attempt,
                                     held=probe.held), facts, context.now)
     return found if found is not None and found.code in BLOCKING else None
+
+
+def _credentials(row: ServiceState | None) -> dict[str, Any]:
+    """The service's row as ``waiting`` and the faces read it: ``rejected`` holds the
+    service's words while it refuses groupsync's credentials, else None."""
+    if row is None or row.health != ServiceHealth.CREDENTIALS_REJECTED:
+        return {"rejected": None, "healthy_since": _iso(row.health_since) if row else None}
+    return {"rejected": row.health_reason or "rejected", "since": _iso(row.health_since),
+            "next_probe_at": _iso(row.next_probe_at), "variable": row.health_variable}
+
+
+def _iso(value: Any) -> str | None:
+    from core.admin.waiting import aware
+
+    return aware(value).isoformat() if value is not None else None
 
 
 @dataclass
@@ -100,7 +116,7 @@ class AdminService:
                     service_counts[status] = service_counts.get(status, 0) + n
             client = by_service.get(service, {})
             switch = switches.get(service)
-            services.append({
+            entry: dict[str, Any] = {
                 "name": service,
                 "label": types.service_label(service),
                 "enabled": self.settings.service_enabled(service),
@@ -115,7 +131,10 @@ class AdminService:
                 "rate_limits": client.get("rate_limits", []),
                 "invalid_requests": client.get(
                     "invalid_requests", {"used": None, "budget": None}),
-            })
+                "credentials": _credentials(switch),
+            }
+            entry["state"] = service_state(entry, now)
+            services.append(entry)
         return services
 
     def _live_clients(self, now: Any) -> list[dict[str, Any]]:

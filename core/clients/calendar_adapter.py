@@ -28,9 +28,16 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from core import metrics
+from core.clients.probes import GOOGLE_SETTING, Probe, Verdict, probe_google_credentials
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.status import ServiceStatus
-from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
+from core.errors import (
+    CredentialsRejectedError,
+    NeedsAttentionError,
+    RateLimitedError,
+    SyncError,
+    TransientError,
+)
 from core.lanes import Lane
 from core.observability import get_logger
 
@@ -42,6 +49,9 @@ RATE_REASONS = frozenset({
     "rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED",
 })
 PAGE_SIZE = 2500
+# Google's token endpoint refusing the credentials themselves (RFC 6749 §5.2): a revoked
+# or expired grant, an unknown or deleted OAuth client, a client not allowed this grant.
+REJECTING_GRANT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 
 Make = Callable[[Any], Any]  # service resource → HttpRequest
 
@@ -105,6 +115,9 @@ def translate(exc: BaseException) -> SyncError | None:
     if isinstance(exc, auth_exceptions.RefreshError):
         if getattr(exc, "retryable", False):
             return TransientError(f"Google token refresh failed: {exc}", service=SERVICE)
+        code = refresh_error_code(exc)
+        if code in REJECTING_GRANT_ERRORS:
+            return rejected(refresh_words(exc), code=code)
         return NeedsAttentionError(
             f"Google refused the credentials ({exc}): check GOOGLE_CREDENTIALS_FILE "
             "(and GOOGLE_IMPERSONATE_SUBJECT for a service account)",
@@ -117,10 +130,36 @@ def translate(exc: BaseException) -> SyncError | None:
     return None
 
 
+def refresh_error_code(exc: Exception) -> str | None:
+    """The OAuth ``error`` of a refused token exchange: google-auth raises
+    ``RefreshError("invalid_grant: Token has been expired or revoked.", {body})``."""
+    body = exc.args[1] if len(exc.args) > 1 else None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    head = str(exc.args[0]) if exc.args else ""
+    code = head.split(":", 1)[0].strip()
+    return code if code in REJECTING_GRANT_ERRORS else None
+
+
+def refresh_words(exc: Exception) -> str:
+    words = str(exc.args[0]) if exc.args else type(exc).__name__
+    return " ".join(words.split())[:300]
+
+
+def rejected(words: str, code: str | None = None, status: int = 401
+             ) -> CredentialsRejectedError:
+    return CredentialsRejectedError(words, service=SERVICE, variable=GOOGLE_SETTING,
+                                    status=status, code=code, label="Google")
+
+
 def _translate_http(exc: HttpError) -> SyncError:
     status, reasons = status_of(exc), error_reasons(exc)
     reason = reasons[0] if reasons else None
     message = exc.reason if isinstance(exc.reason, str) and exc.reason else f"HTTP {status}"
+    if status == 401:
+        # AuthorizedHttp refreshed the token on the first 401 and sent again: a 401 that
+        # reaches us came after a fresh token, so the credentials themselves are refused.
+        return rejected(f"401 {message}", code=reason)
     if is_rate_limit(status, reasons):
         named = next((r for r in reasons if r in RATE_REASONS), reason)
         return RateLimitedError(
@@ -165,6 +204,9 @@ class CalendarAdapter:
         self._local = threading.local()
         self._https: list[httplib2.Http] = []
         self._lock = threading.Lock()
+        # Google's words once it refused the credentials: no call goes out until ``probe``
+        # finds a token exchange working again.
+        self._rejected: str | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -268,6 +310,22 @@ class CalendarAdapter:
     def status(self) -> ServiceStatus:
         return self.guard.status()
 
+    # ---- credentials -------------------------------------------------------------------------
+    async def probe(self) -> Probe:
+        """One token exchange of the client's own credentials: a fresh token lands in them
+        when Google accepts, and lifts the refusal to call."""
+        found = await probe_google_credentials(self._credentials, self.options.http_timeout,
+                                               self._lock)
+        if found.verdict is Verdict.OK:
+            self._rejected = None
+        elif found.verdict is Verdict.REJECTED:
+            self._rejected = found.words or self._rejected
+        return found
+
+    @property
+    def credentials_rejected(self) -> str | None:
+        return self._rejected
+
     # ---- plumbing ----------------------------------------------------------------------------
     async def _call(
         self,
@@ -296,7 +354,13 @@ class CalendarAdapter:
                     raise
                 raise error from exc
 
-        return await self.guard.call(lane, attempt, what)
+        if self._rejected is not None:
+            raise rejected(self._rejected)  # no call: the probe finds out when it works again
+        try:
+            return await self.guard.call(lane, attempt, what)
+        except CredentialsRejectedError as exc:
+            self._rejected = exc.words
+            raise
 
     async def _require_calendar(self, calendar_id: str, event_404: HttpError) -> None:
         """An event's 404 means "no such event" only if the calendar itself is there for

@@ -49,10 +49,17 @@ from discord.utils import MISSING
 from core import metrics
 from core.clients.invalid_requests import InvalidRequestGuard
 from core.clients.ports import Overwrite, PostedMessage
+from core.clients.probes import DISCORD_SETTING, Probe, Verdict, probe_discord_token
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.route_buckets import RateHeaders, RouteBuckets, RouteKey
 from core.clients.status import ServiceStatus
-from core.errors import NeedsAttentionError, RateLimitedError, SyncError, TransientError
+from core.errors import (
+    CredentialsRejectedError,
+    NeedsAttentionError,
+    RateLimitedError,
+    SyncError,
+    TransientError,
+)
 from core.lanes import Lane
 from core.observability import get_logger
 
@@ -112,10 +119,11 @@ def translate(exc: BaseException, *, global_429: bool = False) -> SyncError | No
             service=SERVICE, retry_after=exc.retry_after, is_global=global_429,
         )
     if isinstance(exc, discord.LoginFailure):
-        return NeedsAttentionError(
-            "Discord rejected the bot token (401 Unauthorized): check DISCORD_BOT_TOKEN",
-            service=SERVICE, status=401, code=0,
-        )
+        # discord.py turns the login's 401 into LoginFailure; Discord's words are the cause's.
+        cause = exc.__cause__
+        words = (cause.text if isinstance(cause, discord.HTTPException) and cause.text
+                 else "401: Unauthorized")
+        return rejected(words)
     if isinstance(exc, discord.HTTPException):
         return _translate_http(exc)
     if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
@@ -139,7 +147,16 @@ def _translate_http(exc: discord.HTTPException) -> SyncError:
         )
     if status >= 500:
         return TransientError(f"Discord {status}: {message}", service=SERVICE)
+    if status == 401:
+        # Every call with the bot token gets this answer: the token is wrong or revoked
+        # (a 403 is one channel's missing permission, not the token).
+        return rejected(message, code=code)
     return NeedsAttentionError(message, service=SERVICE, status=status, code=code)
+
+
+def rejected(words: str, code: int | str | None = 0) -> CredentialsRejectedError:
+    return CredentialsRejectedError(words, service=SERVICE, variable=DISCORD_SETTING,
+                                    status=401, code=code, label="Discord")
 
 
 def is_html(text: str | None) -> bool:
@@ -235,6 +252,9 @@ class DiscordAdapter:
         self._login_turn = asyncio.Lock()
         self._login_attempts = 0
         self._login_error: SyncError | None = None
+        # Discord's words once it rejected the token: no call goes out until ``probe``
+        # finds the token accepted (a 401 per call counts toward Cloudflare's ban).
+        self._rejected: str | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -378,6 +398,23 @@ class DiscordAdapter:
         return await self._call(lane, op, f"read recent messages of channel {channel_id}",
                                 RouteKey("GET /channels/{channel_id}/messages", channel_id))
 
+    # ---- credentials -------------------------------------------------------------------------
+    async def probe(self) -> Probe:
+        """One ``GET /users/@me``: does Discord accept the token? OK lifts the refusal."""
+        found = await probe_discord_token(self.options.base_url, self._token,
+                                          self.options.resilience.call_timeout)
+        if found.verdict is Verdict.OK:
+            self._rejected = None
+            self._login_error = None
+        elif found.verdict is Verdict.REJECTED:
+            self.invalid.record(self._now(), 401, None)  # it counts toward the ban too
+            self._rejected = found.words or self._rejected
+        return found
+
+    @property
+    def credentials_rejected(self) -> str | None:
+        return self._rejected
+
     # ---- status ------------------------------------------------------------------------------
     def status(self) -> ServiceStatus:
         now = self._now()
@@ -396,17 +433,23 @@ class DiscordAdapter:
         route: RouteKey,
         gone_ok: bool = False,
     ) -> T:
+        if self._rejected is not None:
+            raise rejected(self._rejected)  # no call: the probe finds out when it works again
         self._check_invalid_budget(what)
-        if not self._logged_in:
-            await self._login(lane)
-        async with self.routes.acquire(route) as answers:
-            observed = _Observed()
-            try:
-                return await self.guard.call(
-                    lane, self._attempt(op, observed, gone_ok, what), what
-                )
-            finally:
-                answers.append(observed.rate)
+        try:
+            if not self._logged_in:
+                await self._login(lane)
+            async with self.routes.acquire(route) as answers:
+                observed = _Observed()
+                try:
+                    return await self.guard.call(
+                        lane, self._attempt(op, observed, gone_ok, what), what
+                    )
+                finally:
+                    answers.append(observed.rate)
+        except CredentialsRejectedError as exc:
+            self._rejected = exc.words
+            raise
 
     def _attempt(
         self,

@@ -26,7 +26,7 @@ from core.clients.google_credentials import (
 )
 from core.clients.limits import ClientLimits
 from core.clients.ports import CalendarPort, DiscordPort
-from core.clients.status import ServiceStatus
+from core.clients.status import CredentialProbe, ServiceStatus
 from core.clock import Clock, TimeScale
 from core.config import Service, Settings
 from core.errors import ConfigError
@@ -40,6 +40,7 @@ class Clients:
     calendar: CalendarPort | None
     status_sources: tuple[Callable[[], ServiceStatus], ...] = ()
     breaker_resets: dict[str, Callable[[], None]] = field(default_factory=dict)
+    probes: dict[str, CredentialProbe] = field(default_factory=dict)  # per service
 
     def statuses(self) -> list[ServiceStatus]:
         """Breaker state, rate-limit pauses (and Discord's invalid-request count) per service."""
@@ -91,6 +92,7 @@ async def open_clients(
         calendar=calendar_adapter,
         status_sources=tuple(a.status for a in adapters),
         breaker_resets={a.service: a.guard.reset_breaker for a in adapters},
+        probes={a.service: a.probe for a in adapters},
     )
 
 

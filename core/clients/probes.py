@@ -119,8 +119,17 @@ def _one_line(text: str) -> str:
 # ---- the calls ----------------------------------------------------------------------------
 async def probe_discord(settings: Settings, timeout: float = PROBE_TIMEOUT_SECONDS) -> Probe:
     assert settings.discord_bot_token is not None
-    url = settings.discord_api_base_url.rstrip("/") + "/users/@me"
-    headers = {"Authorization": f"Bot {settings.discord_bot_token.get_secret_value()}",
+    return await probe_discord_token(settings.discord_api_base_url,
+                                     settings.discord_bot_token.get_secret_value(), timeout)
+
+
+async def probe_discord_token(
+    base_url: str, token: str, timeout: float = PROBE_TIMEOUT_SECONDS
+) -> Probe:
+    """``GET /users/@me`` with ``token``: one request (the start-up check, and the running
+    daemon's probe of a rejected token, core/engine/running/credentials.py)."""
+    url = base_url.rstrip("/") + "/users/@me"
+    headers = {"Authorization": f"Bot {token}",
                "User-Agent": "DiscordBot (https://github.com/groupsync, 1) groupsync-probe"}
     try:
         async with aiohttp.ClientSession(
@@ -137,14 +146,25 @@ async def probe_google(
     """One token exchange in a worker thread (google-auth is synchronous), through the
     same httplib2 transport the Calendar client uses."""
     del settings
+    return await probe_google_credentials(credentials, timeout)
 
+
+async def probe_google_credentials(
+    credentials: Any, timeout: float = PROBE_TIMEOUT_SECONDS, lock: Any = None
+) -> Probe:
+    """One token exchange of ``credentials`` (a fresh token lands in them when it works).
+    ``lock``: a ``threading.Lock`` the owner refreshes the same credentials under."""
     def exchange() -> None:
         import google_auth_httplib2
         import httplib2
 
         http = httplib2.Http(timeout=timeout)
         try:
-            credentials.refresh(google_auth_httplib2.Request(http))
+            if lock is None:
+                credentials.refresh(google_auth_httplib2.Request(http))
+            else:
+                with lock:
+                    credentials.refresh(google_auth_httplib2.Request(http))
         finally:
             http.close()
 

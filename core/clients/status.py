@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.clients.ports import DiscordPort
+    from core.clients.probes import Probe
+
+# One cheap call asking a service whether groupsync's credentials work again (the
+# adapter's own: a success also lifts the adapter's refusal to call).
+CredentialProbe = Callable[[], Awaitable["Probe"]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class ClientBoard:
     def __init__(self) -> None:
         self._sources: list[Callable[[], ServiceStatus]] = []
         self._resets: dict[str, Callable[[], None]] = {}
+        self._probes: dict[str, CredentialProbe] = {}
         self._discord: DiscordPort | None = None
 
     def publish(
@@ -54,9 +60,11 @@ class ClientBoard:
         breaker_resets: dict[str, Callable[[], None]] | None = None,
         *,
         discord: DiscordPort | None = None,
+        probes: dict[str, CredentialProbe] | None = None,
     ) -> None:
         self._sources.extend(sources)
         self._resets.update(breaker_resets or {})
+        self._probes.update(probes or {})
         if discord is not None:
             self._discord = discord
 
@@ -68,6 +76,10 @@ class ClientBoard:
 
     def statuses(self) -> list[ServiceStatus]:
         return [source() for source in self._sources]
+
+    def probe(self, service: str) -> CredentialProbe | None:
+        """The credentials probe of ``service`` (None: no client of it in this process)."""
+        return self._probes.get(service)
 
     def reset_breaker(self, service: str) -> bool:
         reset = self._resets.get(service)

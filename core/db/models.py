@@ -206,8 +206,18 @@ class SyncState(Base):
     ack_note: Mapped[str | None] = mapped_column(Text)
 
 
+class ServiceHealth(StrEnum):
+    """What the engine found about a service as a whole and keeps for every process (the
+    pause and the live breaker and rate limits are their own columns and heartbeats)."""
+
+    HEALTHY = "healthy"
+    CREDENTIALS_REJECTED = "credentials_rejected"
+
+
 class ServiceState(Base):
-    """Operator switches per external service (pause/resume)."""
+    """Per external service: operator switches (pause/resume, breaker reset) and the
+    service-level health the engine found (credentials rejected, with the service's words,
+    since when, the next probe and the setting to fix), shared by every daemon and face."""
 
     __tablename__ = "service_state"
 
@@ -220,6 +230,12 @@ class ServiceState(Base):
     # once for every request newer than the last one it applied.
     breaker_reset_requested_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    health: Mapped[str] = mapped_column(String(24), default=ServiceHealth.HEALTHY,
+                                        server_default=ServiceHealth.HEALTHY.value)
+    health_since: Mapped[datetime | None]
+    health_reason: Mapped[str | None] = mapped_column(Text)  # the service's own words
+    health_variable: Mapped[str | None] = mapped_column(String(64))  # the setting to fix
+    next_probe_at: Mapped[datetime | None]
 
 
 class DeliveryState(StrEnum):

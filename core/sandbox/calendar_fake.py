@@ -27,7 +27,7 @@ from core.sandbox.calendar_errors import (
 from core.sandbox.calendar_store import CalendarStore
 from core.sandbox.clock import Clock
 from core.sandbox.faults import Fault, first
-from core.sandbox.oauth import OAuthError, Principal, TokenRegistry
+from core.sandbox.oauth import REFRESH_GRANT, OAuthError, Principal, TokenRegistry
 from core.sandbox.options import CalendarLimits
 from core.sandbox.ratelimit import SlidingWindow
 from core.sandbox.reqlog import RequestRecord
@@ -212,6 +212,9 @@ class CalendarFake(FakeService):
         record.faults.extend(f.kind for f in fired)
         try:
             if first(fired, "revoked_token"):
+                # Google's words for each grant: a refresh token revoked, a key deleted.
+                if form.get("grant_type") == REFRESH_GRANT:
+                    raise OAuthError("invalid_grant", "Token has been expired or revoked.")
                 raise OAuthError("invalid_grant", "Invalid JWT Signature.")
             if first(fired, "5xx"):
                 return self._finish(record, _json(500, {"error": "internal_failure"}))

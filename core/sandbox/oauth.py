@@ -63,6 +63,7 @@ class TokenRegistry:
         self._key: tuple[str, int] | None = None  # (PEM, modulus), one per sandbox
         # refresh token -> (client id, client secret, user)
         self._refresh: dict[str, tuple[str, str, str]] = {}
+        self._from_refresh: set[str] = set()  # access tokens a refresh grant issued
         self.static_token = self.issue(DEFAULT_SUBJECT, DEFAULT_PROJECT)
 
     def issue(self, user: str, project: str = DEFAULT_PROJECT, may_invite: bool = True) -> str:
@@ -71,8 +72,12 @@ class TokenRegistry:
         return token
 
     def revoke_refresh_tokens(self) -> None:
-        """Every refresh token now answers invalid_grant (the user revoked the grant)."""
+        """Every refresh token now answers invalid_grant (the user revoked the grant), and,
+        as at Google, the access tokens issued from them stop working at once (401)."""
         self._refresh.clear()
+        for token in self._from_refresh:
+            self._tokens.pop(token, None)
+        self._from_refresh.clear()
 
     def lookup(self, authorization: str | None) -> Principal | None:
         if not authorization or not authorization.startswith("Bearer "):
@@ -109,6 +114,7 @@ class TokenRegistry:
         if form.get("client_id") != client_id or form.get("client_secret") != client_secret:
             raise OAuthError("invalid_client", "The OAuth client was not found.")
         token = self.issue(user, DEFAULT_PROJECT, may_invite=True)
+        self._from_refresh.add(token)
         return {"access_token": token, "expires_in": 3599, "token_type": "Bearer",
                 "scope": "https://www.googleapis.com/auth/calendar"}
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Se
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from core.errors import MissingTargetError, NeedsAttentionError
+from core.errors import CredentialsRejectedError, MissingTargetError, NeedsAttentionError
 from core.syncers.base import SyncResult
 from core.syncers.drift import DriftItem, report_repair
 
@@ -54,13 +54,25 @@ def tally_batch(
     for action, error in outcomes:
         if error is None:
             done(action)
-        elif isinstance(error, NeedsAttentionError):
+        elif isinstance(error, NeedsAttentionError) and not _service_wide(error):
             result["failed"] += 1
             problems.append(error)
+    # Rejected credentials are the whole service's, not one action's: stop at once.
     stop = next((e for _, e in outcomes
-                 if e is not None and not isinstance(e, NeedsAttentionError)), None)
+                 if e is not None and (not isinstance(e, NeedsAttentionError)
+                                       or _service_wide(e))), None)
     if stop is not None:
         raise stop
+
+
+def _service_wide(error: BaseException) -> bool:
+    return isinstance(error, CredentialsRejectedError)
+
+
+def first_problem(problems: Sequence[NeedsAttentionError]) -> NeedsAttentionError:
+    """The problem a run ends with: the service's refusal of the credentials before any
+    one target's (it parks the whole service), else the first met."""
+    return next((p for p in problems if _service_wide(p)), problems[0])
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,7 @@ class SyncRun(Generic[P]):
     def finish(self) -> SyncResult:
         if self.problems:
             # Everything that could be applied was; the first problem names what needs fixing.
-            raise self.problems[0]
+            raise first_problem(self.problems)
         return self.result
 
     def _done(self, action: P) -> None:

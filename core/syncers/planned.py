@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from core.db.session import SessionFactory
-from core.errors import MissingTargetError, NeedsAttentionError
+from core.errors import CredentialsRejectedError, MissingTargetError, NeedsAttentionError
 from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.drift import DriftItem
 from core.syncers.guard import Check, Proposal
@@ -55,6 +55,9 @@ class PlannedSyncer(ABC, Generic[R, P]):
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
         fence = context.fence_or(self._sessions)
         reading = await self._read(group_id, context, fence)
+        for problem in self._problems(reading):
+            if isinstance(problem, CredentialsRejectedError):
+                raise problem  # the service refused us: nothing of the plan could land
         proposal = self._proposal(reading)
         approved = False
         if context.guard is not None and proposal is not None:

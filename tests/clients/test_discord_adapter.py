@@ -10,7 +10,13 @@ import pytest
 from core.clients.discord_adapter import DiscordAdapter, discord_nonce
 from core.clients.limits import ClientLimits
 from core.clients.ports import MEMBER_OVERWRITE, Overwrite
-from core.errors import NeedsAttentionError, RateLimitedError, TransientError
+from core.clients.probes import Verdict
+from core.errors import (
+    CredentialsRejectedError,
+    NeedsAttentionError,
+    RateLimitedError,
+    TransientError,
+)
 from core.lanes import Lane
 from core.sandbox import Sandbox
 from tests.clients.conftest import ALICE, BOB, GUILD, ROLE, TEXT, MakeDiscord, routes
@@ -118,17 +124,36 @@ async def test_a_rejected_token_at_login_names_the_setting_not_the_token(
     assert caught.value.status == 401
 
 
-async def test_a_token_revoked_after_login_needs_attention_and_recovers(
+async def test_a_token_revoked_after_login_is_rejected_and_no_call_goes_out_until_a_probe_works(
         discord_client: DiscordAdapter, sandbox: Sandbox) -> None:
     await discord_client.channel_overwrites(TEXT, INTER)
     fault = sandbox.discord.inject("revoked_token")
 
-    with pytest.raises(NeedsAttentionError) as caught:
+    with pytest.raises(CredentialsRejectedError) as caught:
         await discord_client.channel_overwrites(TEXT, INTER)
+    sent = len(sandbox.discord.request_log)
+    with pytest.raises(CredentialsRejectedError):
+        await discord_client.set_member_overwrite(TEXT, ALICE, VIEW, 0, INTER, "join")
+    assert len(sandbox.discord.request_log) == sent  # refused here, not sent
+    assert (await discord_client.probe()).verdict is Verdict.REJECTED
     fault.clear()
 
     assert caught.value.status == 401
+    assert caught.value.words == "401: Unauthorized"  # Discord's own
+    assert caught.value.variable == "DISCORD_BOT_TOKEN"
+    assert (await discord_client.probe()).verdict is Verdict.OK
     assert await discord_client.channel_overwrites(TEXT, INTER) == {}
+
+
+async def test_a_429_storm_is_never_a_rejection(
+        discord_client: DiscordAdapter, sandbox: Sandbox) -> None:
+    sandbox.discord.inject("429", retry_after=500.0)
+
+    for _ in range(3):
+        with pytest.raises(RateLimitedError):
+            await discord_client.channel_overwrites(TEXT, INTER)
+
+    assert discord_client.credentials_rejected is None
 
 
 async def test_one_500_is_absorbed_by_the_librarys_own_retry(
@@ -189,10 +214,11 @@ async def test_the_invalid_request_guard_stops_calling_at_its_budget(
         make_discord: MakeDiscord, sandbox: Sandbox) -> None:
     adapter = await make_discord(ClientLimits(discord_invalid_request_budget=3))
     await adapter.channel_overwrites(TEXT, INTER)
-    sandbox.discord.inject("revoked_token")
+    hidden = "870000000000000042"  # a channel the bot may not see: 403 Missing Access
+    sandbox.discord.add_channel(hidden, GUILD, "hidden", type=0, bot_can_view=False)
     for _ in range(3):
         with pytest.raises(NeedsAttentionError):
-            await adapter.channel_overwrites(TEXT, INTER)
+            await adapter.channel_overwrites(hidden, INTER)
     sent = len(sandbox.discord.request_log)
 
     with pytest.raises(RateLimitedError) as caught:
@@ -209,8 +235,10 @@ async def test_the_invalid_request_guard_stops_calling_at_its_budget(
 async def test_a_failed_login_is_retried_cleanly_on_the_next_call(
         discord_client: DiscordAdapter, sandbox: Sandbox) -> None:
     sandbox.discord.inject("revoked_token", count=1)
-    with pytest.raises(NeedsAttentionError):
+    with pytest.raises(CredentialsRejectedError):
         await discord_client.channel_overwrites(TEXT, INTER)
+    assert (await discord_client.probe()).verdict is Verdict.OK
 
     assert await discord_client.channel_overwrites(TEXT, INTER) == {}
-    assert routes(sandbox.discord, "GET /users/@me") == [401, 200]
+    # the failed login, the probe, then a clean login
+    assert routes(sandbox.discord, "GET /users/@me") == [401, 200, 200]

@@ -16,7 +16,13 @@ import pytest
 from core.clients.calendar_adapter import CalendarAdapter
 from core.clients.google_credentials import load_google_credentials
 from core.clients.limits import ClientLimits
-from core.errors import ConfigError, NeedsAttentionError
+from core.clients.probes import Verdict
+from core.errors import (
+    ConfigError,
+    CredentialsRejectedError,
+    NeedsAttentionError,
+    RateLimitedError,
+)
 from core.lanes import Lane
 from core.sandbox import Sandbox
 from tests.clients.conftest import CALENDAR, SCALE
@@ -107,3 +113,59 @@ def test_run_refuses_a_service_account_without_a_subject(key_file: Path, tmp_pat
     assert "GOOGLE_IMPERSONATE_SUBJECT" in lines[0]
     assert "forbiddenForServiceAccounts" in lines[0]
     assert done.stdout == ""
+
+
+async def test_a_grant_revoked_while_running_is_rejected_with_googles_words_until_a_probe_works(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # Given a client working on an authorized user's refresh token
+    path = sandbox.write_authorized_user_file(tmp_path / "user.json")
+    options = ClientLimits().calendar(sandbox.calendar_endpoint, SCALE)
+    adapter = CalendarAdapter(load_google_credentials(path), options, time.monotonic)
+    await adapter.start()
+    try:
+        await adapter.insert_event(CALENDAR, INVITE, "all", Lane.INTERACTIVE)
+        # When the user revokes the grant (its access token stops working too, as at Google)
+        sandbox.calendar.revoke_refresh_tokens()
+        with pytest.raises(CredentialsRejectedError) as caught:
+            await adapter.get_event(CALENDAR, INVITE["id"], Lane.INTERACTIVE)
+        sent = len(sandbox.calendar.request_log)
+        with pytest.raises(CredentialsRejectedError):
+            await adapter.get_event(CALENDAR, INVITE["id"], Lane.INTERACTIVE)
+        probe = await adapter.probe()
+    finally:
+        await adapter.close()
+
+    # Then Google's own words and the variable to fix; no call until a probe works
+    assert caught.value.words == "invalid_grant: Token has been expired or revoked."
+    assert caught.value.variable == "GOOGLE_CREDENTIALS_FILE"
+    assert json.loads(path.read_text())["refresh_token"] not in str(caught.value)
+    assert len(sandbox.calendar.request_log) == sent + 1  # the probe's one token exchange
+    assert probe.verdict is Verdict.REJECTED
+
+
+async def test_a_refused_token_exchange_clears_once_the_probe_works(
+    calendar_client: CalendarAdapter, sandbox: Sandbox
+) -> None:
+    fault = sandbox.calendar.inject("revoked_token")
+    with pytest.raises(CredentialsRejectedError) as caught:
+        await calendar_client.insert_event(CALENDAR, INVITE, "all", Lane.INTERACTIVE)
+    fault.clear()
+
+    assert (await calendar_client.probe()).verdict is Verdict.OK
+    event = await calendar_client.insert_event(CALENDAR, INVITE, "all", Lane.INTERACTIVE)
+
+    assert caught.value.code == "invalid_grant"
+    assert event["id"] == INVITE["id"]
+
+
+async def test_a_429_storm_is_never_a_rejection(
+    calendar_client: CalendarAdapter, sandbox: Sandbox
+) -> None:
+    sandbox.calendar.inject("429", retry_after=500.0)
+
+    for _ in range(3):
+        with pytest.raises(RateLimitedError):
+            await calendar_client.insert_event(CALENDAR, INVITE, "all", Lane.INTERACTIVE)
+
+    assert calendar_client.credentials_rejected is None

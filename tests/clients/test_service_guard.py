@@ -83,6 +83,7 @@ async def test_the_token_never_reaches_the_logs(discord_client: DiscordAdapter,
     with capture_logs() as logs:
         with pytest.raises(NeedsAttentionError):
             await discord_client.channel_overwrites(TEXT, Lane.INTERACTIVE)
+        await discord_client.probe()  # the token works again
         await discord_client.channel_overwrites(TEXT, Lane.INTERACTIVE)
 
     assert logs

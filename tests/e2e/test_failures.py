@@ -110,10 +110,13 @@ async def test_revoked_token_needs_attention_then_converges_once_restored(
     sync_type = SyncType.DISCORD if service == "discord" else SyncType.CALENDAR
     row = await needs_attention(system, sync_type, group.id)
     assert row.last_error
+    assert row.error_kind == "credentials_rejected"
     assert world.settings.discord_bot_token is not None
     assert world.settings.discord_bot_token.get_secret_value() not in row.last_error
     fault.clear()
-    await wait_for(system.all_converged, message=f"{service} to converge after the token")
+    # The service is parked: the daemon's sweep probes it and resumes its keys
+    async with sweeping(system.runtime):
+        await wait_for(system.all_converged, message=f"{service} to converge after the token")
 
 
 async def test_outage_calls_are_bounded_by_the_breaker_not_by_groups(system: System) -> None:

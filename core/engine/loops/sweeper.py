@@ -126,8 +126,12 @@ class OutboxSweeper:
         parked = rt.parking.parked_types(time.monotonic(), statuses)
         probing = rt.parking.probe_types(time.monotonic(), statuses)
         paused = sync_types_of(set(await rt.pauses.paused_services()))
+        # A service that rejected the credentials: its keys wait in their rows; its probe
+        # (one call a scaled minute, in the background) decides when they run again.
+        await rt.credentials.tick(rt.client_board, now, self.wake.set)
+        rejected = await rt.credentials.parked_types()
         keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH,
-                                    skip_types=set(parked) | paused)
+                                    skip_types=set(parked) | paused | rejected)
         started = 0
         probes: set[str | None] = set()
         for key in keys:

@@ -21,6 +21,7 @@ from core.db.models import SyncType
 from core.db.session import SessionFactory
 from core.engine.health.outage import DatabaseOutage
 from core.engine.running.coordinator import Coordinator
+from core.engine.running.credentials import CredentialWatch
 from core.engine.running.parking import Parking
 from core.engine.running.pauses import PauseFlags
 from core.engine.running.slots import RunSlots
@@ -61,6 +62,9 @@ class Runtime:
     # Shared by every loop of the process: one log line pair per database outage.
     outage: DatabaseOutage = field(default_factory=DatabaseOutage)
     parking: Parking = field(default_factory=Parking)  # sync types whose circuit is open
+    # Services that rejected groupsync's credentials: their types are parked too, and
+    # probed once a scaled minute (core/engine/running/credentials.py).
+    credentials: CredentialWatch = field(default_factory=lambda: CredentialWatch(None))
     # The lane each key's queued (not yet started) run is owed: callers that join it
     # share it, and an interactive one raises it (core/engine/running/runner.py).
     lane_asks: dict[SyncKey, LaneAsk] = field(default_factory=dict)

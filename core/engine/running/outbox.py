@@ -70,3 +70,9 @@ async def mark_owed(
     await session.execute(stmt)
     if dialect == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+
+
+async def notify_owed(session: AsyncSession) -> None:
+    """Wake every daemon's sweep at commit (PostgreSQL; SQLite's watcher sees the commit)."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})

@@ -11,7 +11,12 @@ from typing import Any
 
 from core.db.models import SyncStatus
 from core.engine.running.backoff import CAP_ATTEMPT, scaled_delay
-from core.errors import MissingTargetError, NeedsAttentionError, TransientError
+from core.errors import (
+    CredentialsRejectedError,
+    MissingTargetError,
+    NeedsAttentionError,
+    TransientError,
+)
 from core.syncers.base import SyncResult, is_failure
 
 
@@ -36,7 +41,8 @@ class Outcome:
 
 
 # The error kinds a key in status needs_attention was left with (an operator must act).
-NEEDS_ATTENTION_KINDS = (NeedsAttentionError.kind, MissingTargetError.kind)
+NEEDS_ATTENTION_KINDS = (NeedsAttentionError.kind, MissingTargetError.kind,
+                         CredentialsRejectedError.kind)
 
 
 def classify_result(result: Any) -> Outcome:

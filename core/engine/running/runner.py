@@ -26,7 +26,7 @@ from core.engine.running.outcomes import (
 )
 from core.engine.running.sentry_reporting import report_failure
 from core.engine.running.state import Claim, SyncKey
-from core.errors import CircuitOpenError, LeaseLostError
+from core.errors import CircuitOpenError, CredentialsRejectedError, LeaseLostError
 from core.lanes import Lane, LaneAsk
 from core.observability import get_logger
 from core.syncers.base import SyncContext, SyncResult
@@ -98,7 +98,7 @@ async def _run_once(rt: Runtime, key: SyncKey, ask: LaneAsk, reason: str) -> Syn
         # An operator paused the service: no call; the key stays owed for the resume.
         log.info("sync_paused", sync_type=key.sync_type, group_id=key.group_id)
         return {"skipped": "service paused"}
-    if (parked := _parked(rt, key)) is not None:
+    if (parked := await _rejected(rt, key) or _parked(rt, key)) is not None:
         return parked
     async with rt.limiter.hold(ask):
         lane = ask.lane  # as owed when the slot was given: raised, maybe, while it waited
@@ -113,6 +113,8 @@ async def _run_once(rt: Runtime, key: SyncKey, ask: LaneAsk, reason: str) -> Syn
 
 
 async def _admitted_run(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> SyncResult:
+    if (parked := await _rejected(rt, key)) is not None:
+        return parked  # rejected while this run waited for its slot: no claim either
     # Parked while this run waited? And while the breaker is half-open, only the run
     # admitted as the probe goes on; the others wait in their rows for its outcome.
     admission = rt.parking.admit(key.sync_type, time.monotonic(), rt.client_board.statuses())
@@ -198,6 +200,14 @@ def _parked(rt: Runtime, key: SyncKey) -> SyncResult | None:
     """The service's circuit is open: no claim, no record, the row stays owed (parking)."""
     wait = rt.parking.parked_for(key.sync_type, time.monotonic(), rt.client_board.statuses())
     return None if wait <= 0.0 else _parked_result(rt, key, wait)
+
+
+async def _rejected(rt: Runtime, key: SyncKey) -> SyncResult | None:
+    """The service rejected the credentials: no claim, no record, the row stays owed."""
+    rejection = await rt.credentials.parked(key.sync_type)
+    if rejection is None:
+        return None
+    return {"error": rejection.detail(), "parked": CredentialsRejectedError.kind}
 
 
 def _parked_result(rt: Runtime, key: SyncKey, wait: float) -> SyncResult:
@@ -301,6 +311,14 @@ async def _record(
     }
     if outcome.ok and (outcome.result or {}).get("held"):
         return await _record_held(rt, claim, fence, outcome, fields)
+    if outcome.error_kind == CredentialsRejectedError.kind and isinstance(
+        outcome.exception, CredentialsRejectedError
+    ) and not await rt.credentials.rejected(outcome.exception, key, now):
+        # Another run began this streak and is its one record: this key stays owed as it
+        # was (lease given back, no attempt counted), parked with its service.
+        await _persist(rt, fence, lambda at: state.release(rt.session_factory, claim, at))
+        log.info("sync_parked", outcome=CredentialsRejectedError.kind, **fields)
+        return {"error": outcome.error, "parked": CredentialsRejectedError.kind}
     if outcome.ok:
         rt.parking.unpark(key.sync_type)
         kept = await _persist(
@@ -333,8 +351,8 @@ async def _record(
     )
     if kept:
         _arm(rt, key, decision.next_attempt_at, decision.attempt)
-        if decision.report_to_sentry:
-            report_failure(key, outcome, decision)
+        if decision.report_to_sentry and outcome.error_kind != CredentialsRejectedError.kind:
+            report_failure(key, outcome, decision)  # a rejection: once per streak, the watch
     log.warning(
         "sync_failed",
         attempt=decision.attempt,

@@ -1,0 +1,209 @@
+"""A bot token revoked while 50 groups are owed parks Discord as a whole: one request per
+probe interval for the whole outage (no call, claim or record per key), one log line and
+one Sentry event for the streak, `status`, `status --json` and `/api/overview` say
+`credentials_rejected` with Discord's words, since when and the variable to fix; once the
+token works again every group converges with no operator action. Real daemon processes
+against the sandbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from core.db.models import Group, ServiceState, SyncState, User
+from core.db.session import create_engine, create_session_factory
+from core.group_joining import join_group
+from core.sandbox import Sandbox, start_sandbox
+from tests.e2e.test_missing_targets import cli, env_for
+from tests.e2e.test_secrets_stay_home import leaks, sentry_server
+from tests.engine.daemon_process import spawn_run
+from tests.waiting import wait_for
+from tests.world import GUILD
+
+pytestmark = pytest.mark.slow
+
+SCALE = 0.02
+INTERVAL = 60 * SCALE  # the probe interval, scaled
+OUTAGE_INTERVALS = 5
+GROUPS = 50
+ADMIN_TOKEN = "creds-test-admin-token-" + "4b7e1d9a"
+# Requests already on the wire when Discord's first 401 came back (one per run slot at
+# most) land within this many seconds of it; everything later is the probe's.
+IN_FLIGHT_GRACE = 0.3
+
+
+def events(log: Path, name: str | None = None) -> list[dict[str, Any]]:
+    found = []
+    for line in log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if name is None or event.get("event") == name:
+            found.append(event)
+    return found
+
+
+async def owe_groups(database_url: str, sandbox: Sandbox, count: int) -> list[str]:
+    """``count`` groups with a text channel and one member each, joined in one commit."""
+    channels = []
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            for n in range(count):
+                channel, user_id = f"8720000000000{n:05d}", f"8730000000000{n:05d}"
+                sandbox.discord.add_channel(channel, GUILD, f"cohort-{n}", type=0)
+                sandbox.discord.add_user(user_id, f"member{n}")
+                sandbox.discord.add_member(GUILD, user_id)
+                group = Group(name=f"Cohort {n}", discord_guild_id=GUILD,
+                              discord_text_channel_id=channel)
+                user = User(email=f"m{n}@example.org", discord_user_id=user_id,
+                            display_name=f"Member {n}")
+                session.add_all([group, user])
+                await session.flush()
+                await join_group(session, user.id, group.id)
+                channels.append(channel)
+    finally:
+        await engine.dispose()
+    return channels
+
+
+async def service_row(database_url: str, service: str) -> ServiceState | None:
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            return await session.get(ServiceState, service)
+    finally:
+        await engine.dispose()
+
+
+async def key_rows(database_url: str) -> list[SyncState]:
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            return list((await session.scalars(select(SyncState))).all())
+    finally:
+        await engine.dispose()
+
+
+def overview(log: Path) -> dict[str, Any]:
+    (listening,) = events(log, "admin_api_listening")
+    response = httpx.get(f"{listening['url']}/api/overview", timeout=15,
+                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def service(view: dict[str, Any], name: str) -> dict[str, Any]:
+    (entry,) = [s for s in view["services"] if s["name"] == name]
+    return entry
+
+
+async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_converges_after(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with start_sandbox(time_scale=SCALE) as sandbox, sentry_server() as sentry:
+        sandbox.discord.add_guild(GUILD, bot_role_position=50)
+        dsn = f"http://5f0c1e2d3b4a49c8a7e6d5c4b3a2f1e0@127.0.0.1:{sentry.port}/42"
+        env = env_for(database_url, ENABLED_SERVICES="discord",
+                      DISCORD_BOT_TOKEN=sandbox.discord_bot_token,
+                      DISCORD_API_BASE_URL=sandbox.discord_base_url,
+                      ADMIN_TOKEN=ADMIN_TOKEN, SENTRY_DSN=dsn, TIME_SCALE=str(SCALE))
+        log = tmp_path / "daemon.log"
+        daemon = spawn_run(env, log)
+        try:
+            await wait_for(lambda: events(log, "daemon_started"), timeout=60,
+                           message="the daemon to start")
+            # Given the bot token revoked in Discord
+            revoked = sandbox.discord.inject("revoked_token")
+            # When 50 groups become owed
+            channels = await owe_groups(database_url, sandbox, GROUPS)
+
+            async def rejected() -> ServiceState | None:
+                row = await service_row(database_url, "discord")
+                return row if row is not None and row.health == "credentials_rejected" else None
+
+            row = await wait_for(rejected, timeout=60, message="Discord marked rejected")
+            unauthorized = [r.time for r in sandbox.discord.request_log if r.status == 401]
+            first_401 = min(unauthorized)
+            status = json.loads((await asyncio.to_thread(cli, env, "status", "--json")).stdout)
+            text = (await asyncio.to_thread(cli, env, "status")).stdout
+            view = await asyncio.to_thread(overview, log)
+            keys_during = await key_rows(database_url)
+            await asyncio.sleep(OUTAGE_INTERVALS * INTERVAL)
+            cleared_at = time.monotonic()
+            revoked.clear()
+            # Then, the token working again, every group converges by itself
+            await wait_for(lambda: all(sandbox.discord.overwrites(c) for c in channels),
+                           timeout=90, message="every group's overwrite")
+
+            async def settled() -> bool:
+                return all(r.status == "ok" for r in await key_rows(database_url))
+
+            await wait_for(settled, timeout=60, message="every key settled")
+            healthy = await service_row(database_url, "discord")
+            after = await asyncio.to_thread(overview, log)
+            daemon.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(daemon.wait, 15)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+        requests = sandbox.discord.request_log
+
+    # During the outage Discord saw one request per probe interval, not one per key
+    outage = [r for r in requests if first_401 + IN_FLIGHT_GRACE <= r.time < cleared_at]
+    in_flight = [r for r in requests if first_401 <= r.time < first_401 + IN_FLIGHT_GRACE]
+    allowed = math.ceil((cleared_at - first_401) / INTERVAL) + 1
+    assert len(outage) <= allowed, [(round(r.time - first_401, 3), r.route) for r in outage]
+    assert len(outage) >= OUTAGE_INTERVALS - 2, "the probe hardly asked"
+    assert {r.route for r in outage} <= {"GET /users/@me"}
+    assert len(in_flight) <= 8  # at most one per run slot was already on its way
+    # and no key was claimed, recorded or retried per key: one key holds the streak
+    failed = [r for r in keys_during if r.attempt > 0]
+    assert len(failed) <= 8, [(r.group_id, r.error_kind) for r in failed]
+    assert any(r.error_kind == "credentials_rejected" for r in failed)
+    # The service's row: Discord's words, since when, the variable to fix
+    assert row.health_reason == "401: Unauthorized"
+    assert row.health_variable == "DISCORD_BOT_TOKEN"
+    assert row.health_since is not None
+    assert row.next_probe_at is not None
+    # status --json and /api/overview say the same
+    for entry in (service(status, "discord"), service(view, "discord")):
+        assert entry["state"]["state"] == "credentials_rejected"
+        assert entry["state"]["reason"] == "401: Unauthorized"
+        assert entry["state"]["variable"] == "DISCORD_BOT_TOKEN"
+        assert entry["state"]["since"]
+        assert entry["state"]["next_probe_at"]
+        assert entry["credentials"]["rejected"] == "401: Unauthorized"
+    assert "CREDENTIALS REJECTED" in text, text
+    assert "DISCORD_BOT_TOKEN" in text
+    assert "401: Unauthorized" in text
+    # and the waiting reason of the service's keys says so
+    waiting = [k["waiting"] for k in status["pending"]["items"] + status["failing"]["items"]
+               if k.get("waiting") and k["sync_type"] == "discord"]
+    assert waiting
+    assert {w["code"] for w in waiting} == {"credentials_rejected"}, waiting
+    # After the token works again the state clears everywhere
+    assert healthy is not None
+    assert healthy.health == "healthy"
+    assert service(after, "discord")["state"]["state"] == "healthy"
+    # One log line and one Sentry event for the streak, one line when it ended
+    assert len(events(log, "service_credentials_rejected")) == 1
+    assert len(events(log, "service_credentials_accepted")) == 1
+    reports = [e for e in sentry.events() if "credentials" in json.dumps(e)]
+    assert len(reports) == 1, reports
+    # and the token is nowhere in what left the process
+    secrets = [sandbox.discord_bot_token, ADMIN_TOKEN]
+    assert not leaks(log.read_text(), secrets)
+    assert not leaks(sentry.received(), secrets)
+    assert not leaks(json.dumps(status) + json.dumps(view), secrets)
