@@ -85,6 +85,9 @@ async def test_metrics_agree_with_the_database(
     assert keys[("calendar", "needs_attention")] == 3.0
     paused = {s["service"]: v for s, v in found["groupsync_service_paused"]}
     assert paused == {"discord": 1.0, "calendar": 1.0}
+    states = {(s["service"], s["state"]): v for s, v in found["groupsync_service_state"]}
+    assert {k for k, v in states.items() if v == 1.0} == {("discord", "paused"),
+                                                         ("calendar", "paused")}
     reminders = {s["status"]: v for s, v in found["groupsync_reminders"]}
     assert reminders == {"sent": 1.0, "skipped": 1.0, "scheduled": 1.0}
     bulk = {s["state"]: v for s, v in found["groupsync_bulk_job_items"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from core.db.models import Group, ServiceState, SyncState, User
@@ -95,13 +96,26 @@ async def key_rows(database_url: str) -> list[SyncState]:
         await engine.dispose()
 
 
-def overview(log: Path) -> dict[str, Any]:
+def admin_get(log: Path, path: str) -> httpx.Response:
     (listening,) = events(log, "admin_api_listening")
-    response = httpx.get(f"{listening['url']}/api/overview", timeout=15,
+    response = httpx.get(f"{listening['url']}{path}", timeout=15,
                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     response.raise_for_status()
-    body: dict[str, Any] = response.json()
+    return response
+
+
+def overview(log: Path) -> dict[str, Any]:
+    body: dict[str, Any] = admin_get(log, "/api/overview").json()
     return body
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v
+                                           for k, v in labels.items()):
+                return float(sample.value)
+    return None
 
 
 def service(view: dict[str, Any], name: str) -> dict[str, Any]:
@@ -139,6 +153,7 @@ async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_conver
             status = json.loads((await asyncio.to_thread(cli, env, "status", "--json")).stdout)
             text = (await asyncio.to_thread(cli, env, "status")).stdout
             view = await asyncio.to_thread(overview, log)
+            scraped = (await asyncio.to_thread(admin_get, log, "/metrics")).text
             keys_during = await key_rows(database_url)
             await asyncio.sleep(OUTAGE_INTERVALS * INTERVAL)
             cleared_at = time.monotonic()
@@ -193,6 +208,11 @@ async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_conver
                if k.get("waiting") and k["sync_type"] == "discord"]
     assert waiting
     assert {w["code"] for w in waiting} == {"credentials_rejected"}, waiting
+    # and the metrics: the state gauge, one streak counted
+    assert metric(scraped, "groupsync_service_state", service="discord",
+                  state="credentials_rejected") == 1.0
+    assert metric(scraped, "groupsync_service_state", service="discord", state="healthy") == 0.0
+    assert metric(scraped, "groupsync_credentials_rejected_total", service="discord") == 1.0
     # After the token works again the state clears everywhere
     assert healthy is not None
     assert healthy.health == "healthy"
@@ -207,3 +227,46 @@ async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_conver
     assert not leaks(log.read_text(), secrets)
     assert not leaks(sentry.received(), secrets)
     assert not leaks(json.dumps(status) + json.dumps(view), secrets)
+
+
+async def test_a_429_storm_only_slows_discord_down_and_is_never_credentials_rejected(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with start_sandbox(time_scale=SCALE) as sandbox:
+        sandbox.discord.add_guild(GUILD, bot_role_position=50)
+        env = env_for(database_url, ENABLED_SERVICES="discord",
+                      DISCORD_BOT_TOKEN=sandbox.discord_bot_token,
+                      DISCORD_API_BASE_URL=sandbox.discord_base_url,
+                      ADMIN_TOKEN=ADMIN_TOKEN, TIME_SCALE=str(SCALE))
+        log = tmp_path / "daemon.log"
+        daemon = spawn_run(env, log)
+        try:
+            await wait_for(lambda: events(log, "daemon_started"), timeout=60,
+                           message="the daemon to start")
+            # Given Discord answering 429 to everything (a long Retry-After)
+            storm = sandbox.discord.inject("429", retry_after=200.0)
+            # When 50 groups become owed and the daemon keeps meeting the storm
+            channels = await owe_groups(database_url, sandbox, GROUPS)
+            seen: set[str] = set()
+            deadline = time.monotonic() + OUTAGE_INTERVALS * INTERVAL
+            while time.monotonic() < deadline:
+                row = await service_row(database_url, "discord")
+                seen.add(row.health if row is not None else "healthy")
+                seen.add(service(await asyncio.to_thread(overview, log), "discord")
+                         ["state"]["state"])
+                await asyncio.sleep(INTERVAL / 2)
+            limited = [r for r in sandbox.discord.request_log if r.status == 429]
+            storm.clear()
+            await wait_for(lambda: all(sandbox.discord.overwrites(c) for c in channels),
+                           timeout=90, message="every group's overwrite")
+            daemon.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(daemon.wait, 15)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+
+    # Then the storm was met (and slowed the daemon down), but nothing said "rejected"
+    assert limited
+    assert "credentials_rejected" not in seen, seen
+    assert "rate_limited" in seen, seen
+    assert not events(log, "service_credentials_rejected")

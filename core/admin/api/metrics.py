@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from core import metrics
 from core.admin.bulk import list_jobs
 from core.admin.service import AdminService
+from core.admin.service_states import State
 from core.db.models import ReminderDelivery
 from core.syncers import types
 
@@ -69,8 +70,15 @@ def _service_families(services: list[dict[str, Any]]) -> list[Metric]:
     invalid = GaugeMetricFamily("groupsync_discord_invalid_requests",
                                 "401/403/429 answers in the current 10-minute window.",
                                 labels=["service", "budget"])
+    health = GaugeMetricFamily("groupsync_service_state",
+                               "1 for the service's state (healthy, rate_limited, circuit_open, "
+                               "paused, credentials_rejected), 0 for the others.",
+                               labels=["service", "state"])
     for entry in services:
         name = entry["name"]
+        current = (entry.get("state") or {}).get("state")
+        for each in State:
+            health.add_metric([name, each.value], 1.0 if each == current else 0.0)
         paused.add_metric([name], 1.0 if entry["paused"] else 0.0)
         state = entry["breaker"].get("state")
         if state in BREAKER_STATES:
@@ -82,7 +90,7 @@ def _service_families(services: list[dict[str, Any]]) -> list[Metric]:
         used = entry["invalid_requests"].get("used")
         if used is not None:
             invalid.add_metric([name, str(entry["invalid_requests"].get("budget"))], float(used))
-    return [paused, breaker, remaining, invalid]
+    return [health, paused, breaker, remaining, invalid]
 
 
 def _daemon_family(daemons_seen: list[dict[str, Any]]) -> Metric:
