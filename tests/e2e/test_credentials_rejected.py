@@ -12,6 +12,7 @@ import json
 import math
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from core.db.models import Group, ServiceState, SyncState, User
+from core.db.models import Group, Meeting, ServiceState, SyncState, User
 from core.db.session import create_engine, create_session_factory
 from core.group_joining import join_group
 from core.sandbox import Sandbox, start_sandbox
-from tests.e2e.test_missing_targets import cli, env_for
+from tests.e2e.test_missing_targets import calendar_env, cli, env_for
 from tests.e2e.test_secrets_stay_home import leaks, sentry_server
 from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
@@ -270,3 +271,82 @@ async def test_a_429_storm_only_slows_discord_down_and_is_never_credentials_reje
     assert "credentials_rejected" not in seen, seen
     assert "rate_limited" in seen, seen
     assert not events(log, "service_credentials_rejected")
+
+
+async def owe_calendars(database_url: str, sandbox: Sandbox, count: int) -> list[str]:
+    """``count`` groups with a calendar, a meeting next week and one member each."""
+    calendars = []
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            for n in range(count):
+                calendar = f"cohort-{n}@group.calendar.google.com"
+                sandbox.calendar.add_calendar(calendar)
+                group = Group(name=f"Cohort {n}", calendar_id=calendar)
+                user = User(email=f"m{n}@example.org", display_name=f"Member {n}")
+                session.add_all([group, user])
+                await session.flush()
+                session.add(Meeting(group_id=group.id, sequence=1, duration_minutes=60,
+                                    starts_at=datetime.now(UTC).replace(microsecond=0)
+                                    + timedelta(days=7)))
+                await join_group(session, user.id, group.id)
+                calendars.append(calendar)
+    finally:
+        await engine.dispose()
+    return calendars
+
+
+CALENDAR_GROUPS = 20
+
+
+async def test_a_refused_google_token_exchange_parks_the_calendar_and_converges_after(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with start_sandbox(time_scale=SCALE) as sandbox:
+        env = {**calendar_env(database_url, sandbox, tmp_path), "ADMIN_TOKEN": ADMIN_TOKEN,
+               "TIME_SCALE": str(SCALE)}
+        log = tmp_path / "daemon.log"
+        daemon = spawn_run(env, log)
+        try:
+            await wait_for(lambda: events(log, "daemon_started"), timeout=60,
+                           message="the daemon to start")
+            # Given Google refusing groupsync's credentials (its key no longer valid)
+            revoked = sandbox.calendar.inject("revoked_token")
+            # When 20 groups' calendars become owed
+            calendars = await owe_calendars(database_url, sandbox, CALENDAR_GROUPS)
+
+            async def rejected() -> ServiceState | None:
+                row = await service_row(database_url, "calendar")
+                return row if row is not None and row.health == "credentials_rejected" else None
+
+            row = await wait_for(rejected, timeout=60, message="the calendar marked rejected")
+            first = min(r.time for r in sandbox.calendar.request_log if r.status in (400, 401))
+            view = await asyncio.to_thread(overview, log)
+            await asyncio.sleep(OUTAGE_INTERVALS * INTERVAL)
+            cleared_at = time.monotonic()
+            revoked.clear()
+            # Then, Google accepting again, every group's event is there by itself
+            await wait_for(lambda: all(sandbox.calendar.events(c) for c in calendars),
+                           timeout=90, message="every group's event")
+            healthy = await service_row(database_url, "calendar")
+            daemon.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(daemon.wait, 15)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+        requests = sandbox.calendar.request_log
+
+    # During the outage Google saw one token exchange per probe interval, nothing per key
+    outage = [r for r in requests if first + IN_FLIGHT_GRACE <= r.time < cleared_at]
+    allowed = math.ceil((cleared_at - first) / INTERVAL) + 1
+    assert len(outage) <= allowed, [(round(r.time - first, 3), r.route) for r in outage]
+    assert {r.route for r in outage} <= {"POST /token"}
+    # with Google's words and the variable to fix, in the row and the overview
+    assert row.health_reason == "invalid_grant: Invalid JWT Signature."
+    assert row.health_variable == "GOOGLE_CREDENTIALS_FILE"
+    state = service(view, "calendar")["state"]
+    assert state["state"] == "credentials_rejected"
+    assert state["reason"] == "invalid_grant: Invalid JWT Signature."
+    assert healthy is not None
+    assert healthy.health == "healthy"
+    assert len(events(log, "service_credentials_rejected")) == 1

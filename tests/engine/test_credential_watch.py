@@ -62,7 +62,7 @@ async def test_a_standby_that_takes_over_keeps_the_keys_parked_until_its_probe_w
 ) -> None:
     # Given a rejection the active daemon found, its next probe already due
     await CredentialWatch(session_factory, 0.0).rejected(revoked(), KEY, NOW)
-    taken_over = CredentialWatch(session_factory, 0.0)
+    taken_over = CredentialWatch(session_factory, 0.0)  # a standby that took over
     board, asked = board_answering(Verdict.REJECTED, Verdict.OK)
     woken = asyncio.Event()
 
@@ -93,3 +93,21 @@ async def test_a_probe_not_yet_due_is_not_made(session_factory: SessionFactory) 
     await asyncio.sleep(0.05)
 
     assert asked == []
+
+
+async def test_a_restarted_daemon_asks_at_once_instead_of_waiting_out_the_stored_probe(
+    session_factory: SessionFactory,
+) -> None:
+    # Given a rejection an earlier daemon stored, its next probe a minute away
+    await CredentialWatch(session_factory, 60.0).rejected(revoked(), KEY, NOW)
+    restarted = CredentialWatch(session_factory, 60.0)
+    board, asked = board_answering(Verdict.OK, Verdict.OK)
+    woken = asyncio.Event()
+
+    # When the restarted daemon's first sweep looks, with the token fixed meanwhile
+    await restarted.tick(board, NOW, woken.set)
+    await asyncio.wait_for(woken.wait(), 10)
+
+    # Then it asked once, at once, and the service runs again
+    assert asked == [Verdict.OK]
+    assert await restarted.parked_types() == set()

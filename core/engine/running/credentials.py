@@ -95,6 +95,10 @@ class CredentialWatch:
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
         self._probing: dict[str, asyncio.Task[None]] = {}
+        # Services this watch has asked (or found rejected itself). One it has not is a
+        # rejection an earlier daemon found: a restart with fixed credentials, or a
+        # standby taking over, asks at once instead of waiting out the stored next probe.
+        self._asked: set[str] = set()
 
     # ---- reading ------------------------------------------------------------------------------
     async def rejections(self) -> dict[str, Rejection]:
@@ -127,6 +131,7 @@ class CredentialWatch:
         if service in self._rejected:
             return False
         assert self._sessions is not None
+        self._asked.add(service)
         probe_at = next_probe(now, self.interval)
         began = await mark_rejected(self._sessions, service, error.words, error.variable,
                                     now, probe_at)
@@ -142,11 +147,13 @@ class CredentialWatch:
         in the background: a service that does not answer must not hold the sweep)."""
         for service, rejection in (await self.rejections()).items():
             probe = board.probe(service)
-            if probe is None or not probe_due(rejection, now):
+            due = probe_due(rejection, now) or service not in self._asked
+            if probe is None or not due:
                 continue
             running = self._probing.get(service)
             if running is not None and not running.done():
                 continue
+            self._asked.add(service)
             self._probing[service] = asyncio.get_running_loop().create_task(
                 self._probe(rejection, probe, wake))
 

@@ -311,6 +311,13 @@
     }
     for (const service of (state.overview && state.overview.services) || []) {
       const name = serviceName(service.name);
+      const health = service.state || {};
+      if (health.state === 'credentials_rejected') {
+        banners.push({
+          id: `banner-credentials-${service.name}`, kind: 'danger',
+          title: `${name} rejected the credentials`, text: credentialsText(health),
+        });
+      }
       if (service.paused) {
         banners.push({
           id: `banner-paused-${service.name}`, kind: 'warning', title: `${name} paused`,
@@ -350,6 +357,16 @@
       }
     }
     return banners;
+  }
+
+  // The service refused groupsync's credentials (issue 25): its words, since when, the
+  // setting to fix and the next probe; no call goes out meanwhile.
+  function credentialsText(health) {
+    const left = secondsUntil(health.next_probe_at);
+    const probe = left > 0 ? `next probe in ${duration(left)}` : 'a probe is due now';
+    return `— "${health.reason}" since ${sinceText(health.since)}. Fix ${health.variable}: `
+      + 'its syncs are parked (no calls) and resume by themselves once a probe finds the '
+      + `credentials working; ${probe}.`;
   }
 
   // Who paused the service, why and since when (the trail on the page, issue 23).
@@ -403,8 +420,10 @@
         .map(([status, n]) => `${statusWords(status)}: ${n}`)
         .join(', ') || 'no syncs yet';
       const breaker = service.breaker || {};
+      const health = (service.state || {}).state;
       const stateWords = [service.enabled === false ? 'not enabled' : 'enabled',
-        service.paused ? 'PAUSED' : 'running'].join(', ');
+        health === 'credentials_rejected' ? 'CREDENTIALS REJECTED'
+          : service.paused ? 'PAUSED' : 'running'].join(', ');
       const name = serviceName(service.name);
       const pauseButton = el('button', {
         type: 'button', id: `${service.paused ? 'resume' : 'pause'}-${service.name}`,
