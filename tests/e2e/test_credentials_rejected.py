@@ -350,3 +350,66 @@ async def test_a_refused_google_token_exchange_parks_the_calendar_and_converges_
     assert healthy is not None
     assert healthy.health == "healthy"
     assert len(events(log, "service_credentials_rejected")) == 1
+
+
+async def test_a_standby_that_takes_over_keeps_the_rejected_service_parked(
+    database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite has no standby")
+    async with start_sandbox(time_scale=SCALE) as sandbox:
+        sandbox.discord.add_guild(GUILD, bot_role_position=50)
+        env = env_for(database_url, ENABLED_SERVICES="discord",
+                      DISCORD_BOT_TOKEN=sandbox.discord_bot_token,
+                      DISCORD_API_BASE_URL=sandbox.discord_base_url, TIME_SCALE=str(SCALE))
+        first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+        first = spawn_run(env, first_log)
+        second = None
+        try:
+            await wait_for(lambda: events(first_log, "daemon_started"), timeout=60,
+                           message="the first daemon to lead")
+            second = spawn_run(env, second_log)
+            await wait_for(lambda: events(second_log, "standing_by"), timeout=60,
+                           message="the second daemon to stand by")
+            # Given the active daemon found the bot token rejected while groups are owed
+            revoked = sandbox.discord.inject("revoked_token")
+            channels = await owe_groups(database_url, sandbox, GROUPS)
+
+            async def rejected() -> bool:
+                row = await service_row(database_url, "discord")
+                return row is not None and row.health == "credentials_rejected"
+
+            await wait_for(rejected, timeout=60, message="Discord marked rejected")
+            recorded = sum(r.attempt for r in await key_rows(database_url))
+            # When it dies and the standby takes over
+            first.kill()
+            await asyncio.to_thread(first.wait, 15)
+            await wait_for(lambda: events(second_log, "daemon_started"), timeout=60,
+                           message="the standby to take over")
+            took_over = time.monotonic()
+            await asyncio.sleep(OUTAGE_INTERVALS * INTERVAL)
+            watched = time.monotonic()
+            keys_after = await key_rows(database_url)
+            still = await service_row(database_url, "discord")
+            revoked.clear()
+            # Then, once the token works, the new leader's probe resumes every group
+            await wait_for(lambda: all(sandbox.discord.overwrites(c) for c in channels),
+                           timeout=90, message="every group's overwrite")
+            second.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(second.wait, 15)
+        finally:
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    process.kill()
+        requests = sandbox.discord.request_log
+
+    # The new leader kept the keys parked: its probe is all Discord saw, nothing per key
+    after = [r for r in requests if took_over <= r.time < watched]
+    assert {r.route for r in after} <= {"GET /users/@me"}, [r.route for r in after]
+    assert len(after) <= math.ceil((watched - took_over) / INTERVAL) + 1
+    assert sum(r.attempt for r in keys_after) == recorded  # no key claimed and recorded
+    assert still is not None
+    assert still.health == "credentials_rejected"
+    # and it said nothing new about the same streak
+    assert not events(second_log, "service_credentials_rejected")
+    assert len(events(second_log, "service_credentials_accepted")) == 1
