@@ -204,7 +204,9 @@ def _streak_began(service: str, error: CredentialsRejectedError, key: SyncKey,
         scope.set_tag("service", service)
         scope.set_tag("error_kind", error.kind)
         scope.set_tag("variable", error.variable)
-        scope.set_extra("first_key", f"{key.sync_type}:{key.group_id}")
+        # The key whose run began the streak, tagged as every failure report is.
+        scope.set_tag("sync_type", key.sync_type)
+        scope.set_tag("group_id", str(key.group_id))
         sentry_sdk.capture_exception(error)
 
 
