@@ -31,7 +31,8 @@ from core.db.models import SyncType
 from core.db.session import SessionFactory
 from core.engine.running.backoff import retry_delay, scaled_delay
 from core.engine.running.outcomes import classify_exception
-from core.errors import SyncError
+from core.engine.running.state import SyncKey
+from core.errors import CredentialsRejectedError, SyncError
 from core.lanes import Lane
 from core.observability import get_logger
 from core.reminders import rows as rows
@@ -71,6 +72,15 @@ Spawn = Callable[[Coroutine[Any, Any, None]], Any]
 PausedCheck = Callable[[], Awaitable[bool]]
 
 
+# Told when a post meets Discord rejecting the bot token (the engine's credential watch
+# parks Discord and probes it; the group id names the first key for the streak's report).
+RejectedHook = Callable[[CredentialsRejectedError, int], Awaitable[None]]
+
+
+async def _nobody_told(_error: CredentialsRejectedError, _group_id: int) -> None:
+    return None
+
+
 async def _never_paused() -> bool:
     return False
 
@@ -85,6 +95,7 @@ class ReminderDelivery:
         options: DeliveryOptions,
         spawn: Spawn,
         discord_paused: PausedCheck = _never_paused,
+        rejected: RejectedHook = _nobody_told,
     ) -> None:
         self._sessions = session_factory
         self._discord = discord
@@ -93,6 +104,7 @@ class ReminderDelivery:
         self._options = options
         self._spawn = spawn
         self._discord_paused = discord_paused
+        self._rejected = rejected
         self._armed: dict[ReminderKey, datetime] = {}
         self._inflight: set[ReminderKey] = set()
         self._limit = asyncio.Semaphore(DELIVERY_CONCURRENCY)
@@ -165,8 +177,8 @@ class ReminderDelivery:
             # A paused service is never called. The row is left untouched (not claimed), so
             # after the resume it is judged as usual: posted if still within grace, else
             # missed. Look again soon: the resume must be honoured within a second.
-            log.info("reminder_paused", reason="Discord is paused by an operator",
-                     **_fields(key))
+            log.info("reminder_paused", reason="Discord is paused by an operator, or "
+                     "rejected the bot token (parked until a probe works)", **_fields(key))
             self._arm(key, now + PAUSE_RECHECK)
             return
         opts = self._options
@@ -296,7 +308,11 @@ class ReminderDelivery:
             sync_type=SyncType.REMINDERS,
             **_fields(claim.key),
         )
-        if kept and claim.sentry_reported_level == 0:  # once per failure streak
+        if isinstance(exc, CredentialsRejectedError):
+            # The whole service's streak: reported once by the watch, which parks Discord
+            # (this reminder then waits like one of a paused Discord).
+            await self._rejected(exc, claim.group_id)
+        elif kept and claim.sentry_reported_level == 0:  # once per failure streak
             _report(claim, failure, exc)
         self._arm(claim.key, failure.next_attempt_at)
 
@@ -335,9 +351,15 @@ def delivery_for(rt: Runtime, scheduler: BaseScheduler) -> ReminderDelivery | No
         time_scale=rt.time_scale.factor,
     )
     async def discord_paused() -> bool:
-        return await rt.pauses.is_paused(SyncType.DISCORD)
+        # A Discord that rejected the bot token is not called either: parked like a pause.
+        return (await rt.pauses.is_paused(SyncType.DISCORD)
+                or await rt.credentials.parked(SyncType.DISCORD) is not None)
+
+    async def rejected(error: CredentialsRejectedError, group_id: int) -> None:
+        await rt.credentials.rejected(error, SyncKey(SyncType.REMINDERS, group_id),
+                                      rt.clock.now())
 
     return ReminderDelivery(
         rt.session_factory, port, scheduler, rt.clock, options, rt.coordinator.spawn,
-        discord_paused=discord_paused,
+        discord_paused=discord_paused, rejected=rejected,
     )

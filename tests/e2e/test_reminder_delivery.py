@@ -3,6 +3,7 @@ the sandbox, on SQLite and PostgreSQL: retries, missed reminders and a burst."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from core.admin.service import AdminService
-from core.db.models import Meeting, ReminderDelivery
+from core.db.models import Meeting, ReminderDelivery, ServiceState
 from core.db.session import SessionFactory
 from core.reminders.plan import ReminderKey, nonce_for
 from core.reminders.status import reminder_overview, render_reminders
@@ -192,3 +193,50 @@ async def test_a_reminder_due_while_discord_is_paused_waits_and_posts_once_after
         assert (datetime.now(UTC) - resumed).total_seconds() < 3
     assert len(sandbox.discord.messages(seeded.channel_id)) == 1
 
+
+
+async def test_a_reminder_due_while_the_bot_token_is_revoked_parks_discord_and_posts_after(
+    sandbox: Sandbox,
+    session_factory: SessionFactory,
+    database_url: str,
+    tmp_path: Path,
+    sentry_events: list[dict[str, Any]],
+) -> None:
+    # Given a reminder due in a second, and nothing else owed to Discord
+    seeded = await seed_group(session_factory, sandbox, [due_in(1.0)])
+    await write_rows_as_an_application(session_factory, seeded.group_id)
+    meeting_id = seeded.meeting_ids[0]
+    settings = sandbox_settings(sandbox, database_url, tmp_path, time_scale=SCALE)
+    probe_interval = 60 * SCALE
+
+    async with daemon_in_process(settings):
+        # When the bot token is revoked before it is posted
+        revoked = sandbox.discord.inject("revoked_token")
+
+        async def rejected() -> bool:
+            async with session_factory() as session:
+                row = await session.get(ServiceState, "discord")
+            return row is not None and row.health == "credentials_rejected"
+
+        # Then the reminder's refusal parks Discord for everyone (no key had to run)
+        await wait_for(rejected, timeout=30, message="Discord marked rejected")
+        await asyncio.sleep(2 * probe_interval)
+        during = [r.route for r in sandbox.discord.request_log if r.status == 401]
+        held = await reminder_row(session_factory, meeting_id)
+        revoked.clear()
+
+        # and once the token works the probe lets it be posted, once
+        async def sent() -> bool:
+            return (await reminder_row(session_factory, meeting_id)).status == "sent"
+
+        await wait_for(sent, timeout=30, message="the reminder after the token works")
+    assert len(sandbox.discord.messages(seeded.channel_id)) == 1
+    assert held.status != "sent"
+    # the posts were not retried against Discord meanwhile: the probes are all it saw
+    assert during.count(MESSAGES) <= 1, during
+    assert len(during) <= 1 + 3, during  # the first refusal, then one probe an interval
+    # one Sentry event for the streak, none per reminder attempt
+    assert [e for e in sentry_events if e["tags"].get("sync_type") == "reminders"
+            and e["tags"].get("error_kind") != "credentials_rejected"] == []
+    assert len([e for e in sentry_events
+                if e["tags"].get("error_kind") == "credentials_rejected"]) == 1
