@@ -156,6 +156,8 @@ async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_conver
             view = await asyncio.to_thread(overview, log)
             scraped = (await asyncio.to_thread(admin_get, log, "/metrics")).text
             keys_during = await key_rows(database_url)
+            parked = next(r for r in keys_during if r.sync_type == "discord")
+            retry = await asyncio.to_thread(cli, env, "retry", "discord", str(parked.group_id))
             await asyncio.sleep(OUTAGE_INTERVALS * INTERVAL)
             cleared_at = time.monotonic()
             revoked.clear()
@@ -209,6 +211,9 @@ async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_conver
                if k.get("waiting") and k["sync_type"] == "discord"]
     assert waiting
     assert {w["code"] for w in waiting} == {"credentials_rejected"}, waiting
+    # An operator's retry is refused with the reason, not queued behind the rejection
+    assert retry.returncode == 1, retry.stdout + retry.stderr
+    assert "rejected the credentials" in retry.stdout + retry.stderr
     # and the metrics: the state gauge, one streak counted
     assert metric(scraped, "groupsync_service_state", service="discord",
                   state="credentials_rejected") == 1.0
