@@ -99,7 +99,9 @@ class Settings(BaseSettings):
         description="re-post with the same nonce only this soon after the first attempt "
         "(Discord dedupes for 'a few minutes'); later, look in the channel first",
     )
-    rsvp_refresh_seconds: float = Field(900.0, gt=0)
+    # Calendar incremental sync (background lane): how often each followed calendar is
+    # listed for what changed since its sync token (answers imported, edits repaired).
+    calendar_changes_seconds: float = Field(60.0, gt=0)
     # The drift sweep (background lane) reconciles every group with the live services once
     # per period, waking every tick, and spends at most this share of a service's limit.
     drift_sweep_period_seconds: float = Field(86400.0, gt=0)

@@ -10,7 +10,7 @@
 embedded runtime has the daemon's behaviour: the schema check, leadership (an advisory
 lock on PostgreSQL, a lock file on SQLite), one engine with its limiter, breakers and
 coalescing, recovery of owed retries, the outbox sweep woken by NOTIFY or the SQLite
-watcher, periodic RSVP refresh, and the admin API when a ``face`` is passed. While it
+watcher, Calendar incremental sync, and the admin API when a ``face`` is passed. While it
 stands by (another daemon leads) nothing runs here and public calls hand off to the
 leader, exactly as in a process with no runtime.
 

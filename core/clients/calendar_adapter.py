@@ -28,6 +28,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from core import metrics
+from core.clients.ports import CalendarChanges
 from core.clients.probes import GOOGLE_SETTING, Probe, Verdict, probe_google_credentials
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.status import ServiceStatus
@@ -306,6 +307,28 @@ class CalendarAdapter:
             page_token = page.get("nextPageToken")
             if not page_token:
                 return events
+
+    async def list_changes(
+        self, calendar_id: str, sync_token: str | None, lane: Lane
+    ) -> CalendarChanges | None:
+        events: list[dict[str, Any]] = []
+        page_token: str | None = None
+        while True:
+            # syncToken may not be combined with the property filter (Google refuses it),
+            # so a full sync lists the whole calendar too: its token covers what we filter.
+            def make(service: Any, token: str | None = page_token) -> Any:
+                return service.events().list(
+                    calendarId=calendar_id, syncToken=sync_token, pageToken=token,
+                    maxResults=PAGE_SIZE, showDeleted=True if sync_token is None else None)
+
+            page: dict[str, Any] | None = await self._call(
+                lane, make, f"list changes of {calendar_id}", none_on={410})
+            if page is None:
+                return None
+            events.extend(page.get("items", []))
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                return CalendarChanges(events, page.get("nextSyncToken"))
 
     def status(self) -> ServiceStatus:
         return self.guard.status()

@@ -126,3 +126,18 @@ class CalendarPort(Protocol):
         """Every event carrying the private extended property key=value (all pages);
         ``show_deleted`` includes cancelled ones (a person's deletion)."""
         ...
+
+    async def list_changes(
+        self, calendar_id: str, sync_token: str | None, lane: Lane
+    ) -> CalendarChanges | None:
+        """Every event changed since ``sync_token`` (all pages, cancelled ones included),
+        or, with no token, every event of the calendar: a full sync. None when Google
+        answers 410 (the token expired): the caller starts again with a full sync."""
+        ...
+
+
+@dataclass(frozen=True)
+class CalendarChanges:
+    events: list[dict[str, Any]]
+    next_sync_token: str | None  # where the next incremental list starts
+

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.clients.ports import DiscordPort
+    from core.clients.ports import CalendarPort, DiscordPort
     from core.clients.probes import Probe
 
 # One cheap call asking a service whether groupsync's credentials work again (the
@@ -53,6 +53,7 @@ class ClientBoard:
         self._resets: dict[str, Callable[[], None]] = {}
         self._probes: dict[str, CredentialProbe] = {}
         self._discord: DiscordPort | None = None
+        self._calendar: CalendarPort | None = None
 
     def publish(
         self,
@@ -61,18 +62,27 @@ class ClientBoard:
         *,
         discord: DiscordPort | None = None,
         probes: dict[str, CredentialProbe] | None = None,
+        calendar: CalendarPort | None = None,
     ) -> None:
         self._sources.extend(sources)
         self._resets.update(breaker_resets or {})
         self._probes.update(probes or {})
         if discord is not None:
             self._discord = discord
+        if calendar is not None:
+            self._calendar = calendar
 
     @property
     def discord(self) -> DiscordPort | None:
         """The Discord client reminder delivery posts through (None: Discord disabled, or
         a factory that opens no clients)."""
         return self._discord
+
+    @property
+    def calendar(self) -> CalendarPort | None:
+        """The Calendar client the incremental sync lists changes through (None: Calendar
+        disabled, or a factory that opens no clients)."""
+        return self._calendar
 
     def statuses(self) -> list[ServiceStatus]:
         return [source() for source in self._sources]

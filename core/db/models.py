@@ -489,3 +489,14 @@ class AdminAction(Base):
     scope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class CalendarSyncToken(Base):
+    """Where each calendar's incremental sync resumes: Google's ``nextSyncToken`` from the
+    last list that was applied (answers imported, repairs owed) in the same transaction."""
+
+    __tablename__ = "calendar_sync_tokens"
+
+    calendar_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sync_token: Mapped[str] = mapped_column(Text)
+    synced_at: Mapped[datetime]

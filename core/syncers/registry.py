@@ -19,5 +19,6 @@ async def build_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
     settings = deps.settings
     clients = await open_clients(settings, deps.exit_stack, deps.clock, deps.time_scale)
     deps.client_board.publish(clients.status_sources, clients.breaker_resets,
-                              discord=clients.discord, probes=clients.probes)
+                              discord=clients.discord, calendar=clients.calendar,
+                              probes=clients.probes)
     return {spec.sync_type: spec.build(deps, clients) for spec in types.registered()}

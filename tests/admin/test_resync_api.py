@@ -33,7 +33,7 @@ async def test_force_resync_preview_counts_equal_the_calls_and_records_made(
     tmp_path: Path,
 ) -> None:
     settings = sandbox_settings(sandbox, database_url, tmp_path, admin_token=TOKEN,
-                                admin_port=0, rsvp_refresh_seconds=1_000_000,
+                                admin_port=0, calendar_changes_seconds=1_000_000,
                                 drift_sweep_tick_seconds=1_000_000)
     daemon = await active(await start_daemon(settings))
     world = World(sandbox, settings, session_factory, {})

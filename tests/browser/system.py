@@ -172,7 +172,7 @@ def running_system(services: Services, tmp_path: Path, **env: str) -> Iterator[S
             "ADMIN_PORT": "0",
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "ADMIN_MIDDLEWARE": "core.sandbox.admin_faults:AdminFaultInjection",
-            "RSVP_REFRESH_SECONDS": "100000",
+            "CALENDAR_CHANGES_SECONDS": "100000",
             **env,
         }
         daemon = Daemon(database_url, tmp_path / "fake", tmp_path / "daemon.log", **daemon_env)

@@ -1,12 +1,12 @@
-"""The periodic RSVP refresh runs in the background lane and never holds up interactive
-syncs, even when it meets a rate limit."""
+"""The Calendar incremental sync runs in the background lane and never holds up
+interactive syncs, even when it meets a rate limit."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
 from core.db.models import Rsvp
-from core.engine.loops.periodic import refresh_rsvps
+from core.engine.loops.calendar_changes import follow_calendars
 from core.group_joining import sync_after_group_change
 from core.syncers.calendar_plan import event_id_for
 from tests.e2e.conftest import System
@@ -17,7 +17,7 @@ INSERT = "POST /calendars/{calendar_id}/events"
 PAUSE = 300.0  # nominal retry_after of the background 429; scaled by the sandbox
 
 
-async def test_refresh_imports_answers_from_the_calendar(system: System) -> None:
+async def test_the_incremental_sync_imports_answers_from_the_calendar(system: System) -> None:
     world = system.world
     group = await world.add_group(meetings=1)
     ann = await world.add_user()
@@ -28,9 +28,9 @@ async def test_refresh_imports_answers_from_the_calendar(system: System) -> None
         group.calendar_id, event["id"], ann.email, "declined"
     )
 
-    refreshed = await refresh_rsvps(system.runtime)
+    listed = await follow_calendars(system.runtime)
 
-    assert refreshed == 1
+    assert listed == 1
     async with world.sessions() as session:
         (rsvp,) = (await session.execute(select(Rsvp))).scalars().all()
     assert (rsvp.user_id, rsvp.response) == (ann.id, "declined")
@@ -44,7 +44,7 @@ async def test_a_background_rate_limit_does_not_delay_an_interactive_sync(system
     await sync_after_group_change(busy.id)
     world.sandbox.calendar.inject("429", count=1, retry_after=PAUSE, route=LIST)
 
-    await refresh_rsvps(system.runtime)  # meets the 429: the background lane pauses
+    await follow_calendars(system.runtime)  # meets the 429: the background lane pauses
     await world.join(await world.add_user(), other)
     await sync_after_group_change(other.id)
 

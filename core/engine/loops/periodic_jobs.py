@@ -1,4 +1,4 @@
-"""Registering the daemon's background interval jobs (RSVP refresh, drift sweep) one way."""
+"""Registering the daemon's background interval jobs (calendar changes, drift sweep) one way."""
 
 from __future__ import annotations
 
