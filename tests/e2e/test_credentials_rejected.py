@@ -25,7 +25,7 @@ from core.db.models import Group, Meeting, ServiceState, SyncState, User
 from core.db.session import create_engine, create_session_factory
 from core.group_joining import join_group
 from core.sandbox import Sandbox, start_sandbox
-from tests.e2e.test_missing_targets import calendar_env, cli, env_for
+from tests.e2e.daemon_world import calendar_env, cli, env_for
 from tests.e2e.test_secrets_stay_home import leaks, sentry_server
 from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for

@@ -52,7 +52,7 @@ async def followed_calendars(session: AsyncSession) -> dict[str, int]:
         .join(SyncState, (SyncState.group_id == Group.id)
               & (SyncState.sync_type == SyncType.CALENDAR))
         .where(SyncState.error_kind == MissingTargetError.kind)))
-    return {c: g for c, g in sorted(rows.tuples()) if c and c not in missing}
+    return {c: g for c, g in sorted(rows.all()) if c and c not in missing}
 
 
 async def follow_calendar(rt: Runtime, calendar: CalendarPort, calendar_id: str) -> Verdict:
