@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, overload
 
-from core.admin.relative import relative_until
+from core.admin.relative import relative_since, relative_until
 
 
 class WaitCode(StrEnum):
@@ -103,6 +103,8 @@ class ServiceFacts:
     service: str
     paused: bool = False
     paused_reason: str | None = None
+    paused_by: str | None = None  # who paused it (the audit's "via:who")
+    paused_at: datetime | None = None
     breaker_state: str = "closed"  # closed | open | half_open | unknown
     half_open_at: datetime | None = None
     limited_until: datetime | None = None  # the latest lane limit the service imposed
@@ -119,6 +121,8 @@ class ServiceFacts:
             service=str(entry["name"]),
             paused=bool(entry.get("paused")),
             paused_reason=entry.get("paused_reason"),
+            paused_by=entry.get("paused_by"),
+            paused_at=parse_time(entry.get("paused_at")),
             breaker_state=str(breaker.get("state") or "unknown"),
             half_open_at=parse_time(breaker.get("half_open_at")),
             limited_until=max((t for t in limits if t is not None), default=None),
@@ -161,9 +165,12 @@ def _first_reason(
                        f"{name} rejected the credentials ({service.credentials_rejected}); "
                        f"parked, next probe {_when(probe, now)}")
     if service is not None and service.paused:
+        who = f" by {service.paused_by}" if service.paused_by else ""
+        since = (f" since {service.paused_at:%H:%M:%S}Z "
+                 f"({relative_since(service.paused_at, now)})" if service.paused_at else "")
         why = f" ({service.paused_reason})" if service.paused_reason else ""
         return Waiting(WaitCode.PAUSED, None,
-                       f"{name} is paused{why}; `resume {name}` lets it run")
+                       f"{name} is paused{who}{since}{why}; `resume {name}` lets it run")
     if service is not None and service.breaker_state in ("open", "half_open") and (
         service.half_open_at is not None and service.half_open_at > now
     ):

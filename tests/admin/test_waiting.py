@@ -102,3 +102,16 @@ def test_spans_read_as_a_person_says_them(seconds: float, text: str) -> None:
 def test_relative_until_says_now_for_the_past() -> None:
     assert relative_until(LATER, NOW) == "in 31 s"
     assert relative_until(EARLIER, NOW) == "now"
+
+
+def test_a_paused_key_names_who_paused_it_since_when_and_why() -> None:
+    paused = ServiceFacts("calendar", paused=True, paused_reason="Google maintenance",
+                          paused_by="cli:ann@ops-1", paused_at=NOW - timedelta(minutes=12))
+    found = waiting_reason(OWED, paused, NOW)
+    assert found is not None
+    assert found.code is WaitCode.PAUSED
+    assert found.until is None  # until someone resumes it
+    assert "paused by cli:ann@ops-1 since" in found.detail
+    assert "12 min ago" in found.detail
+    assert "(Google maintenance)" in found.detail
+
