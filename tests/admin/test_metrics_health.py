@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from core.db.models import ReminderDelivery, SyncState
+from core.db.models import CalendarSyncToken, ReminderDelivery, SyncState
 from core.db.session import SessionFactory
 from tests.admin.conftest import AdminDaemon
 from tests.admin.helpers import failing_keys
@@ -34,6 +34,8 @@ async def test_metrics_agree_with_the_database(
     await failing_keys(admin_sessions, 3, "calendar")
     now = datetime.now(UTC)
     async with admin_sessions() as session, session.begin():
+        session.add(CalendarSyncToken(calendar_id="c@group.calendar.google.com",
+                                      sync_token="t", synced_at=now - timedelta(seconds=90)))
         group = await make_group(session)
         for offset, status in ((1440, "sent"), (60, "skipped"), (30, "scheduled")):
             session.add(ReminderDelivery(meeting_id=1, offset_minutes=offset, group_id=group.id,
@@ -98,6 +100,9 @@ async def test_metrics_agree_with_the_database(
     assert attempts[("calendar", "needs_attention")] >= 3.0
     assert "groupsync_sync_duration_seconds_bucket" in found
     assert {s["role"]: v for s, v in found["groupsync_daemons"]}["active"] == 1.0
+    (lag,) = found["groupsync_calendar_sync_age_seconds"]
+    assert lag[0] == {"calendar_id": "c@group.calendar.google.com"}
+    assert 90.0 <= lag[1] < 600.0
 
 
 async def test_readyz_says_role_and_schema(daemon: AdminDaemon) -> None:

@@ -15,7 +15,7 @@ from core import metrics
 from core.admin.bulk import list_jobs
 from core.admin.service import AdminService
 from core.admin.service_states import State
-from core.db.models import ReminderDelivery
+from core.db.models import CalendarSyncToken, ReminderDelivery
 from core.syncers import types
 
 BREAKER_STATES = ("closed", "half_open", "open")
@@ -55,7 +55,23 @@ async def snapshot_families(service: AdminService) -> list[Metric]:
     for job in await list_jobs(service.session_factory, limit=10):
         for state in ("done", "failed", "remaining", "cancelled"):
             bulk.add_metric([str(job["id"]), state], job[state])
-    return [keys, *service_families, reminders, bulk, _daemon_family(view["daemons"])]
+    return [keys, *service_families, reminders, bulk, _daemon_family(view["daemons"]),
+            await _calendar_sync_age(service)]
+
+
+async def _calendar_sync_age(service: AdminService) -> Metric:
+    """How far behind each calendar's incremental sync is: its last applied list's age
+    (one tick is CALENDAR_CHANGES_SECONDS; far more says the job fails on that calendar)."""
+    age = GaugeMetricFamily("groupsync_calendar_sync_age_seconds",
+                            "Seconds since the calendar's changes were last listed and applied.",
+                            labels=["calendar_id"])
+    now = service.clock.now()
+    async with service.session_factory() as session:
+        rows = await session.execute(
+            select(CalendarSyncToken.calendar_id, CalendarSyncToken.synced_at))
+        for calendar_id, synced_at in rows:
+            age.add_metric([calendar_id], max(0.0, (now - synced_at).total_seconds()))
+    return age
 
 
 def _service_families(services: list[dict[str, Any]]) -> list[Metric]:
