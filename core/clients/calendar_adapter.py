@@ -196,8 +196,13 @@ class CalendarAdapter:
 
     service = SERVICE
 
-    def __init__(self, credentials: Any, options: CalendarOptions, now: Callable[[], float]):
+    def __init__(self, credentials: Any, options: CalendarOptions, now: Callable[[], float],
+                 reload: Callable[[], Any | None] | None = None):
         self._credentials = credentials
+        # New credentials when GOOGLE_CREDENTIALS_FILE changed since they were read (None:
+        # unchanged): the probe of a rejection tries them, so a fixed file needs no restart.
+        self._reload = reload
+        self._generation = 0  # bumped when the credentials are replaced
         self.options = options
         self._now = now
         self.guard = ServiceGuard(SERVICE, options.resilience, now)
@@ -337,6 +342,10 @@ class CalendarAdapter:
     async def probe(self) -> Probe:
         """One token exchange of the client's own credentials: a fresh token lands in them
         when Google accepts, and lifts the refusal to call."""
+        if self._reload is not None:
+            fresh = await asyncio.to_thread(self._reload)
+            if fresh is not None:
+                self._use(fresh)
         found = await probe_google_credentials(self._credentials, self.options.http_timeout,
                                                self._lock)
         if found.verdict is Verdict.OK:
@@ -348,6 +357,14 @@ class CalendarAdapter:
     @property
     def credentials_rejected(self) -> str | None:
         return self._rejected
+
+    def _use(self, credentials: Any) -> None:
+        """From now on every request authorizes with ``credentials`` (each worker thread
+        builds its AuthorizedHttp again on its next request)."""
+        with self._lock:
+            self._credentials = credentials
+            self._generation += 1
+        log.info("client.google_credentials_reloaded", service=SERVICE)
 
     # ---- plumbing ----------------------------------------------------------------------------
     async def _call(
@@ -439,10 +456,13 @@ class CalendarAdapter:
     def _thread_http(self) -> google_auth_httplib2.AuthorizedHttp:
         authorized: google_auth_httplib2.AuthorizedHttp | None = getattr(
             self._local, "http", None)
+        if authorized is not None and getattr(self._local, "generation", 0) != self._generation:
+            authorized = None  # the credentials were replaced: wrap the new ones
         if authorized is None:
             raw = httplib2.Http(timeout=self.options.http_timeout)
             authorized = google_auth_httplib2.AuthorizedHttp(self._credentials, http=raw)
             self._local.http = authorized
+            self._local.generation = self._generation
             with self._lock:
                 self._https.append(raw)
         return authorized

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from core.clients.calendar_adapter import CalendarAdapter
 from core.clients.discord_adapter import DiscordAdapter
 from core.clients.google_credentials import (
+    credentials_reloader,
     load_google_credentials,
     require_credentials_file,
     require_delegation,
@@ -83,7 +84,9 @@ async def open_clients(
             load_google_credentials, settings.google_credentials_file,
             settings.google_impersonate_subject)
         calendar_adapter = CalendarAdapter(
-            credentials, limits.calendar(settings.google_calendar_endpoint, scale), now)
+            credentials, limits.calendar(settings.google_calendar_endpoint, scale), now,
+            reload=credentials_reloader(settings.google_credentials_file,
+                                        settings.google_impersonate_subject))
         await calendar_adapter.start()
         stack.push_async_callback(calendar_adapter.close)
     adapters = [a for a in (discord_adapter, calendar_adapter) if a is not None]

@@ -13,7 +13,9 @@ Messages name the file and the setting, never the file's content.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,31 @@ def _authorized_user(info: dict[str, Any]) -> Any:
     # its own (as the sandbox's do) is honoured.
     token_uri = info.get("token_uri")
     return creds.with_token_uri(token_uri) if isinstance(token_uri, str) else creds
+
+
+def credentials_reloader(path: Path, subject: str | None = None) -> Callable[[], Any | None]:
+    """For the Calendar client's probe of a rejection: new credentials once the file's
+    content changed since the last read, else None (unchanged, unreadable or incomplete:
+    the old credentials stay and the probe says what Google thinks of them)."""
+    seen = _digest(path)
+
+    def reload() -> Any | None:
+        nonlocal seen
+        digest = _digest(path)
+        if digest is None or digest == seen:
+            return None
+        try:
+            credentials = require_credentials_file(path, subject)
+        except ConfigError:
+            return None
+        seen = digest
+        return credentials
+
+    return reload
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from core.clients.calendar_adapter import CalendarAdapter
-from core.clients.google_credentials import load_google_credentials
+from core.clients.google_credentials import credentials_reloader, load_google_credentials
 from core.clients.limits import ClientLimits
 from core.clients.probes import Verdict
 from core.errors import (
@@ -169,3 +169,32 @@ async def test_a_429_storm_is_never_a_rejection(
             await calendar_client.insert_event(CALENDAR, INVITE, "all", Lane.INTERACTIVE)
 
     assert calendar_client.credentials_rejected is None
+
+
+async def test_a_fixed_credentials_file_is_picked_up_by_the_probe_without_a_restart(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # Given a client whose grant was revoked: Google rejects it, and so does a probe
+    path = sandbox.write_authorized_user_file(tmp_path / "user.json")
+    options = ClientLimits().calendar(sandbox.calendar_endpoint, SCALE)
+    adapter = CalendarAdapter(load_google_credentials(path), options, time.monotonic,
+                              reload=credentials_reloader(path))
+    await adapter.start()
+    try:
+        await adapter.insert_event(CALENDAR, INVITE, "all", Lane.INTERACTIVE)
+        sandbox.calendar.revoke_refresh_tokens()
+        with pytest.raises(CredentialsRejectedError):
+            await adapter.get_event(CALENDAR, INVITE["id"], Lane.INTERACTIVE)
+        still = await adapter.probe()  # the file is unchanged: the same refusal
+        # When the operator writes a new authorized-user file in its place
+        sandbox.write_authorized_user_file(path)
+        fixed = await adapter.probe()
+        event = await adapter.get_event(CALENDAR, INVITE["id"], Lane.INTERACTIVE)
+    finally:
+        await adapter.close()
+
+    # Then the next probe reads it, Google accepts it, and calls go out again
+    assert still.verdict is Verdict.REJECTED
+    assert fixed.verdict is Verdict.OK
+    assert event is not None
+    assert event["id"] == INVITE["id"]
