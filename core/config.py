@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     guard_max_removals_per_10_min: int = Field(
         500, ge=0, description="removals per sync type across all groups in 10 minutes")
 
+    # History kept in SQL (core/history): per-minute rows this long, then per-hour rows
+    # this long; days on the scaled timeline (TIME_SCALE), pruned by the active daemon.
+    history_minute_retention_days: float = Field(
+        14.0, gt=0, description="days the one-minute history rows are kept")
+    history_hour_retention_days: float = Field(
+        90.0, gt=0, description="days the one-hour history rows are kept")
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:

@@ -39,6 +39,7 @@ from core.db.problems import SchemaNotCurrent
 from core.db.session import create_engine, create_session_factory
 from core.engine.health.leadership import leadership
 from core.engine.health.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
+from core.engine.loops.history_rollups import flush_counts, recording
 from core.engine.loops.periodic import schedule_periodic
 from core.engine.loops.recovery import recover
 from core.engine.loops.sweeper import OutboxSweeper
@@ -240,6 +241,8 @@ class GroupsyncRuntime:
             )
             own.start()
             stack.callback(_shut_down, own)
+            # Entered before the drain: its last flush counts the runs the drain finishes.
+            await stack.enter_async_context(recording(runtime))
             # The slot holds the runtime; ``own`` becomes ``_scheduler`` unless the
             # application put its own there.
             stack.enter_context(scheduler_module.installed(runtime, own))
@@ -300,6 +303,8 @@ async def run_once(settings: Settings, sync_type: str, group_id: int) -> SyncRes
             await require_known_groups(session, [key.group_id])  # makes no key for nothing
         runtime = await open_runtime(settings, stack, engine=engine, owner_kind="cli")
         (result,) = await mark_and_run(runtime, [key])
+        with contextlib.suppress(Exception):
+            await flush_counts(runtime)  # this one run's counts join the history
         return result
 
 

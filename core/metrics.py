@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from core.history.tally import TALLY
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 SYNC_ATTEMPTS = Counter(
@@ -51,8 +53,14 @@ def external_call(service: str, status: int | str, rate_limited: bool = False) -
     """One answer (or a failure to get one) from an external service. ``rate_limited``:
     the answer refused for quota whatever its status (Google sends quota 403s)."""
     EXTERNAL_CALLS.labels(service=service, status_code=str(status)).inc()
+    TALLY.add("calls", f"{service}:{status}")
     if status == 429 or rate_limited:
         RATE_LIMITED.labels(service=service).inc()
+
+
+def rate_limit_wait(service: str, lane: str) -> None:
+    """A call waited for the client's rate-limit bucket or a server pause."""
+    TALLY.add("rate_limit_waits", f"{service}:{lane}")
 
 
 def sync_finished(sync_type: str, outcome: str, duration_seconds: float) -> None:

@@ -31,6 +31,8 @@ from core.engine.running.held import GuardStore
 from core.engine.running.pauses import PauseFlags
 from core.engine.running.slots import RunSlots
 from core.errors import ConfigError
+from core.history.grid import Grid
+from core.history.tally import TALLY
 from core.syncers import guard
 from core.syncers import types as sync_type_registry
 from core.syncers.deps import SyncerDeps, SyncerFactory
@@ -86,6 +88,8 @@ async def open_runtime(
     if missing:
         raise ConfigError("SYNCER_FACTORY", f"no syncer for: {', '.join(missing)}")
     timers = retry_timers if retry_timers is not None else cast(RetryTimers | None, scheduler)
+    # This runtime's clock and scale bucket the process's history counts.
+    TALLY.use(clock.now, Grid(settings.time_scale))
     runtime = Runtime(
         settings=settings,
         clock=clock,

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from core import metrics
 from core.clients.service_part import ServicePart
 from core.errors import RateLimitedError
 from core.lanes import Lane, LaneAsk, run_ask, slot_back, slot_released
@@ -367,6 +368,7 @@ class LaneLimiter(ServicePart[LimiterConfig]):
     def _log_wait(self, lane: Lane, wait: float, reason: str) -> None:
         # Bucket waits are routine under load; server pauses are worth a line each.
         emit = log.info if reason == "server_pause" else log.debug
+        metrics.rate_limit_wait(self.service, lane.value)
         emit("client.rate_limit_wait", service=self.service, lane=lane.value,
              retry_after=round(wait, 4), reason=reason)
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -204,6 +205,10 @@ class SyncState(Base):
     ack_by: Mapped[str | None] = mapped_column(String(200))
     ack_at: Mapped[datetime | None]
     ack_note: Mapped[str | None] = mapped_column(Text)
+    # The oldest request the key still owes (kept while owed, NULL once applied): a success
+    # times commit → applied from it (core.history). A request that arrived during the run
+    # that applied the one before is timed from that run's claim (an upper bound).
+    requested_at: Mapped[datetime | None]
 
 
 class ServiceHealth(StrEnum):
@@ -500,3 +505,19 @@ class CalendarSyncToken(Base):
     calendar_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     sync_token: Mapped[str] = mapped_column(Text)
     synced_at: Mapped[datetime]
+
+
+class HistoryRollup(Base):
+    """History kept in SQL (core.history): per minute and per hour, a series' label (runs
+    by "sync type:outcome", calls by "service:status", rate-limit waits by "service:lane",
+    owed keys by sync type, latency bucket counts) with its value and its sample count
+    (a gauge is value / samples). Buckets follow TIME_SCALE; the daemon prunes them."""
+
+    __tablename__ = "history_rollups"
+
+    resolution: Mapped[str] = mapped_column(String(8), primary_key=True)
+    at: Mapped[datetime] = mapped_column(primary_key=True)
+    series: Mapped[str] = mapped_column(String(24), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+    samples: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,8 +16,14 @@ from core.db.models import SyncAttempt
 from core.db.session import SessionFactory
 from core.engine.running.outcomes import Outcome
 from core.engine.running.state import Claim, SyncKey
+from core.history.tally import TALLY
 
 KEEP_PER_KEY = 50
+
+
+def applied(outcome: Outcome) -> bool:
+    """The run put the key's desired state in place (a held plan did not)."""
+    return outcome.ok and not (outcome.result or {}).get("held")
 
 
 def outcome_label(outcome: Outcome) -> str:
@@ -34,6 +40,11 @@ async def note_run(
     """A run finished: count it, time it and keep it in the key's history."""
     label = outcome_label(outcome)
     metrics.sync_finished(claim.key.sync_type, label, duration_ms / 1000)
+    # The rollups count in memory (flushed once a minute), bucketed by the same ``at`` as
+    # the attempt row: no statement of its own.
+    TALLY.add("runs", f"{claim.key.sync_type}:{label}", at=at)
+    if applied(outcome) and claim.requested_at is not None:
+        TALLY.latency(max(0.0, (at - claim.requested_at).total_seconds() * 1000), at=at)
     await record_attempt(
         session_factory, claim.key, at=at, outcome=label, error=outcome.error,
         duration_ms=duration_ms, attempt=claim.streak.attempt,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import case, text
+from sqlalchemy import case, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import SyncState, SyncStatus, SyncType
@@ -39,6 +39,7 @@ async def mark_owed(
             "attempt": 0,
             "sentry_reported_level": 0,
             "updated_at": now,
+            "requested_at": now,
         }
         for group_id in dict.fromkeys(group_ids)
         for sync_type in sync_types
@@ -65,6 +66,12 @@ async def mark_owed(
                 else_=SyncState.status,
             ),
             "updated_at": now,
+            # The oldest request still owed: commit → applied is timed from it.
+            "requested_at": case(
+                (SyncState.requested_generation > SyncState.completed_generation,
+                 func.coalesce(SyncState.requested_at, now)),
+                else_=now,
+            ),
         },
     )
     await session.execute(stmt)

@@ -44,6 +44,7 @@ class Claim:
     owner: str
     generation: int
     streak: StreakSoFar
+    requested_at: datetime | None = None  # the oldest request this run applies
 
 
 def _key(key: SyncKey) -> ColumnElement[bool]:
@@ -93,6 +94,7 @@ async def claim(
             SyncState.attempt,
             SyncState.failing_since,
             SyncState.sentry_reported_level,
+            SyncState.requested_at,
         )
         .execution_options(synchronize_session=False)
     )
@@ -100,8 +102,9 @@ async def claim(
         row = (await session.execute(stmt)).first()
     if row is None:
         return None
-    generation, attempt, failing_since, level = row
-    return Claim(key, owner, generation, StreakSoFar(attempt, failing_since, level))
+    generation, attempt, failing_since, level, requested_at = row
+    return Claim(key, owner, generation, StreakSoFar(attempt, failing_since, level),
+                 requested_at)
 
 
 async def renew(
@@ -134,6 +137,12 @@ async def record_success(
         sentry_reported_level=0,
         last_success_at=now,
         last_result=outcome.result,
+        # Applied: nothing owed, unless a request came during the run (timed from the
+        # run's claim, which it followed: an upper bound).
+        requested_at=case(
+            (SyncState.requested_generation > claim_.generation, SyncState.last_attempt_at),
+            else_=None,
+        ),
         lease_owner=None,
         lease_expires_at=None,
         updated_at=now,
