@@ -21,7 +21,7 @@ async def test_the_rows_of_the_last_minutes_are_the_series_points(
     assert daemon.face.service is not None
     minute = grid.start(daemon.face.service.clock.now()) - grid.width("minute") * 3
     await store.flush(admin_sessions, [Entry(minute, "runs", LABEL, 7, 7),
-                                       Entry(minute, "owed", "discord", 9, 3)], grid)
+                                       Entry(minute, "owed", "apitest", 9, 3)], grid)
     async with daemon.client() as api:
         answer = await api.get("/api/history", params={"range": "1h"})
         month = await api.get("/api/history", params={"range": "14d", "series": "runs"})
@@ -34,7 +34,7 @@ async def test_the_rows_of_the_last_minutes_are_the_series_points(
     point = next(p for p in runs["points"] if datetime.fromisoformat(p["at"]) == minute)
     assert point["values"][LABEL] == 7
     assert next(p for p in owed["points"]
-                if datetime.fromisoformat(p["at"]) == minute)["values"]["discord"] == 3
+                if datetime.fromisoformat(p["at"]) == minute)["values"]["apitest"] == 3
     hourly = month.json()["series"][0]
     assert len(hourly["points"]) == 336
     assert hourly["totals"][LABEL] == 7  # the hour row holds the same count
