@@ -136,6 +136,10 @@ async def test_outage_calls_are_bounded_by_the_breaker_not_by_groups(system: Sys
         await mark_owed(session, [g.id for g in groups], datetime.now(UTC), [SyncType.DISCORD])
 
     async with sweeping(system.runtime):
+        # The window is two scaled minutes from the first refusal: a loaded machine may
+        # take longer than that to start the first of 200 runs at all.
+        await wait_for(lambda: any(r.status == 503 for r in system.sandbox.discord.request_log),
+                       timeout=60, message="the outage's first refused call")
         outage = 120 * SCALE  # two minutes, scaled
         await asyncio.sleep(outage)
         during = sum(1 for r in system.sandbox.discord.request_log if r.status == 503)
