@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from core.admin.charts import render_svg
+from core.admin.charts import render_svg, summary
 from core.db.session import SessionFactory
 from core.history import store
 from core.history.grid import Grid
@@ -38,6 +38,7 @@ async def history(
         built = build(spec, rows, starts, step)
         if svg:
             built["svg"] = render_svg(built, range_name)
+            built["summary"] = summary(built, range_name)  # the chart's text alternative
         series.append(built)
     return {
         "range": chosen.name,
