@@ -70,6 +70,9 @@ class AdminFace:
         self.service.live.board = lambda: board
         self.service.live.pauses = runtime.pauses
         self.service.live.wake = wake_all
+        self.service.live.runtime = lambda: runtime
+        live = self.service.live
+        stack.callback(lambda: setattr(live, "runtime", lambda: None))  # the term ended
         self.presence.become_active()
         stack.callback(self.presence.become_standby)  # the term ends: lost, or stopping
         await _background(stack, worker.run)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.admin import attention, bulk, control, held, keys, presence, resync
+from core.admin import attention, bulk, control, groups, held, keys, presence, resync
 from core.admin import audit as trail
 from core.admin.audit import actor, audit
 from core.admin.errors import AdminError, Conflict
@@ -28,6 +28,9 @@ from core.db.session import SessionFactory
 from core.engine.running.pauses import PauseFlags
 from core.reminders.status import reminder_overview
 from core.syncers import types
+
+if TYPE_CHECKING:
+    from core.engine.running.context import Runtime
 
 RETRY_HINTS = {
     WaitCode.CIRCUIT_OPEN: " (`breaker-reset SERVICE` closes the circuit, and the key runs)",
@@ -70,6 +73,8 @@ class LiveHooks:
     wake: Callable[[], None] = lambda: None
     presence: presence.Presence | None = None
     pauses: PauseFlags | None = None
+    # The leading runtime (its syncers, clients and engine): live reads and Sync now.
+    runtime: Callable[[], Runtime | None] = lambda: None
 
 
 @dataclass
@@ -300,6 +305,34 @@ class AdminService:
         job = await bulk.cancel(self.session_factory, job_id, self.clock.now())
         await self._trail("bulk_cancel", {"job": job_id}, via, who, cancelled=job["cancelled"])
         return job
+
+    # ---- the group page (issue 23) ---------------------------------------------------------
+    async def find_groups(self, text: str) -> list[dict[str, Any]]:
+        return await groups.search(self.session_factory, groups.parse_query(text))
+
+    async def group(self, group_id: int) -> dict[str, Any]:
+        return await groups.detail(self.session_factory, group_id, await self.wait_context())
+
+    async def group_live(self, group_id: int) -> dict[str, Any]:
+        await groups.require_group(self.session_factory, group_id)
+        return await groups.read_live(self.live.runtime(), group_id)
+
+    async def sync_now_preview(self, group_id: int) -> dict[str, Any]:
+        return groups.would_send(await self.group_live(group_id))
+
+    async def sync_now(self, group_id: int, *, via: str, who: str | None = None
+                       ) -> dict[str, Any]:
+        scope = {"group_id": group_id}
+        try:
+            await groups.require_group(self.session_factory, group_id)
+            result = await groups.sync_now(self.live.runtime(), group_id)
+        except AdminError as exc:
+            await self._trail("sync_now", scope, via, who, outcome="refused", reason=str(exc))
+            raise
+        outcomes = {t["sync_type"]: t["outcome"] for t in result["sync_types"]}
+        await self._trail("sync_now", scope, via, who,
+                          outcomes=", ".join(f"{k} {v}" for k, v in outcomes.items()))
+        return result
 
     # ---- force re-sync -----------------------------------------------------------------------
     async def resync_preview(self, group_id: int) -> dict[str, Any]:

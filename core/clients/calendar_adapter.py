@@ -27,7 +27,7 @@ from google.auth import exceptions as auth_exceptions
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from core import metrics
+from core import metrics, tracing
 from core.clients.ports import CalendarChanges
 from core.clients.probes import GOOGLE_SETTING, Probe, Verdict, probe_google_credentials
 from core.clients.resilience import ResilienceConfig, ServiceGuard
@@ -440,8 +440,10 @@ class CalendarAdapter:
         with self._lock:
             if not self._credentials.valid:
                 self._credentials.refresh(google_auth_httplib2.Request(http.http))
+        trace = tracing.current()
+        target: Any = http if trace is None else _Traced(http, trace, self.options.endpoint)
         try:
-            result = make(self._service).execute(http=http, num_retries=0)
+            result = make(self._service).execute(http=target, num_retries=0)
         except HttpError as exc:
             status = status_of(exc)
             metrics.external_call(SERVICE, status,
@@ -466,3 +468,22 @@ class CalendarAdapter:
             with self._lock:
                 self._https.append(raw)
         return authorized
+
+
+class _Traced:
+    """An operator's traced run (Sync now): this thread's Http, noting each request and
+    Google's answer. Only built while a trace is on."""
+
+    def __init__(self, http: Any, trace: tracing.Trace, endpoint: str) -> None:
+        self._http = http
+        self._trace = trace
+        self._endpoint = endpoint.rstrip("/")
+
+    def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
+        response, content = self._http.request(uri, method, *args, **kwargs)
+        path = uri[len(self._endpoint):] if uri.startswith(self._endpoint) else uri
+        self._trace.call(method, path, int(getattr(response, "status", 0)))
+        return response, content
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._http, name)

@@ -46,7 +46,7 @@ import discord
 from discord.http import HTTPClient, Ratelimit, Route, handle_message_parameters
 from discord.utils import MISSING
 
-from core import metrics
+from core import metrics, tracing
 from core.clients.invalid_requests import InvalidRequestGuard
 from core.clients.ports import Overwrite, PostedMessage
 from core.clients.probes import DISCORD_SETTING, Probe, Verdict, probe_discord_token
@@ -539,6 +539,10 @@ class DiscordAdapter:
         scope = response.headers.get("X-RateLimit-Scope")
         self.invalid.record(self._now(), response.status, scope)
         metrics.external_call(SERVICE, response.status)
+        trace = tracing.current()
+        if trace is not None:  # an operator's traced run (Sync now): each call, its answer
+            trace.call(params.method, _route_path(str(params.url), self.options.base_url),
+                       response.status)
         observed = _observed.get()
         if observed is not None:
             observed.statuses.append(response.status)
@@ -547,6 +551,12 @@ class DiscordAdapter:
                 scope == "global" or response.headers.get("X-RateLimit-Global") == "true"
             ):
                 observed.global_429 = True
+
+
+def _route_path(url: str, base_url: str) -> str:
+    """The request's path as Discord's documentation writes it (no host, no base)."""
+    base = base_url.rstrip("/")
+    return url[len(base):] if url.startswith(base) else url
 
 
 def _translated(exc: discord.HTTPException, observed: _Observed) -> SyncError:

@@ -56,6 +56,7 @@ from core.syncers.outcomes import Outcome, Wording
 from core.syncers.planned import PlannedSyncer, Send
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
+from core.syncers.view import LiveView, calendar_view
 
 SERVICE = "calendar"
 SEND_UPDATES = "all"
@@ -104,6 +105,9 @@ class CalendarEventsSyncer(PlannedSyncer[_Reading, CalendarAction]):
     def _proposal(self, reading: _Reading) -> Proposal | None:
         return removal_proposal(reading.snapshot, reading.plan, reading.live,
                                 membership_fingerprint(reading.snapshot))
+
+    def _view(self, reading: _Reading) -> LiveView:
+        return calendar_view(reading.desired, reading.plan, reading.live)
 
     def _phases(
         self, reading: _Reading, group_id: int, context: SyncContext, fence: Fence

@@ -42,6 +42,7 @@ from core.syncers.outcomes import Outcome, Wording
 from core.syncers.planned import PlannedSyncer, Send
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
+from core.syncers.view import LiveView, discord_view
 
 log = get_logger("groupsync.syncers.discord")
 T = TypeVar("T")
@@ -70,6 +71,7 @@ class _Reading:
     records: Mapping[Grant, str]  # each recorded grant's state
     plan: DiscordPlan
     problems: list[NeedsAttentionError]
+    live: LiveDiscord
 
 
 class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
@@ -103,6 +105,10 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
         # first: it is what the operator must fix, and what the key's state names.
         return sorted(reading.problems, key=lambda e: not isinstance(e, MissingTargetError))
 
+    def _view(self, reading: _Reading) -> LiveView:
+        return discord_view(reading.snapshot, reading.records, reading.live, reading.plan,
+                            tuple(str(p) for p in self._problems(reading)))
+
     def _phases(
         self, reading: _Reading, group_id: int, context: SyncContext, fence: Fence
     ) -> list[tuple[Sequence[Action], Send[Action]]]:
@@ -124,8 +130,9 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
         roles = await self._read_roles(
             members_to_read(snapshot, records), snapshot, guilds, context, fence, problems
         )
-        plan = plan_discord(snapshot, records, LiveDiscord(overwrites, roles))
-        return _Reading(snapshot, guilds, records, plan, problems)
+        live = LiveDiscord(overwrites, roles)
+        plan = plan_discord(snapshot, records, live)
+        return _Reading(snapshot, guilds, records, plan, problems, live)
 
     async def _read_channels(
         self,

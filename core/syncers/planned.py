@@ -18,12 +18,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Generic, Protocol, TypeVar
 
+from core import tracing
 from core.db.session import SessionFactory
 from core.errors import CredentialsRejectedError, MissingTargetError, NeedsAttentionError
 from core.syncers.base import Fence, SyncContext, SyncResult
 from core.syncers.drift import DriftItem
 from core.syncers.guard import Check, Proposal
 from core.syncers.outcomes import Outcome, PlannedAction, SyncRun, Wording
+from core.syncers.view import LiveView
 
 P = TypeVar("P", bound=PlannedAction)
 P_co = TypeVar("P_co", bound=PlannedAction, covariant=True)
@@ -55,6 +57,8 @@ class PlannedSyncer(ABC, Generic[R, P]):
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
         fence = context.fence_or(self._sessions)
         reading = await self._read(group_id, context, fence)
+        if tracing.current() is not None:
+            self._trace_reading(reading)
         for problem in self._problems(reading):
             if isinstance(problem, CredentialsRejectedError):
                 raise problem  # the service refused us: nothing of the plan could land
@@ -87,6 +91,32 @@ class PlannedSyncer(ABC, Generic[R, P]):
         missing = [self.wording.missing(group_id, p) for p in self._problems(reading)
                    if isinstance(p, MissingTargetError)]
         return missing + self.wording.would(group_id, reading.plan.drift)
+
+    async def inspect(self, group_id: int, context: SyncContext) -> LiveView:
+        """The group item by item (desired, live, what a sync would do), from the same
+        read and plan a sync makes; changes nothing. A missing target is a problem."""
+        try:
+            reading = await self._read(group_id, context, context.fence_or(self._sessions))
+        except MissingTargetError as exc:
+            return LiveView((), (str(exc),))
+        return self._view(reading)
+
+    def _view(self, reading: R) -> LiveView:
+        del reading
+        return LiveView((), ("no item-by-item view for this sync type",))
+
+    def _trace_reading(self, reading: R) -> None:
+        """A traced run (Sync now): what the read found, and the plan."""
+        problems = self._problems(reading)
+        view = self._view(reading)
+        tracing.note("read", f"live state read: {len(view.items)} item(s), "
+                     f"{sum(1 for i in view.items if not i.in_step)} differ"
+                     + (f"; {len(problems)} problem(s): {problems[0]}" if problems else ""))
+        actions = list(reading.plan.actions) if hasattr(reading.plan, "actions") else []
+        words = [f"{a.step} {a.subject} ({a.found})" for a in actions]
+        tracing.note("plan", f"{len(actions)} action(s) planned"
+                     + (": " + "; ".join(words[:20]) if words else ": nothing to send")
+                     + (f"; … {len(words) - 20} more" if len(words) > 20 else ""))
 
     @abstractmethod
     async def _read(self, group_id: int, context: SyncContext, fence: Fence) -> R: ...

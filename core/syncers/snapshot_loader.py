@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import tracing
 from core.db.models import Group, Meeting, Membership, User
 from core.syncers.snapshot import GroupSnapshot, MeetingInfo, Member
 
@@ -16,6 +17,7 @@ from core.syncers.snapshot import GroupSnapshot, MeetingInfo, Member
 async def load_snapshot(session: AsyncSession, group_id: int, now: datetime) -> GroupSnapshot:
     group = await session.get(Group, group_id)
     if group is None or group.archived:
+        tracing.note("membership", f"group {group_id} is gone or archived: nothing is wanted")
         return GroupSnapshot(group_id=group_id, exists=False)
     members = (
         await session.execute(
@@ -32,7 +34,7 @@ async def load_snapshot(session: AsyncSession, group_id: int, now: datetime) -> 
             .order_by(Meeting.starts_at)
         )
     ).scalars()
-    return GroupSnapshot(
+    snapshot = GroupSnapshot(
         group_id=group_id,
         exists=True,
         name=group.name,
@@ -46,3 +48,10 @@ async def load_snapshot(session: AsyncSession, group_id: int, now: datetime) -> 
             MeetingInfo(m.id, m.sequence, m.starts_at, m.duration_minutes) for m in meetings
         ),
     )
+    if tracing.current() is not None:
+        with_discord = sum(1 for m in snapshot.members if m.discord_user_id)
+        tracing.note("membership",
+                     f"membership loaded: {len(snapshot.members)} active member(s) "
+                     f"({with_discord} with a Discord id), {len(snapshot.upcoming)} upcoming "
+                     "meeting(s)")
+    return snapshot

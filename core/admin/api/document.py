@@ -135,6 +135,13 @@ def _dashboard_paths() -> dict[str, Any]:
             "operationId": "page", "tags": ["dashboard"], "summary": "The dashboard",
             "responses": {"200": page, "303": REDIRECT, "413": problem(413)},
         }},
+        "/groups/{group_id}": {"get": {
+            "operationId": "group_page", "tags": ["dashboard"],
+            "summary": "One group's page (its data comes from /api/groups/{group_id})",
+            "parameters": [{"name": "group_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": page, "303": REDIRECT, "413": problem(413)},
+        }},
         "/login": {
             "get": {
                 "operationId": "login_form", "tags": ["dashboard"], "summary": "Sign-in form",

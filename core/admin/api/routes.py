@@ -303,3 +303,53 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
 def _client(request: Request) -> str | None:
     """Who decided, for the audit line: the caller's address (one token: no user names)."""
     return request.client.host if request.client else None
+
+
+# ---- the group page (issue 23) -----------------------------------------------------------------
+class SyncNowIn(Strict):
+    confirm: Literal[True] = Field(
+        description="must be true: the dry run (…/sync/preview) was shown and accepted")
+
+
+@router.get("/groups", summary="Find groups by id or part of the name (any case)",
+            responses={422: {"description": "no search text"}})
+async def find_groups(
+    service: Service,
+    q: Annotated[str, Query(max_length=200, description="a group id or part of its name")],
+) -> dict[str, Any]:
+    return {"items": await service.find_groups(_storable(q, "q") or "")}
+
+
+@router.get("/groups/{group_id}",
+            summary="One group: members, each sync type's key and why it waits, attempts",
+            responses={404: {"description": "unknown group"}})
+async def group_detail(service: Service, group_id: GroupId) -> dict[str, Any]:
+    return await service.group(group_id)
+
+
+@router.get("/groups/{group_id}/live",
+            summary="Read the group's live state now (background lane): desired, live and "
+                    "the difference item by item, with the time read",
+            responses={404: {"description": "unknown group"},
+                       503: {"description": "not the active daemon (it holds the clients)"}})
+async def group_live(service: Service, group_id: GroupId) -> dict[str, Any]:
+    return await service.group_live(group_id)
+
+
+@router.post("/groups/{group_id}/sync/preview",
+             summary="Sync now, dry run: read live state and list the items it would send",
+             responses={404: {"description": "unknown group"}})
+async def sync_now_preview(service: Service, group_id: GroupId) -> dict[str, Any]:
+    return await service.sync_now_preview(group_id)
+
+
+@router.post("/groups/{group_id}/sync",
+             summary="Sync now: run every sync type of the group on the active daemon, "
+                     "with a step trace (load membership, read, plan, each call's answer)",
+             responses={404: {"description": "unknown group"}})
+async def sync_now(request: Request, service: Service, caller: Caller, group_id: GroupId,
+                   body: SyncNowIn) -> JSONResponse:
+    _require_confirm(body.confirm)
+    return await _once(request, service, 200,
+                       lambda: service.sync_now(group_id, via=caller.via,
+                                                who=_client(request)))

@@ -62,6 +62,16 @@ def dashboard_router(admin_token: SecretStr | None, store: SessionStore) -> APIR
         return _page(request, "dashboard.html", {"csrf_token": session.csrf,
                                                  "scopes": types.filter_choices()})
 
+    @router.get("/groups/{group_id}", response_class=HTMLResponse)
+    async def group_page(request: Request, group_id: str) -> Response:
+        # The page reads everything through the API (group.js); an id that names no group
+        # is said there, as the API's 404 says it.
+        session = current_session(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        shown = group_id if group_id.isdigit() and len(group_id) < 11 else "?"
+        return _page(request, "group.html", {"csrf_token": session.csrf, "group_id": shown})
+
     @router.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:
         if current_session(request) is not None:

@@ -58,6 +58,15 @@
     return node;
   }
 
+  // A group id as a link to its page (issue 23); a click is not the row's own click.
+  function groupLink(id, text) {
+    return el('a', {
+      href: `/groups/${encodeURIComponent(id)}`, class: 'group-link', text: text || String(id),
+      'aria-label': `Open the page of group ${id}`,
+      onclick: (event) => event.stopPropagation(), onkeydown: (event) => event.stopPropagation(),
+    });
+  }
+
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const serverNow = () => Date.now() + state.serverOffsetMs;
 
@@ -526,7 +535,7 @@
         onkeydown: (event) => { if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); openHistory(item); } },
       },
       el('td', { text: item.sync_type }),
-      el('td', { text: item.group_id }),
+      el('td', {}, groupLink(item.group_id)),
       el('td', { class: 'status', text: statusWords(item.status) }),
       el('td', { text: item.attempt }),
       el('td', { class: 'next-attempt', 'data-key': key, text: nextAttemptText(item) }),
@@ -569,7 +578,7 @@
         ? `${item.decision} by ${item.decided_by} ${sinceText(item.decided_at)}` : 'waiting';
       body.append(el('tr', { id: `held-${id}`, class: 'held-row' },
         el('td', { text: item.sync_type }),
-        el('td', { text: item.group_id }),
+        el('td', {}, groupLink(item.group_id)),
         el('td', { class: 'held-reason', text: item.reason }),
         el('td', { class: 'held-users', text: usersText(item) }),
         el('td', { text: sinceText(item.held_at) }),
@@ -883,7 +892,7 @@
   // ---- what other scripts of the page use (trail.js) ----------------------------------
   window.groupsync = Object.freeze({
     $, el, request, act, toast, readOk, readOnly, pollSoon, confirmDialog, problemText,
-    sinceText, clockTime, duration, statusWords, serviceName, serverNow,
+    sinceText, clockTime, duration, statusWords, serviceName, serverNow, groupLink,
     onSlowPoll: (read) => slowReaders.push(read),
   });
 

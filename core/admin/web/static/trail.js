@@ -82,7 +82,7 @@
       });
       body.append(el('tr', { id: `attention-${id}`, class: item.new ? 'attention-row new' : 'attention-row' },
         el('td', {}, item.new ? el('span', { class: 'new-mark', text: 'New' }) : null, item.sync_type),
-        el('td', { text: item.group_name ? `${item.group_id} (${item.group_name})` : String(item.group_id) }),
+        el('td', {}, g.groupLink(item.group_id, item.group_name ? `${item.group_id} (${item.group_name})` : String(item.group_id))),
         el('td', { text: when(item.attention_since) }),
         el('td', { class: 'attention-error', text: item.last_error || '—' }),
         el('td', { class: 'ack-text', text: ackText(item.acknowledged) }),
@@ -136,6 +136,7 @@
     retry: 'Retry now', bulk_retry: 'Retry all failing', bulk_cancel: 'Cancel bulk retry',
     resync: 'Force re-sync', pause: 'Pause', resume: 'Resume', breaker_reset: 'Reset breaker',
     approve: 'Approve held sync', reject: 'Reject held sync', acknowledge: 'Acknowledge',
+    sync_now: 'Sync now',
   };
 
   function scopeText(scope) {
