@@ -6,6 +6,7 @@ The rows are written through the run's fence: they commit only while it holds it
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -39,7 +40,7 @@ class RsvpsSyncer:
             fence.ensure_held()
             answers = await self._read_answers(snapshot, context.lane)
         async with fence.transaction() as session:
-            existing = await _existing(session, group_id, context)
+            existing = await existing_rsvps(session, group_id, context.now)
             plan = plan_rsvps(snapshot, existing, answers)
             for meeting_id, user_id, response in plan.insert:
                 session.add(
@@ -106,12 +107,14 @@ async def _calendar_missing(session: Any, group_id: int) -> bool:
     return bool(kind == MissingTargetError.kind)
 
 
-async def _existing(
-    session: Any, group_id: int, context: SyncContext
+async def existing_rsvps(
+    session: Any, group_id: int, now: datetime
 ) -> dict[tuple[int, int], str]:
+    """(meeting, user) → response for the group's upcoming meetings: what the rsvps plan
+    compares with (here, and in the calendar changes job that imports answers)."""
     rows = await session.execute(
         select(Rsvp.meeting_id, Rsvp.user_id, Rsvp.response)
         .join(Meeting, Meeting.id == Rsvp.meeting_id)
-        .where(Meeting.group_id == group_id, Meeting.starts_at > context.now)
+        .where(Meeting.group_id == group_id, Meeting.starts_at > now)
     )
     return {(m, u): r for m, u, r in rows}

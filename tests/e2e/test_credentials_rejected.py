@@ -19,13 +19,12 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
 
-from core.db.models import Group, Meeting, ServiceState, SyncState, User
+from core.db.models import Group, Meeting, ServiceState, User
 from core.db.session import create_engine, create_session_factory
 from core.group_joining import join_group
 from core.sandbox import Sandbox, start_sandbox
-from tests.e2e.daemon_world import calendar_env, cli, env_for
+from tests.e2e.daemon_world import calendar_env, cli, env_for, rows
 from tests.e2e.test_secrets_stay_home import leaks, sentry_server
 from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
@@ -88,15 +87,6 @@ async def service_row(database_url: str, service: str) -> ServiceState | None:
         await engine.dispose()
 
 
-async def key_rows(database_url: str) -> list[SyncState]:
-    engine = create_engine(database_url)
-    try:
-        async with create_session_factory(engine)() as session:
-            return list((await session.scalars(select(SyncState))).all())
-    finally:
-        await engine.dispose()
-
-
 def admin_get(log: Path, path: str) -> httpx.Response:
     (listening,) = events(log, "admin_api_listening")
     response = httpx.get(f"{listening['url']}{path}", timeout=15,
@@ -155,7 +145,7 @@ async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_conver
             text = (await asyncio.to_thread(cli, env, "status")).stdout
             view = await asyncio.to_thread(overview, log)
             scraped = (await asyncio.to_thread(admin_get, log, "/metrics")).text
-            keys_during = await key_rows(database_url)
+            keys_during = await rows(database_url)
             parked = next(r for r in keys_during if r.sync_type == "discord")
             retry = await asyncio.to_thread(cli, env, "retry", "discord", str(parked.group_id))
             await asyncio.sleep(OUTAGE_INTERVALS * INTERVAL)
@@ -166,7 +156,7 @@ async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_conver
                            timeout=90, message="every group's overwrite")
 
             async def settled() -> bool:
-                return all(r.status == "ok" for r in await key_rows(database_url))
+                return all(r.status == "ok" for r in await rows(database_url))
 
             await wait_for(settled, timeout=60, message="every key settled")
             healthy = await service_row(database_url, "discord")
@@ -385,7 +375,7 @@ async def test_a_standby_that_takes_over_keeps_the_rejected_service_parked(
                 return row is not None and row.health == "credentials_rejected"
 
             await wait_for(rejected, timeout=60, message="Discord marked rejected")
-            recorded = sum(r.attempt for r in await key_rows(database_url))
+            recorded = sum(r.attempt for r in await rows(database_url))
             # When it dies and the standby takes over
             first.kill()
             await asyncio.to_thread(first.wait, 15)
@@ -394,7 +384,7 @@ async def test_a_standby_that_takes_over_keeps_the_rejected_service_parked(
             took_over = time.monotonic()
             await asyncio.sleep(OUTAGE_INTERVALS * INTERVAL)
             watched = time.monotonic()
-            keys_after = await key_rows(database_url)
+            keys_after = await rows(database_url)
             still = await service_row(database_url, "discord")
             revoked.clear()
             # Then, once the token works, the new leader's probe resumes every group

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clients.ports import CalendarChanges, CalendarPort
-from core.db.models import CalendarSyncToken, Group, Meeting, Rsvp, SyncState, SyncType
+from core.db.models import CalendarSyncToken, Group, Rsvp, SyncState, SyncType
 from core.engine.health.outage import is_database_unavailable
 from core.engine.running import runner
 from core.engine.running.outbox import mark_owed
@@ -28,6 +28,7 @@ from core.lanes import Lane
 from core.observability import get_logger
 from core.syncers.calendar_changes import Verdict, groups_of, judge
 from core.syncers.rsvp_plan import plan_rsvps
+from core.syncers.rsvps import existing_rsvps
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.snapshot_loader import load_snapshot
 
@@ -133,7 +134,7 @@ async def _import_answers(
     the rows of people who left stays the rsvps key's work."""
     imported = 0
     for group_id, answers in verdict.answers.items():
-        existing = await _existing_rsvps(session, group_id, now)
+        existing = await existing_rsvps(session, group_id, now)
         plan = plan_rsvps(snapshots[group_id], existing, answers)
         for meeting_id, user_id, response in plan.insert:
             session.add(Rsvp(meeting_id=meeting_id, user_id=user_id, response=response,
@@ -144,16 +145,6 @@ async def _import_answers(
                 .values(response=response, updated_at=now))
         imported += len(plan.update)
     return imported
-
-
-async def _existing_rsvps(
-    session: AsyncSession, group_id: int, now: datetime
-) -> dict[tuple[int, int], str]:
-    rows = await session.execute(
-        select(Rsvp.meeting_id, Rsvp.user_id, Rsvp.response)
-        .join(Meeting, Meeting.id == Rsvp.meeting_id)
-        .where(Meeting.group_id == group_id, Meeting.starts_at > now))
-    return {(m, u): r for m, u, r in rows}
 
 
 async def _not_already_owed(session: AsyncSession, verdict: Verdict) -> list[int]:
