@@ -101,6 +101,11 @@ async def test_a_rejected_plan_stays_held_until_the_membership_changes(system: S
     world.clear_calls()
     await empty(world, group)
     await sync_after_group_change(group.id)
+
+    async def both_held() -> bool:  # a call answered late on a loaded machine: its retry
+        return await statuses(system, group.id) == {"discord": "held", "calendar": "held"}
+
+    await wait_for(both_held, timeout=60, message="both keys held")
     for sync_type in GUARDED:
         await admin(system).reject(sync_type, group.id, via="api", who="127.0.0.1")
 
