@@ -87,6 +87,16 @@ async def service_row(database_url: str, service: str) -> ServiceState | None:
         await engine.dispose()
 
 
+async def marked_rejected(database_url: str, service: str, message: str) -> ServiceState:
+    """The service's row once a daemon marked it credentials_rejected."""
+    async def rejected() -> ServiceState | None:
+        row = await service_row(database_url, service)
+        return row if row is not None and row.health == "credentials_rejected" else None
+
+    found: ServiceState = await wait_for(rejected, timeout=60, message=message)
+    return found
+
+
 def admin_get(log: Path, path: str) -> httpx.Response:
     (listening,) = events(log, "admin_api_listening")
     response = httpx.get(f"{listening['url']}{path}", timeout=15,
@@ -134,11 +144,7 @@ async def test_a_revoked_bot_token_parks_discord_probes_once_a_minute_and_conver
             # When 50 groups become owed
             channels = await owe_groups(database_url, sandbox, GROUPS)
 
-            async def rejected() -> ServiceState | None:
-                row = await service_row(database_url, "discord")
-                return row if row is not None and row.health == "credentials_rejected" else None
-
-            row = await wait_for(rejected, timeout=60, message="Discord marked rejected")
+            row = await marked_rejected(database_url, "discord", "Discord marked rejected")
             unauthorized = [r.time for r in sandbox.discord.request_log if r.status == 401]
             first_401 = min(unauthorized)
             status = json.loads((await asyncio.to_thread(cli, env, "status", "--json")).stdout)
@@ -310,11 +316,7 @@ async def test_a_refused_google_token_exchange_parks_the_calendar_and_converges_
             # When 20 groups' calendars become owed
             calendars = await owe_calendars(database_url, sandbox, CALENDAR_GROUPS)
 
-            async def rejected() -> ServiceState | None:
-                row = await service_row(database_url, "calendar")
-                return row if row is not None and row.health == "credentials_rejected" else None
-
-            row = await wait_for(rejected, timeout=60, message="the calendar marked rejected")
+            row = await marked_rejected(database_url, "calendar", "the calendar marked rejected")
             first = min(r.time for r in sandbox.calendar.request_log if r.status in (400, 401))
             view = await asyncio.to_thread(overview, log)
             await asyncio.sleep(OUTAGE_INTERVALS * INTERVAL)
@@ -370,11 +372,7 @@ async def test_a_standby_that_takes_over_keeps_the_rejected_service_parked(
             revoked = sandbox.discord.inject("revoked_token")
             channels = await owe_groups(database_url, sandbox, GROUPS)
 
-            async def rejected() -> bool:
-                row = await service_row(database_url, "discord")
-                return row is not None and row.health == "credentials_rejected"
-
-            await wait_for(rejected, timeout=60, message="Discord marked rejected")
+            await marked_rejected(database_url, "discord", "Discord marked rejected")
             recorded = sum(r.attempt for r in await rows(database_url))
             # When it dies and the standby takes over
             first.kill()
