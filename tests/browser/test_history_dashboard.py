@@ -53,11 +53,13 @@ def test_the_charts_show_the_runs_the_database_holds_and_a_reload_keeps_them(
     alt = browser.wait(charted, timeout=60, what="the runs chart at the database's count")
     assert "Sync runs" in alt
     assert re.search(r"discord:\w+ \d+", alt.replace("discord:ok", ""))  # the 403s too
-    assert browser.find("#chart-runs").is_displayed()
+    # (the page re-renders a chart when a poll reads it again: look it up afresh)
+    browser.wait(lambda: browser.find("#chart-runs").is_displayed(), what="the runs chart shown")
     browser.driver.execute_script(
         "document.querySelectorAll('#charts details').forEach((d) => { d.open = true; })")
     assert browser.all("#chart-runs-table tbody tr th")  # the points with data, as text
-    assert "keys" in (browser.find("#chart-owed").get_attribute("alt") or "")
+    browser.wait(lambda: "keys" in (browser.find("#chart-owed").get_attribute("alt") or ""),
+                 what="the owed-keys chart")
     shown(browser, "#charts-section", "history-1h")
 
     browser.driver.refresh()
@@ -68,6 +70,7 @@ def test_the_charts_show_the_runs_the_database_holds_and_a_reload_keeps_them(
     browser.wait(lambda: browser.find("#range-24h").get_attribute("aria-pressed") == "true"
                  and "over 24h" in (browser.find("#chart-runs").get_attribute("alt") or ""),
                  what="the 24 h chart")
-    assert total_in(browser.find("#chart-runs").get_attribute("alt") or "",
-                    "discord:ok") == discord_ok_in_db(system)
+    day = browser.wait(lambda: browser.find("#chart-runs").get_attribute("alt"),
+                       what="the 24 h chart's text")
+    assert total_in(day, "discord:ok") == discord_ok_in_db(system)
     shown(browser, "#charts-section", "history-24h")
