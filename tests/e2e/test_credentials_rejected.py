@@ -373,7 +373,12 @@ async def test_a_standby_that_takes_over_keeps_the_rejected_service_parked(
             channels = await owe_groups(database_url, sandbox, GROUPS)
 
             await marked_rejected(database_url, "discord", "Discord marked rejected")
-            recorded = sum(r.attempt for r in await rows(database_url))
+
+            async def first_key_recorded() -> int:  # the run marks the row, then records
+                return sum(r.attempt for r in await rows(database_url))
+
+            recorded = await wait_for(first_key_recorded, timeout=60,
+                                      message="the key that met the rejection recorded")
             # When it dies and the standby takes over
             first.kill()
             await asyncio.to_thread(first.wait, 15)
