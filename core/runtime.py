@@ -101,7 +101,7 @@ async def open_runtime(
         owner=lease_owner_id(owner_kind),
         coordinator=Coordinator(window=time_scale.seconds(settings.coalesce_window_seconds)),
         limiter=RunSlots(settings.sync_concurrency),
-        pauses=PauseFlags(session_factory),
+        pauses=PauseFlags(session_factory, now=clock.now),
         credentials=CredentialWatch(session_factory,
                                     time_scale.seconds(PROBE_INTERVAL_SECONDS)),
         client_board=board,

@@ -83,8 +83,10 @@ class ApiClient:
                                      json={"group_id": group_id, "confirm": True}))
 
     async def pause(self, service: str, *, via: str, reason: str | None = None,
-                    who: str | None = None) -> dict[str, Any]:
-        body = {"reason": reason} if reason else None
+                    who: str | None = None, for_seconds: int | None = None
+                    ) -> dict[str, Any]:
+        fields = {"reason": reason, "for_seconds": for_seconds}
+        body = {k: v for k, v in fields.items() if v is not None} or None
         return dict(await self._call("POST", f"/api/services/{service}/pause", json=body))
 
     async def resume(self, service: str, *, via: str, who: str | None = None

@@ -44,7 +44,8 @@ class Admin(Protocol):
     async def resync(self, group_id: int, *, via: str, who: str | None = None
                      ) -> dict[str, Any]: ...
     async def pause(self, service: str, *, via: str, reason: str | None = None,
-                    who: str | None = None) -> dict[str, Any]: ...
+                    who: str | None = None, for_seconds: int | None = None
+                    ) -> dict[str, Any]: ...
     async def resume(self, service: str, *, via: str, who: str | None = None
                      ) -> dict[str, Any]: ...
     async def reset_breaker(self, service: str, *, via: str, who: str | None = None
@@ -132,6 +133,8 @@ def _service_line(s: dict[str, Any], now: datetime) -> str:
             state += f" by {s['paused_by']}"
         if s.get("paused_at"):
             state += f" since {_at(s['paused_at'], now, past=True)}"
+        if s.get("paused_until"):
+            state += f" until {_at(s['paused_until'], now)}"
     breaker = s["breaker"]
     parts = [f"{s['name']}: {state}", f"breaker {breaker.get('state')}"]
     if breaker.get("half_open_at"):
@@ -352,8 +355,17 @@ async def resync(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
 
 async def pause(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
     _print_json(await admin.pause(args.service, via=VIA, reason=args.reason,
-                                  who=_operator()), out)
+                                  who=_operator(), for_seconds=args.for_seconds), out)
     return 0
+
+
+def _pause_span(text: str) -> int:
+    from core.admin.relative import parse_span
+
+    try:
+        return parse_span(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 async def resume(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
@@ -530,6 +542,9 @@ def add_verbs(verbs: Any) -> None:
              "owed and converge after resume.")
     p.add_argument("service", help="discord or calendar")
     p.add_argument("--reason", help="shown in status and on the dashboard")
+    p.add_argument("--for", dest="for_seconds", type=_pause_span, metavar="DURATION",
+                   help="end the pause by itself after this long (90s, 30m, 2h, 1d; at "
+                        "most 7d); without it the service stays paused until `resume`")
 
     p = verb("resume", resume, "resume a paused service", "Owed keys run again at once.")
     p.add_argument("service", help="discord or calendar")

@@ -13,6 +13,7 @@ from core.admin.keys import parse_sync_type
 from core.db.models import Group, ServiceState, SyncState
 from core.db.session import SessionFactory, dialect_name
 from core.engine.running.outbox import OUTBOX_CHANNEL, mark_owed
+from core.engine.running.pauses import pause_in_force
 from core.engine.running.state import SyncKey, owed
 from core.errors import CircuitOpenError
 from core.syncers import types
@@ -115,18 +116,23 @@ async def _service_row(session: AsyncSession, name: str, now: datetime) -> Servi
 
 async def set_paused(
     session_factory: SessionFactory, service: str, paused: bool, now: datetime,
-    reason: str | None = None, by: str | None = None,
+    reason: str | None = None, by: str | None = None, until: datetime | None = None,
 ) -> bool:
     """Returns whether the flag changed. A pause records who asked and, the first time,
-    since when (pausing a paused service again keeps its start, takes the new reason)."""
+    since when (pausing a paused service again keeps its start, takes the new reason and
+    the new end: ``until``, None for "until resumed"). A pause whose end has passed is
+    over: pausing again starts a new one."""
     name = parse_service(service)
+    if paused and until is not None and until <= now:
+        raise Invalid(f"a pause must end in the future, not at {until.isoformat()}")
     async with session_factory() as session, session.begin():
         row = await _service_row(session, name, now)
-        changed = bool(row.paused) != paused
+        changed = pause_in_force(row.paused, row.paused_until, now) != paused
         row.paused = paused
         row.paused_reason = reason if paused else None
         row.paused_by = by if paused else None
         row.paused_at = ((None if changed else row.paused_at) or now) if paused else None
+        row.paused_until = until if paused else None
         row.updated_at = now
         if not paused:
             await _notify(session)  # wake the daemon: the paused keys are owed and due

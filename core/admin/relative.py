@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+
+MAX_PAUSE_SECONDS = 7 * 24 * 3600  # a longer window is a decision for `resume`, not a timer
+_SPAN_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_SPAN = re.compile(r"^(\d+)\s*(s|m|min|h|d)$")
 
 
 def span(seconds: float) -> str:
@@ -34,3 +39,14 @@ def relative_since(at: datetime, now: datetime) -> str:
 def stamp(at: datetime) -> str:
     """An absolute time a person reads: to the second, UTC (no microseconds)."""
     return f"{at:%Y-%m-%d %H:%M:%S}Z"
+
+
+def parse_span(text: str) -> int:
+    """'90s', '30m', '2h', '1d' → seconds (the CLI's ``pause --for``); ValueError names
+    what is accepted."""
+    found = _SPAN.match(text.strip().lower())
+    seconds = int(found.group(1)) * _SPAN_UNITS[found.group(2)] if found else 0
+    if not 1 <= seconds <= MAX_PAUSE_SECONDS:
+        raise ValueError(f"{text!r} is not a duration from 1s to 7d: write e.g. 90s, 30m, "
+                         "2h or 1d")
+    return seconds

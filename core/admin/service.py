@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from core.admin import attention, bulk, control, groups, held, keys, presence, resync
@@ -25,7 +26,7 @@ from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db.models import HeldDecision, ServiceHealth, ServiceState
 from core.db.session import SessionFactory
-from core.engine.running.pauses import PauseFlags
+from core.engine.running.pauses import PauseFlags, pause_in_force
 from core.reminders.status import reminder_overview
 from core.syncers import types
 
@@ -121,16 +122,18 @@ class AdminService:
                     service_counts[status] = service_counts.get(status, 0) + n
             client = by_service.get(service, {})
             switch = switches.get(service)
+            paused = switch is not None and pause_in_force(switch.paused, switch.paused_until,
+                                                           now)
             entry: dict[str, Any] = {
                 "name": service,
                 "label": types.service_label(service),
                 "enabled": self.settings.service_enabled(service),
-                "paused": bool(switch and switch.paused),
-                "paused_reason": switch.paused_reason if switch else None,
-                # Who paused it and since when: the paused banner names both.
-                "paused_by": switch.paused_by if switch and switch.paused else None,
-                "paused_at": (switch.paused_at.isoformat()
-                              if switch and switch.paused and switch.paused_at else None),
+                "paused": paused,
+                "paused_reason": switch.paused_reason if switch and paused else None,
+                # Who paused it, since when and until when: the paused banner names them.
+                "paused_by": switch.paused_by if switch and paused else None,
+                "paused_at": _iso(switch.paused_at) if switch and paused else None,
+                "paused_until": _iso(switch.paused_until) if switch and paused else None,
                 "counts": service_counts,
                 "breaker": client.get("breaker", {"state": "unknown", "half_open_at": None}),
                 "rate_limits": client.get("rate_limits", []),
@@ -202,14 +205,20 @@ class AdminService:
                            f"{RETRY_HINTS.get(found.code, '')}")
 
     async def pause(self, service: str, *, via: str, reason: str | None = None,
-                    who: str | None = None) -> dict[str, Any]:
+                    who: str | None = None, for_seconds: int | None = None
+                    ) -> dict[str, Any]:
+        """``for_seconds``: the pause ends by itself after that long (wall-clock seconds:
+        an operator's window, never scaled by TIME_SCALE); None: until ``resume``."""
+        now = self.clock.now()
+        until = now + timedelta(seconds=for_seconds) if for_seconds is not None else None
         changed = await control.set_paused(
-            self.session_factory, service, True, self.clock.now(), reason,
-            by=actor(via, who))
+            self.session_factory, service, True, now, reason, by=actor(via, who),
+            until=until)
         self._pauses_changed()
         await self._trail("pause", {"service": service}, via, who, changed=changed,
-                          reason=reason)
-        return {"service": service, "paused": True, "changed": changed}
+                          reason=reason, **({"until": until.isoformat()} if until else {}))
+        return {"service": service, "paused": True, "changed": changed,
+                "paused_until": until.isoformat() if until else None}
 
     async def resume(self, service: str, *, via: str, who: str | None = None
                      ) -> dict[str, Any]:

@@ -12,7 +12,8 @@ to end before the key can run):
 - ``held``: a deletion guard holds the key's plan for an operator (no time: a person);
 - ``credentials_rejected``: the service refused groupsync's credentials; the key is
   parked until a probe succeeds (``until``: the next probe);
-- ``paused``: an operator paused the service (no time: until ``resume``);
+- ``paused``: an operator paused the service (``until``: the end the operator gave the
+  pause, or none: until ``resume``);
 - ``circuit_open``: the service's breaker is open (``until``: when it half-opens);
 - ``retry_after``: the service asked us to wait (a 429's ``Retry-After``);
 - ``backoff``: the last attempt failed; the next one is at ``until``;
@@ -105,6 +106,7 @@ class ServiceFacts:
     paused_reason: str | None = None
     paused_by: str | None = None  # who paused it (the audit's "via:who")
     paused_at: datetime | None = None
+    paused_until: datetime | None = None  # the pause ends by itself then (None: on resume)
     breaker_state: str = "closed"  # closed | open | half_open | unknown
     half_open_at: datetime | None = None
     limited_until: datetime | None = None  # the latest lane limit the service imposed
@@ -123,6 +125,7 @@ class ServiceFacts:
             paused_reason=entry.get("paused_reason"),
             paused_by=entry.get("paused_by"),
             paused_at=parse_time(entry.get("paused_at")),
+            paused_until=parse_time(entry.get("paused_until")),
             breaker_state=str(breaker.get("state") or "unknown"),
             half_open_at=parse_time(breaker.get("half_open_at")),
             limited_until=max((t for t in limits if t is not None), default=None),
@@ -169,8 +172,14 @@ def _first_reason(
         since = (f" since {service.paused_at:%H:%M:%S}Z "
                  f"({relative_since(service.paused_at, now)})" if service.paused_at else "")
         why = f" ({service.paused_reason})" if service.paused_reason else ""
-        return Waiting(WaitCode.PAUSED, None,
-                       f"{name} is paused{who}{since}{why}; `resume {name}` lets it run")
+        if service.paused_until is None:
+            return Waiting(WaitCode.PAUSED, None,
+                           f"{name} is paused{who}{since}{why}; `resume {name}` lets it run")
+        until = _later(service.paused_until, due)
+        return Waiting(WaitCode.PAUSED, until,
+                       f"{name} is paused{who}{since}{why} until "
+                       f"{_when(service.paused_until, now)}; `resume {name}` lets it run "
+                       "sooner")
     if service is not None and service.breaker_state in ("open", "half_open") and (
         service.half_open_at is not None and service.half_open_at > now
     ):

@@ -231,6 +231,8 @@ class ServiceState(Base):
     paused_reason: Mapped[str | None] = mapped_column(Text)
     paused_by: Mapped[str | None] = mapped_column(String(200))  # who paused it (the banner)
     paused_at: Mapped[datetime | None]  # since when it is paused
+    # The pause ends by itself at this time (None: until someone resumes it).
+    paused_until: Mapped[datetime | None]
     # An operator asked to close this service's circuit; each daemon resets its breaker
     # once for every request newer than the last one it applied.
     breaker_reset_requested_at: Mapped[datetime | None]

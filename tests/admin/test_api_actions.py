@@ -207,3 +207,46 @@ async def test_a_paused_service_owing_more_than_a_sweep_batch_does_not_starve_th
         await wait_for(lambda: len(fakes.runs("calendar", 9999)) == 1, timeout=30,
                        message="the unpaused key swept past the paused ones")
     assert fakes.runs("discord") == []
+
+
+async def test_a_pause_given_an_end_ends_by_itself_and_its_keys_converge(
+    daemon: AdminDaemon, admin_sessions: SessionFactory, fakes: Fakes
+) -> None:
+    """``for_seconds`` is the operator's wall-clock window: nobody resumes, and once it
+    has passed every daemon calls the service again (the rows say so, not a timer)."""
+    from datetime import UTC, datetime
+
+    from core.engine.running.outbox import mark_owed
+    from tests.factories import make_group
+
+    async with daemon.client() as api:
+        refused = await api.post("/api/services/calendar/pause", json={"for_seconds": 0})
+        assert refused.status_code == 422
+        answer = await api.post("/api/services/calendar/pause",
+                                json={"reason": "Google maintenance", "for_seconds": 3})
+        assert answer.status_code == 200
+        until = datetime.fromisoformat(answer.json()["paused_until"])
+        async with admin_sessions() as session, session.begin():
+            group = (await make_group(session)).id
+            await mark_owed(session, [group], datetime.now(UTC))
+        calendar = next(s for s in (await api.get("/api/overview")).json()["services"]
+                        if s["name"] == "calendar")
+        key = (await api.get(f"/api/keys/calendar/{group}")).json()
+
+        async def converged() -> bool:
+            row = await key_row(admin_sessions, "calendar", group)
+            return row.status == "ok" and row.requested_generation == row.completed_generation
+
+        await wait_for(converged, timeout=30, message="the calendar key after the pause ended")
+        ran_at = datetime.now(UTC)
+        after = next(s for s in (await api.get("/api/overview")).json()["services"]
+                     if s["name"] == "calendar")
+    assert calendar["paused"] is True
+    assert calendar["paused_until"] == until.isoformat()
+    assert key["waiting"]["code"] == "paused"
+    assert key["waiting"]["until"] == until.isoformat()
+    assert "until" in key["waiting"]["detail"]
+    assert ran_at >= until  # not before the window ended
+    assert [r["group"] for r in fakes.runs("calendar")] == [group]
+    assert after["paused"] is False
+    assert after["paused_until"] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -160,6 +160,23 @@ async def test_pause_resume_and_breaker_reset(
     assert code == 0
     assert reset is not None
     assert reset.breaker_reset_requested_at is not None
+
+
+async def test_a_pause_for_a_window_ends_then_and_status_says_until_when(
+    local: Settings, session_factory: SessionFactory, capsys: Capture
+) -> None:
+    code, out = await cli(local, capsys, "pause", "calendar", "--for", "2h",
+                          "--reason", "maintenance")
+    until = datetime.fromisoformat(payload(out)["paused_until"])
+    assert code == 0
+    assert timedelta(minutes=119) < until - datetime.now(UTC) <= timedelta(hours=2)
+    code, out = await cli(local, capsys, "status")
+    assert "PAUSED (maintenance)" in out
+    assert "until" in out
+    assert "(in 2 h)" in out or "(in 1 h 59 min)" in out
+    with pytest.raises(SystemExit):
+        await cli(local, capsys, "pause", "calendar", "--for", "forever")
+    assert "not a duration from 1s to 7d" in capsys.readouterr().err
 
 
 # ---- --api: the same verbs through a running daemon ----------------------------------------

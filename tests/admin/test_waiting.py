@@ -115,3 +115,36 @@ def test_a_paused_key_names_who_paused_it_since_when_and_why() -> None:
     assert "12 min ago" in found.detail
     assert "(Google maintenance)" in found.detail
 
+
+
+def test_a_pause_given_an_end_says_when_it_ends_and_then_no_longer_holds() -> None:
+    from core.engine.running.pauses import pause_in_force
+
+    ends = NOW + timedelta(minutes=30)
+    paused = ServiceFacts("calendar", paused=True, paused_by="cli:ann@ops-1",
+                          paused_at=NOW - timedelta(minutes=5), paused_until=ends)
+    found = waiting_reason(OWED, paused, NOW)
+    assert found is not None
+    assert (found.code, found.until) == (WaitCode.PAUSED, ends)
+    assert "until" in found.detail
+    assert "(in 30 min)" in found.detail
+    assert pause_in_force(True, ends, NOW)
+    assert not pause_in_force(True, ends, ends)
+    assert pause_in_force(True, None, NOW)
+    assert not pause_in_force(False, None, NOW)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200),
+                                               ("1d", 86400), (" 15 min ", 900)])
+def test_pause_windows_read_as_people_write_them(text: str, seconds: int) -> None:
+    from core.admin.relative import parse_span
+
+    assert parse_span(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0s", "8d", "soon", "-5m", "5"])
+def test_a_pause_window_that_is_no_duration_names_what_is_accepted(text: str) -> None:
+    from core.admin.relative import parse_span
+
+    with pytest.raises(ValueError, match="1s to 7d"):
+        parse_span(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from selenium.webdriver.support.ui import Select
 from sqlalchemy import select
 
 from core.db.models import Group, Membership, User
@@ -108,10 +109,13 @@ def test_search_acknowledge_pause_banner_and_audit_of_the_actions_just_done(
     job = system.api("GET", "/api/bulk-jobs").json()["items"][0]
     browser.wait_text(f"#finished-job-{job['id']}", "Finished", timeout=60)
     browser.find("#pause-reason").send_keys("Discord maintenance window")
+    Select(browser.find("#pause-for")).select_by_visible_text("1 h")
     browser.click("#pause-discord")
     banner = browser.wait_text("#banner-paused-discord", "Discord maintenance window")
     assert "paused by dashboard:127.0.0.1 since" in banner
     assert "ago" in banner
+    assert "when the pause ends by itself, or until it is resumed" in banner
+    assert "(in 59 min" in banner or "(in 1 h 0 min)" in banner
     browser.screenshot("paused-banner")
 
     audit = browser.wait_text("#audit-body", "Pause")

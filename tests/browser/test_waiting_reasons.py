@@ -6,8 +6,8 @@ page, and ``status --json`` (straight on the database, another process) says the
 The Retry-After and the open circuit are both Discord's, and the stronger one wins for
 every Discord key, so they are shown one after the other: first the 429 storm (with the
 pause and the hold), then the server errors that open the circuit. A time the key may
-next run is shown where one exists; a pause and a hold end when an operator says so, and
-the page and ``status`` say that instead of inventing a time.
+next run is shown where one exists; a hold ends when an operator decides, and the page and
+``status`` say so instead of inventing a time; the pause is given an end (``--for``).
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ def status_json(system: System) -> dict[str, Any]:
     return shown
 
 
-def status_waiting(system: System, sync_type: str, group_id: int) -> dict[str, Any] | None:
+def status_waiting(system: System, sync_type: str, group_id: int) -> dict[str, Any]:
     """The key's waiting reason as ``status --json`` lists it (failing, held or pending)."""
     shown = status_json(system)
     for section in ("failing", "held", "pending"):
         for item in shown[section]["items"]:
             if item["sync_type"] == sync_type and item["group_id"] == group_id:
-                waiting: dict[str, Any] | None = item.get("waiting")
+                waiting: dict[str, Any] = item.get("waiting") or {"code": None}
                 return waiting
-    return None
+    return {"code": None, "listed": False}
 
 
 def api_waiting(system: System, sync_type: str, group_id: int, code: str
@@ -91,7 +91,8 @@ def test_each_waiting_reason_is_named_with_its_next_run_in_the_page_and_in_statu
     wait_until(lambda: api_waiting(system, "discord", held.id, "held"), timeout=60,
                message="the guard to hold the emptied group's Discord sync")
     assert system.api("POST", "/api/services/calendar/pause",
-                      json={"reason": "Google maintenance window"}).status_code == 200
+                      json={"reason": "Google maintenance window", "for_seconds": 900}
+                      ).status_code == 200
     system.call(system.sandbox.discord.inject, "429", retry_after=300.0)
     limited = add_member_groups(system, 1)[0]
     wait_until(lambda: api_waiting(system, "discord", limited.id, "retry_after"), timeout=60,
@@ -101,29 +102,35 @@ def test_each_waiting_reason_is_named_with_its_next_run_in_the_page_and_in_statu
     # Retry-After: its reason, and a run time in the future, in both places.
     text = key_text(browser, system, limited, "discord", "waiting: retry after")
     assert "rate limited" in text or "answered 429" in text
-    assert "may next run" in text and "(in " in text
+    assert "may next run" in text
+    assert "(in " in text
     browser.screenshot("retry-after")
     waiting = status_waiting(system, "discord", limited.id)
-    assert waiting is not None and waiting["code"] == "retry_after", waiting
+    assert waiting["code"] == "retry_after", waiting
     assert future(waiting["until"]), waiting
 
-    # Paused: who, why and since when; it runs when resumed, which no clock can tell.
+    # Paused: who, why, since and until when; the pause's end is its next run.
     text = key_text(browser, system, limited, "calendar", "waiting: paused")
     assert "calendar is paused by" in text
-    assert "Google maintenance window" in text and "since" in text
-    assert "`resume calendar` lets it run" in text
+    assert "Google maintenance window" in text
+    assert "since" in text
+    assert "until" in text
+    assert "`resume calendar` lets it run sooner" in text
+    assert "may next run" in text
+    assert "(in 15 min)" in text or "(in 14 min)" in text
     browser.screenshot("paused")
     waiting = status_waiting(system, "calendar", limited.id)
-    assert waiting is not None and waiting["code"] == "paused", waiting
+    assert waiting["code"] == "paused", waiting
     assert "Google maintenance window" in waiting["detail"]
+    assert future(waiting["until"]), waiting
 
     # Held: the guard's words, and the operator's way out.
     text = key_text(browser, system, held, "discord", "waiting: held")
     assert "held for approval: would remove" in text
     assert "`approve` or `reject` decides" in text
     browser.screenshot("held")
-    waiting = status_waiting(system, "discord", held.id)
-    assert waiting is not None and waiting["code"] == "held", waiting
+    assert "may next run" not in text  # a person decides when, not a clock
+    assert status_waiting(system, "discord", held.id)["code"] == "held"
 
     # Then server errors on every call: the circuit opens and every owed Discord key
     # waits for its half-open probe, a time in the future.
@@ -134,11 +141,11 @@ def test_each_waiting_reason_is_named_with_its_next_run_in_the_page_and_in_statu
                timeout=90, message="the circuit to open and hold the new group's key")
     text = key_text(browser, system, broken, "discord", "waiting: circuit open")
     assert "circuit is open after repeated failures; it half-opens at" in text
-    assert "may next run" in text and "(in " in text
+    assert "may next run" in text
+    assert "(in " in text
     browser.screenshot("circuit-open")
     waiting = status_waiting(system, "discord", broken.id)
-    assert waiting is not None and waiting["code"] == "circuit_open", waiting
+    assert waiting["code"] == "circuit_open", waiting
     assert future(waiting["until"]), waiting
     # The hold still outranks the circuit: it waits for a person either way.
-    held_waiting = status_waiting(system, "discord", held.id)
-    assert held_waiting is not None and held_waiting["code"] == "held"
+    assert status_waiting(system, "discord", held.id)["code"] == "held"

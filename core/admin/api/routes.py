@@ -16,6 +16,7 @@ from core.admin.attention import AttentionQuery
 from core.admin.bulk import BulkScope
 from core.admin.errors import Invalid
 from core.admin.keys import KeyFilter
+from core.admin.relative import MAX_PAUSE_SECONDS
 from core.admin.service import AdminService
 from core.db.models import SyncStatus
 
@@ -80,6 +81,10 @@ class PauseIn(Strict):
     model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
     reason: str | None = Field(None, max_length=500, pattern=STORABLE_TEXT)
+    for_seconds: int | None = Field(
+        None, ge=1, le=MAX_PAUSE_SECONDS,
+        description="end the pause by itself after this many (wall-clock) seconds; "
+                    "absent: paused until resumed")
 
 
 def service_of(request: Request) -> AdminService:
@@ -190,9 +195,10 @@ async def resync(request: Request, service: Service, caller: Caller, body: Resyn
 async def pause(request: Request, service: Service, caller: Caller, name: ServiceParam,
                 body: PauseIn | None = None) -> JSONResponse:
     reason = body.reason if body else None
+    for_seconds = body.for_seconds if body else None
     return await _once(request, service, 200,
                        lambda: service.pause(name, via=caller.via, reason=reason,
-                                             who=_client(request)))
+                                             who=_client(request), for_seconds=for_seconds))
 
 
 @router.post("/services/{name}/resume", summary="Resume a paused service")

@@ -378,12 +378,15 @@
       + `credentials working; ${probe}.`;
   }
 
-  // Who paused the service, why and since when (the trail on the page, issue 23).
+  // Who paused the service, why, since and until when (the trail on the page, issue 23).
   function pausedText(service) {
     const who = service.paused_by ? ` by ${service.paused_by}` : '';
     const since = service.paused_at ? ` since ${sinceText(service.paused_at)}` : '';
     const why = service.paused_reason ? ` Reason: ${service.paused_reason}.` : ' No reason given.';
-    return `— paused${who}${since}.${why} No syncs for this service run until it is resumed.`;
+    const until = service.paused_until
+      ? ` No syncs for this service run until ${clockTime(service.paused_until)} (in ${duration(secondsUntil(service.paused_until))}), when the pause ends by itself, or until it is resumed.`
+      : ' No syncs for this service run until it is resumed.';
+    return `— paused${who}${since}.${why}${until}`;
   }
 
   function renderBanners() {
@@ -863,11 +866,17 @@
   async function pauseOrResume(service, pause) {
     const verb = pause ? 'pause' : 'resume';
     const reason = pause ? $('pause-reason').value.trim() : '';
+    const forSeconds = pause ? Number($('pause-for').value) || null : null;
+    const body = {};
+    if (reason) body.reason = reason;
+    if (forSeconds) body.for_seconds = forSeconds;
     const result = await act('POST', `/api/services/${encodeURIComponent(service)}/${verb}`,
-      reason ? { reason } : undefined, `${verb} ${serviceName(service)}`);
+      Object.keys(body).length ? body : undefined, `${verb} ${serviceName(service)}`);
     if (result.status >= 200 && result.status < 300) {
-      if (pause) $('pause-reason').value = '';
-      toast(`${serviceName(service)} ${pause ? 'paused: no syncs run until it is resumed' : 'resumed'}.`);
+      if (pause) { $('pause-reason').value = ''; $('pause-for').value = ''; }
+      const paused = forSeconds ? `paused for ${duration(forSeconds)}: it resumes by itself then`
+        : 'paused: no syncs run until it is resumed';
+      toast(`${serviceName(service)} ${pause ? paused : 'resumed'}.`);
     } else {
       toast(`Could not ${verb} ${serviceName(service)}: ${problemText(result)}.`, 'error');
     }
