@@ -68,7 +68,7 @@ def channel(state: DiscordState, c: Channel) -> dict[str, Any]:
         }
     data: dict[str, Any] = {
         "id": c.id, "type": c.type, "guild_id": c.guild_id, "name": c.name,
-        "position": c.position, "parent_id": None, "nsfw": False, "flags": 0,
+        "position": c.position, "parent_id": c.parent_id, "nsfw": False, "flags": 0,
         "permission_overwrites": [o.to_json() for o in c.overwrites.values()],
         "last_message_id": None, "rate_limit_per_user": 0,
     }

@@ -89,6 +89,15 @@ async def test_a_category_overwrite_denying_the_bot_applies_to_its_channels(
     assert caught.value.code == 50013
 
 
+async def test_a_channel_in_a_category_names_its_parent(
+    sb: Sandbox, bot: discord.Client, ids: Seeded
+) -> None:
+    sb.discord.add_channel(CATEGORY, ids.guild, "groups", type=4)
+    sb.discord.add_channel(FILED, ids.guild, "group-9", type=0, parent_id=CATEGORY)
+    assert (await bot.http.get_channel(FILED))["parent_id"] == str(CATEGORY)
+    assert (await bot.http.get_channel(ids.text))["parent_id"] is None
+
+
 async def test_hiding_a_channel_from_everyone_hides_it_from_the_bot(
     sb: Sandbox, bot: discord.Client, ids: Seeded
 ) -> None:
