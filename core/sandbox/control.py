@@ -31,6 +31,8 @@ ALLOWED = {
         "add_guild", "add_role", "add_channel", "delete_channel", "add_user", "add_member",
         "remove_member", "set_foreign_overwrite", "overwrites", "member_roles", "messages",
         "dm_messages", "invalid_requests", "pings", "set_bot_permissions",
+        "drop_gateway_connections", "invalidate_gateway_sessions", "request_gateway_reconnect",
+        "gateway_stats", "set_session_start_limit", "allow_privileged_intents",
     },
     "calendar": COMMON | {
         "add_calendar", "delete_calendar", "events", "get_event", "set_attendee_response",

@@ -30,19 +30,22 @@ class Context:
     """Everything a handler may use for one request."""
 
     def __init__(self, state: DiscordState, params: dict[str, str], body: Any, now: float,
-                 nonce_window: float, query: dict[str, str] | None = None) -> None:
+                 nonce_window: float, query: dict[str, str] | None = None,
+                 gateway_bot: Callable[[], dict[str, Any]] | None = None) -> None:
         self.state = state
         self.params = params
         self.body = body if isinstance(body, dict) else {}
         self.now = now
         self.nonce_window = nonce_window  # real seconds (already scaled)
         self.query = query or {}
+        self.gateway_bot = gateway_bot  # the GET /gateway/bot body, from the gateway
 
 
 ROUTES = RouteTable([
     ("GET", "/users/@me", "get_me"),
     ("POST", "/users/@me/channels", "create_dm"),
     ("GET", "/oauth2/applications/@me", "get_application"),
+    ("GET", "/gateway/bot", "get_gateway_bot"),
     ("GET", "/users/{user_id}", "get_user"),
     ("GET", "/channels/{channel_id}", "get_channel"),
     ("PUT", "/channels/{channel_id}/permissions/{target}", "put_overwrite"),
@@ -63,6 +66,11 @@ def get_me(ctx: Context) -> Result:
 
 def get_application(ctx: Context) -> Result:
     return 200, payloads.application(ctx.state)
+
+
+def get_gateway_bot(ctx: Context) -> Result:
+    assert ctx.gateway_bot is not None
+    return 200, ctx.gateway_bot()
 
 
 def get_user(ctx: Context) -> Result:
@@ -208,6 +216,7 @@ def _message(
 
 HANDLERS: dict[str, Callable[[Context], Result]] = {
     "get_me": get_me, "get_application": get_application, "get_user": get_user,
+    "get_gateway_bot": get_gateway_bot,
     "get_channel": get_channel, "put_overwrite": put_overwrite,
     "delete_overwrite": delete_overwrite, "create_message": create_message,
     "list_messages": list_messages,

@@ -16,6 +16,7 @@ from aiohttp import web
 from core.sandbox import discord_api
 from core.sandbox.clock import Clock
 from core.sandbox.discord_errors import DiscordError, unauthorized_body
+from core.sandbox.discord_gateway import GATEWAY_PATH, Gateway
 from core.sandbox.discord_state import DiscordState
 from core.sandbox.faults import first
 from core.sandbox.options import DiscordLimits, RouteLimit
@@ -59,6 +60,8 @@ class DiscordFake(FakeService):
         self.limits = limits or DiscordLimits()
         self.state = DiscordState()
         self.bot_token = make_bot_token(self.state.bot.id)
+        self.gateway = Gateway(clock, self.state, self.limits.gateway,
+                               token=lambda: self.bot_token, reset_token=self._reset_token)
         self._global: dict[str, SlidingWindow] = {}
         self._buckets: dict[tuple[str, str, str], FixedWindowBucket] = {}
         self._invalid: dict[str, SlidingWindow] = {}
@@ -131,10 +134,44 @@ class DiscordFake(FakeService):
         window = self._invalid.get(ip)
         return 0 if window is None else window.used(self.clock.now())
 
+    def _reset_token(self) -> None:
+        """Discord resets a bot's token when it exceeds the session start limit."""
+        self.bot_token = make_bot_token(self.state.bot.id)
+
+    # ---- gateway controls (discord_gateway) ---------------------------------------------
+    def drop_gateway_connections(self) -> int:
+        """Cut every gateway socket like a network failure (the client RESUMEs)."""
+        return self.gateway.drop_connections()
+
+    def invalidate_gateway_sessions(self, notify: bool = True) -> int:
+        """Forget every gateway session: connected ones are told (op 9, d: false) unless
+        ``notify`` is false; the next RESUME of any gets INVALID_SESSION (d: false)."""
+        return self.gateway.invalidate_sessions(notify=notify)
+
+    def request_gateway_reconnect(self) -> int:
+        """Send op 7 RECONNECT to every identified gateway socket."""
+        return self.gateway.request_reconnect()
+
+    def gateway_stats(self) -> dict[str, Any]:
+        """Counters: connections, identifies, resumes, invalid_sessions, dispatched, ..."""
+        return self.gateway.stats()
+
+    def set_session_start_limit(self, total: int | None = None,
+                                remaining: int | None = None) -> dict[str, int]:
+        """Change ``session_start_limit`` (e.g. ``remaining=0`` to see a refused IDENTIFY)."""
+        self.gateway.start_limit.set(self.clock.now(), total=total, remaining=remaining)
+        return self.gateway.start_limit.view(self.clock.now())
+
+    def allow_privileged_intents(self, intents: int) -> None:
+        """The privileged intent bits enabled for the bot (the developer portal's switches)."""
+        self.gateway.allowed_privileged = int(intents)
+
     # ---- HTTP ------------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get(GATEWAY_PATH, self.gateway.handle)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self.handle)
+        app.on_shutdown.append(self.gateway.close_all)
         return app
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -195,15 +232,18 @@ class DiscordFake(FakeService):
         bucket_headers, refused = self._route_limit(token, route.key, params, now)
         if refused is not None:
             return self._invalid_response(ip, refused)
+        gateway_url = f"ws://{request.host}{GATEWAY_PATH}"
         response = self._invalid_response(ip, self._answer(route.name, params, body, fired,
-                                                           bucket_headers, record.query))
+                                                           bucket_headers, record.query,
+                                                           gateway_url))
         late = first(fired, "late_answer")
         if late is not None:
             await asyncio.sleep(self.clock.scaled(late.latency or 1.0))
         return response
 
     def _answer(self, name: str, params: dict[str, str], body: Any, fired: list[Any],
-                headers: dict[str, str], query: dict[str, str]) -> web.Response:
+                headers: dict[str, str], query: dict[str, str],
+                gateway_url: str) -> web.Response:
         injected_429 = first(fired, "429")
         if injected_429 is not None:
             # A sub-limit: 429 while the bucket still reports Remaining > 0.
@@ -216,7 +256,8 @@ class DiscordFake(FakeService):
         # The nonce window is nominal like every other duration: at time_scale 0.01
         # Discord's few minutes pass in seconds, so tests can outlive it.
         ctx = discord_api.Context(self.state, params, body, self.clock.now(),
-                                  self.clock.scaled(self.limits.nonce_window), query)
+                                  self.clock.scaled(self.limits.nonce_window), query,
+                                  gateway_bot=lambda: self.gateway.bot_info(gateway_url))
         try:
             status, payload = discord_api.HANDLERS[name](ctx)
         except DiscordError as exc:

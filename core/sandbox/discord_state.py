@@ -7,6 +7,7 @@ nothing about HTTP.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,14 @@ class DiscordState:
         # Who each posted message pinged: {"message_id", "channel_id", "everyone",
         # "users", "roles"}, in posting order.
         self.pings: list[dict[str, Any]] = []
+        # Called after every change a gateway session would hear about, with what changed:
+        # ("channel_create" | "channel_update" | "channel_delete", Channel),
+        # ("role_create" | "role_update", Role) or ("guild_create", Guild).
+        self.observers: list[Callable[[str, Any], None]] = []
+
+    def _changed(self, kind: str, obj: Any) -> None:
+        for observer in self.observers:
+            observer(kind, obj)
 
     # ---- seeding -----------------------------------------------------------------
     def add_guild(
@@ -140,6 +149,7 @@ class DiscordState:
         )
         guild.members[self.bot.id] = Member(self.bot.id, [guild.bot_role_id])
         self.guilds[gid] = guild
+        self._changed("guild_create", guild)
 
     def add_role(self, guild_id: int | str, role_id: int | str, position: int, *,
                  name: str | None = None, permissions: int = 0,
@@ -148,12 +158,14 @@ class DiscordState:
         rid = sid(role_id)
         guild.roles[rid] = Role(rid, guild.id, name or f"role-{rid}", position, permissions,
                                 mentionable)
+        self._changed("role_create", guild.roles[rid])
 
     def set_bot_permissions(self, guild_id: int | str, permissions: int) -> None:
         """What the bot's role grants in the guild (before channel overwrites)."""
         guild = self.guild(guild_id)
         guild.bot_permissions = permissions
         guild.roles[guild.bot_role_id].permissions = permissions
+        self._changed("role_update", guild.roles[guild.bot_role_id])
 
     def add_channel(self, channel_id: int | str, guild_id: int | str, name: str, type: int = 0,
                     *, bot_can_view: bool = True, parent_id: int | str | None = None) -> None:
@@ -165,9 +177,12 @@ class DiscordState:
         position = sum(1 for c in self.channels.values() if c.guild_id == guild.id)
         self.channels[cid] = Channel(cid, type, name, guild.id, position,
                                      bot_can_view=bot_can_view, parent_id=parent)
+        self._changed("channel_create", self.channels[cid])
 
     def delete_channel(self, channel_id: int | str) -> None:
-        self.channels.pop(sid(channel_id), None)
+        gone = self.channels.pop(sid(channel_id), None)
+        if gone is not None:
+            self._changed("channel_delete", gone)
 
     def add_user(self, user_id: int | str, username: str, accepts_dms: bool = True) -> None:
         uid = sid(user_id)
@@ -187,7 +202,9 @@ class DiscordState:
                               allow: int = 0, deny: int = 0) -> None:
         """An overwrite made by a person in the Discord UI (no permission checks)."""
         cid, tid = sid(channel_id), sid(target_id)
-        self.channel(cid).overwrites[tid] = Overwrite(tid, type, allow, deny)
+        channel = self.channel(cid)
+        channel.overwrites[tid] = Overwrite(tid, type, allow, deny)
+        self._changed("channel_update", channel)
 
     # ---- readers -----------------------------------------------------------------
     def overwrites(self, channel_id: int | str) -> dict[str, dict[str, Any]]:
@@ -280,6 +297,7 @@ class DiscordState:
         else:
             self.user(target)
         channel.overwrites[target] = Overwrite(target, int(kind), allow, deny)
+        self._changed("channel_update", channel)
 
     def delete_overwrite(self, channel_id: str, target: str) -> None:
         channel = self.visible_channel(channel_id)
@@ -287,6 +305,7 @@ class DiscordState:
             raise DiscordError(MISSING_PERMISSIONS)
         if channel.overwrites.pop(target, None) is None:
             raise DiscordError(UNKNOWN_OVERWRITE)
+        self._changed("channel_update", channel)
 
     def change_member_role(self, guild_id: str, user_id: str, role_id: str, add: bool) -> None:
         guild = self.guild(guild_id)

@@ -46,6 +46,22 @@ def _default_routes() -> Mapping[str, RouteLimit]:
 
 
 @dataclass(frozen=True)
+class GatewayLimits:
+    """The Discord gateway's numbers (docs: topics/gateway, session start limit object)."""
+
+    heartbeat_interval: float = 41.25  # what HELLO asks for, nominal seconds
+    # A connection that sends nothing for this many intervals is a zombie and is cut
+    # (never sooner than ``zombie_floor`` real seconds: heartbeats run in a thread that a
+    # loaded test machine may hold up).
+    zombie_after_intervals: float = 3.0
+    zombie_floor: float = 5.0
+    session_starts: int = 1000  # identifies per reset window
+    session_start_window: float = 86_400.0
+    max_concurrency: int = 1
+    replay_buffer: int = 10_000  # dispatches kept per session for RESUME
+
+
+@dataclass(frozen=True)
 class DiscordLimits:
     """Discord REST limits (docs: topics/rate-limits)."""
 
@@ -57,6 +73,7 @@ class DiscordLimits:
     default_route: RouteLimit = RouteLimit("default", 5, 5.0)
     # How long a message nonce is remembered ("the past few minutes"), nominal seconds.
     nonce_window: float = 300.0
+    gateway: GatewayLimits = GatewayLimits()
 
 
 @dataclass(frozen=True)
