@@ -24,6 +24,7 @@ from core.sandbox.calendar_errors import (
     rate_limited,
     required_access_level,
 )
+from core.sandbox.calendar_push import PushChannels
 from core.sandbox.calendar_store import CalendarStore
 from core.sandbox.clock import Clock
 from core.sandbox.faults import Fault, first
@@ -42,6 +43,8 @@ EVENT = "/calendars/{calendar_id}/events/{event_id}"
 WRITES = frozenset({"insert", "update", "patch", "delete"})
 ROLES = frozenset({"owner", "writer", "reader", "none"})
 ROUTES = RouteTable([
+    ("POST", "/channels/stop", "stop_channel"),
+    ("POST", "/calendars/{calendar_id}/events/watch", "watch"),
     ("GET", "/calendars/{calendar_id}", "get_calendar"),
     ("POST", "/calendars/{calendar_id}/events", "insert"),
     ("GET", "/calendars/{calendar_id}/events", "list"),
@@ -84,6 +87,8 @@ class CalendarFake(FakeService):
         self.acl: dict[str, dict[str | None, str]] = {}
         self._project_windows: dict[str, SlidingWindow] = {}
         self._user_windows: dict[str, SlidingWindow] = {}
+        self.push = PushChannels(clock.wall, clock.scaled, clock.now)
+        self.store.observers.append(self.push.changed)
 
     # ---- control: state ---------------------------------------------------------------------
     @property
@@ -139,6 +144,22 @@ class CalendarFake(FakeService):
     def revoke_refresh_tokens(self) -> None:
         self.tokens.revoke_refresh_tokens()
 
+    # ---- control: push channels (calendar_push) ---------------------------------------------
+    def push_channels(self) -> list[dict[str, Any]]:
+        """Live watch channels: the watch answer plus ``calendar_id``, ``address`` and
+        ``messages`` (notifications numbered so far)."""
+        return self.push.live()
+
+    def push_deliveries(self) -> list[dict[str, Any]]:
+        """Every notification POST tried: ``channel_id``, ``calendar_id``, ``state``,
+        ``number``, the receiver's ``status`` (or ``error``), ``time`` (when it was sent,
+        monotonic like the request log) and ``answered``."""
+        return list(self.push.deliveries)
+
+    def stopped_push_channels(self) -> list[str]:
+        """Channel ids ended by channels.stop, in order."""
+        return list(self.push.stopped)
+
     def set_over_quota_status(self, status: int) -> None:
         if status not in (403, 429):
             raise ValueError("over-quota status must be 403 or 429")
@@ -166,6 +187,11 @@ class CalendarFake(FakeService):
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self.handle_api)
         app.router.add_post(BATCH_PATH, self.handle_batch)
         app.router.add_post(TOKEN_PATH, self.handle_token)
+
+        async def close_push(_app: web.Application) -> None:
+            await self.push.close()
+
+        app.on_cleanup.append(close_push)
         return app
 
     async def handle_api(self, request: web.Request) -> web.Response:
@@ -279,6 +305,9 @@ class CalendarFake(FakeService):
 
     def _call(self, name: str, params: dict[str, str], req: CalRequest, body: dict[str, Any],
               principal: Principal) -> CalResponse:
+        if name == "stop_channel":
+            self.push.stop(body, principal.project)
+            return CalResponse(204)
         calendar_id = self._admitted_calendar(name, params, req, body, principal)
         event_id = params.get("event_id", "")
         if_match = req.headers.get("if-match")
@@ -288,6 +317,9 @@ class CalendarFake(FakeService):
             return CalResponse(200, {"kind": "calendar#calendar", "etag": '"1"',
                                      "id": calendar_id, "summary": calendar_id,
                                      "timeZone": "UTC"})
+        if name == "watch":
+            store.calendar(calendar_id)
+            return CalResponse(200, self.push.watch(calendar_id, body, principal.project))
         if name == "insert":
             return _event(store.insert(calendar_id, body, principal.user))
         if name == "list":

@@ -13,7 +13,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,8 @@ class CalendarStore:
         self._etags = itertools.count(int(time.time() * 1_000_000))
         self._seq = itertools.count(1)
         self._sync_epoch = secrets.token_hex(4)
+        # Called with the calendar's id after every change to one of its events (push).
+        self.observers: list[Callable[[str], None]] = []
 
     # ---- calendars ------------------------------------------------------------------------
     def add_calendar(self, calendar_id: str) -> None:
@@ -95,7 +97,7 @@ class CalendarStore:
             del data["attendees"]
         data.setdefault("reminders", {"useDefault": True})
         data.setdefault("eventType", "default")
-        return self._save(events, event_id, data)
+        return self._save(calendar_id, event_id, data)
 
     def get(self, calendar_id: str, event_id: str) -> dict[str, Any]:
         return copy.deepcopy(self.stored(calendar_id, event_id).data)
@@ -125,7 +127,7 @@ class CalendarStore:
         data = copy.deepcopy(stored.data)
         data["status"] = "cancelled"
         data["updated"] = rfc3339()
-        self._save(self.calendar(calendar_id), event_id, data)
+        self._save(calendar_id, event_id, data)
 
     def set_attendee_response(self, calendar_id: str, event_id: str, email: str,
                               response: str) -> None:
@@ -137,7 +139,7 @@ class CalendarStore:
         if attendee is None:
             raise KeyError(f"{email} is not an attendee of {event_id}")
         attendee["responseStatus"] = response
-        self._save(self.calendar(calendar_id), event_id, data)
+        self._save(calendar_id, event_id, data)
 
     def edit_as_person(self, calendar_id: str, event_id: str,
                        changes: dict[str, Any]) -> dict[str, Any]:
@@ -199,12 +201,13 @@ class CalendarStore:
         if old.get("start") != data.get("start") or old.get("end") != data.get("end"):
             data["sequence"] = old.get("sequence", 0) + 1
         data["updated"] = rfc3339()
-        return self._save(self.calendar(calendar_id), event_id, data)
+        return self._save(calendar_id, event_id, data)
 
-    def _save(self, events: dict[str, StoredEvent], event_id: str,
-              data: dict[str, Any]) -> dict[str, Any]:
+    def _save(self, calendar_id: str, event_id: str, data: dict[str, Any]) -> dict[str, Any]:
         data["etag"] = f'"{next(self._etags)}"'
-        events[event_id] = StoredEvent(data, next(self._seq))
+        self.calendar(calendar_id)[event_id] = StoredEvent(data, next(self._seq))
+        for observer in self.observers:
+            observer(calendar_id)
         return copy.deepcopy(data)
 
     def _parse_sync_token(self, token: str) -> int:

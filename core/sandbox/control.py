@@ -39,7 +39,8 @@ ALLOWED = {
         "edit_event_as_person",
         "delete_event_as_person", "revoke_sync_tokens", "set_over_quota_status",
         "project_units", "user_units", "quota", "issue_token", "set_quota_envelope",
-        "share_calendar", "revoke_refresh_tokens",
+        "share_calendar", "revoke_refresh_tokens", "push_channels", "push_deliveries",
+        "stopped_push_channels",
     },
 }
 
