@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     enabled_services: Annotated[tuple[Service, ...], NoDecode] = (Service.DISCORD, Service.CALENDAR)
     discord_bot_token: SecretStr | None = None
     discord_api_base_url: str = "https://discord.com/api/v10"
+    # The active daemon's gateway connection (GUILDS intent): a cache of the guild's
+    # channels that syncs read instead of GET /channels/{id}, and people's overwrite
+    # edits repaired within seconds. 0: every read over REST, edits left to the sweep.
+    discord_gateway: bool = True
+    # A write of ours whose CHANNEL_UPDATE echo has not come by then makes its channel
+    # untrusted (read over REST) until the channel's next update; nominal seconds.
+    discord_gateway_echo_timeout_seconds: float = Field(10.0, gt=0)
     google_credentials_file: Path | None = None
     google_impersonate_subject: str | None = Field(
         None, description="Workspace user a service account acts for (domain-wide delegation)"

@@ -39,6 +39,7 @@ from core.db.problems import SchemaNotCurrent
 from core.db.session import create_engine, create_session_factory
 from core.engine.health.leadership import leadership
 from core.engine.health.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
+from core.engine.loops.discord_changes import follow_gateway
 from core.engine.loops.history_rollups import flush_counts, recording
 from core.engine.loops.periodic import schedule_periodic
 from core.engine.loops.recovery import recover
@@ -249,6 +250,7 @@ class GroupsyncRuntime:
             stack.push_async_callback(_drain, runtime, own)  # before the scheduler stops
             await recover(runtime, timers)
             schedule_periodic(own, runtime)
+            await follow_gateway(runtime, stack)  # closed before the drain: no new repairs
             reminders = delivery_for(runtime, own)
             if reminders is not None:
                 pending = await reminders.rescan()

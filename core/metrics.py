@@ -8,9 +8,15 @@ embedding application's default registry do not collide.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core.history.tally import TALLY
+
+if TYPE_CHECKING:
+    from core.clients.discord_gateway import GatewayStatus
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -87,3 +93,55 @@ DRIFT_SWEEP_GROUPS = Counter(
     ["service"],
     registry=REGISTRY,
 )
+
+
+# ---- the Discord gateway (core/clients/discord_gateway.py) -------------------------------------
+GATEWAY_CONNECTED = Gauge(
+    "groupsync_discord_gateway_connected",
+    "1 while the Discord gateway is connected and its cache current (syncs read from it).",
+    registry=REGISTRY,
+)
+GATEWAY_LATENCY = Gauge(
+    "groupsync_discord_gateway_latency_seconds",
+    "The gateway's last heartbeat → ACK time (NaN while not connected).",
+    registry=REGISTRY,
+)
+GATEWAY_CACHE_AGE = Gauge(
+    "groupsync_discord_gateway_cache_age_seconds",
+    "Seconds since the gateway last sent anything into the channel cache (NaN: nothing yet).",
+    registry=REGISTRY,
+)
+GATEWAY_RESUMES = Counter(
+    "groupsync_discord_gateway_resumes",
+    "Gateway sessions resumed after a dropped connection.",
+    registry=REGISTRY,
+)
+GATEWAY_IDENTIFIES = Counter(
+    "groupsync_discord_gateway_identifies",
+    "Gateway IDENTIFYs sent: the first of each link, and one per session Discord invalidated.",
+    registry=REGISTRY,
+)
+CHANNEL_READS = Counter(
+    "groupsync_discord_channel_reads",
+    "Channel overwrite reads by the Discord sync, by source (gateway cache or REST).",
+    ["source"],
+    registry=REGISTRY,
+)
+
+
+def watch_gateway(status: Callable[[], GatewayStatus] | None) -> None:
+    """The gateway gauges read ``status`` at scrape time (None: no link in this process)."""
+    nan = float("nan")
+
+    def field(pick: Callable[[GatewayStatus], float | None]) -> Callable[[], float]:
+        def read() -> float:
+            if status is None:
+                return nan
+            value = pick(status())
+            return nan if value is None else float(value)
+        return read
+
+    GATEWAY_CONNECTED.set_function(
+        field(lambda s: 1.0 if s.state == "connected" else 0.0) if status else lambda: 0.0)
+    GATEWAY_LATENCY.set_function(field(lambda s: s.latency))
+    GATEWAY_CACHE_AGE.set_function(field(lambda s: s.cache_age))

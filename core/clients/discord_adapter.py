@@ -207,9 +207,10 @@ class _Unmetered(Ratelimit):
         return None
 
 
-def use_base_url(client: discord.Client, base_url: str) -> None:
+def use_base_url(client: discord.Client, base_url: str,
+                 cls: type[BasedHTTPClient] = BasedHTTPClient) -> None:
     http = client.http
-    http.__class__ = BasedHTTPClient
+    http.__class__ = cls
     assert isinstance(http, BasedHTTPClient)
     http.base_url = base_url.rstrip("/")
 

@@ -17,8 +17,16 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
+from core.clients.cached_discord import CachedDiscord
 from core.clients.calendar_adapter import CalendarAdapter
 from core.clients.discord_adapter import DiscordAdapter
+from core.clients.discord_gateway import (
+    IDENTIFY_GAP_SECONDS,
+    RESTART_SECONDS,
+    GatewayLink,
+    GatewayOptions,
+)
+from core.clients.gateway_cache import ChannelCache
 from core.clients.google_credentials import (
     credentials_reloader,
     load_google_credentials,
@@ -42,6 +50,9 @@ class Clients:
     status_sources: tuple[Callable[[], ServiceStatus], ...] = ()
     breaker_resets: dict[str, Callable[[], None]] = field(default_factory=dict)
     probes: dict[str, CredentialProbe] = field(default_factory=dict)  # per service
+    # The Discord gateway connection behind ``discord``'s cache (DISCORD_GATEWAY), not yet
+    # connected: only the active daemon starts it (core/engine/loops/discord_changes.py).
+    gateway: GatewayLink | None = None
 
     def statuses(self) -> list[ServiceStatus]:
         """Breaker state, rate-limit pauses (and Discord's invalid-request count) per service."""
@@ -69,15 +80,20 @@ async def open_clients(
     require_credentials(settings)
     discord_adapter = None
     calendar_adapter = None
+    discord: DiscordPort | None = None
+    gateway = None
     if settings.service_enabled(Service.DISCORD):
         assert settings.discord_bot_token is not None
+        token = settings.discord_bot_token.get_secret_value()
         discord_adapter = DiscordAdapter(
-            settings.discord_bot_token.get_secret_value(),
-            limits.discord(settings.discord_api_base_url, scale),
-            now,
-        )
+            token, limits.discord(settings.discord_api_base_url, scale), now)
         await discord_adapter.start()
         stack.push_async_callback(discord_adapter.close)
+        discord = discord_adapter
+        if settings.discord_gateway:
+            gateway = open_gateway(settings, scale, token, discord_adapter, now)
+            stack.push_async_callback(gateway.close)
+            discord = CachedDiscord(discord_adapter, gateway.cache)
     if settings.service_enabled(Service.CALENDAR):
         assert settings.google_credentials_file is not None
         credentials = await asyncio.to_thread(
@@ -91,12 +107,28 @@ async def open_clients(
         stack.push_async_callback(calendar_adapter.close)
     adapters = [a for a in (discord_adapter, calendar_adapter) if a is not None]
     return Clients(
-        discord=discord_adapter,
+        discord=discord,
         calendar=calendar_adapter,
         status_sources=tuple(a.status for a in adapters),
         breaker_resets={a.service: a.guard.reset_breaker for a in adapters},
         probes={a.service: a.probe for a in adapters},
+        gateway=gateway,
     )
+
+
+def open_gateway(settings: Settings, scale: TimeScale, token: str, rest: DiscordAdapter,
+                 now: Callable[[], float]) -> GatewayLink:
+    """The gateway link and its cache; nothing connects until the link is started."""
+    # An echo comes within milliseconds; the floor keeps a loaded test machine's
+    # scaled timeout from distrusting every channel.
+    echo_timeout = max(1.0, scale.seconds(settings.discord_gateway_echo_timeout_seconds))
+    options = GatewayOptions(
+        base_url=settings.discord_api_base_url,
+        identify_gap=scale.seconds(IDENTIFY_GAP_SECONDS),
+        restart_delays=tuple(max(0.05, scale.seconds(d)) for d in RESTART_SECONDS),
+    )
+    return GatewayLink(token, options, ChannelCache(echo_timeout, now),
+                       rejected=lambda: rest.credentials_rejected)
 
 
 def _scale(time_scale: TimeScale | float | None, settings: Settings) -> TimeScale:

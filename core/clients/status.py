@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from core.clients.discord_gateway import GatewayLink
     from core.clients.ports import CalendarPort, DiscordPort
     from core.clients.probes import Probe
 
@@ -54,6 +55,7 @@ class ClientBoard:
         self._probes: dict[str, CredentialProbe] = {}
         self._discord: DiscordPort | None = None
         self._calendar: CalendarPort | None = None
+        self._gateway: GatewayLink | None = None
 
     def publish(
         self,
@@ -63,6 +65,7 @@ class ClientBoard:
         discord: DiscordPort | None = None,
         probes: dict[str, CredentialProbe] | None = None,
         calendar: CalendarPort | None = None,
+        gateway: GatewayLink | None = None,
     ) -> None:
         self._sources.extend(sources)
         self._resets.update(breaker_resets or {})
@@ -71,6 +74,8 @@ class ClientBoard:
             self._discord = discord
         if calendar is not None:
             self._calendar = calendar
+        if gateway is not None:
+            self._gateway = gateway
 
     @property
     def discord(self) -> DiscordPort | None:
@@ -83,6 +88,12 @@ class ClientBoard:
         """The Calendar client the incremental sync lists changes through (None: Calendar
         disabled, or a factory that opens no clients)."""
         return self._calendar
+
+    @property
+    def gateway(self) -> GatewayLink | None:
+        """The Discord gateway link (None: DISCORD_GATEWAY=0, Discord disabled, or a
+        factory that opens no clients); the active daemon starts it."""
+        return self._gateway
 
     def statuses(self) -> list[ServiceStatus]:
         return [source() for source in self._sources]

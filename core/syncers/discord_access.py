@@ -119,7 +119,7 @@ class DiscordAccessSyncer(PlannedSyncer[_Reading, Action]):
     async def _read(self, group_id: int, context: SyncContext, fence: Fence) -> _Reading:
         async with self._sessions() as session:
             snapshot = await load_snapshot(session, group_id, context.now)
-            rows = await _records(session, group_id)
+            rows = await recorded_grants(session, group_id)
         records = {grant: state for grant, (state, _) in rows.items()}
         guilds = {grant: guild for grant, (_, guild) in rows.items()}
         problems: list[NeedsAttentionError] = []
@@ -351,7 +351,9 @@ async def _all(reads: Iterable[Awaitable[T]]) -> list[T]:
     return cast(list[T], answers)
 
 
-async def _records(session: AsyncSession, group_id: int) -> dict[Grant, tuple[str, str]]:
+async def recorded_grants(session: AsyncSession, group_id: int
+                          ) -> dict[Grant, tuple[str, str]]:
+    """The group's delivery records: grant → (state, guild it was made in)."""
     rows = (
         await session.execute(select(DiscordGrant).where(DiscordGrant.group_id == group_id))
     ).scalars()

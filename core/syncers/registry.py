@@ -20,5 +20,5 @@ async def build_syncers(deps: SyncerDeps) -> Mapping[SyncType, Syncer]:
     clients = await open_clients(settings, deps.exit_stack, deps.clock, deps.time_scale)
     deps.client_board.publish(clients.status_sources, clients.breaker_resets,
                               discord=clients.discord, calendar=clients.calendar,
-                              probes=clients.probes)
+                              probes=clients.probes, gateway=clients.gateway)
     return {spec.sync_type: spec.build(deps, clients) for spec in types.registered()}

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clients.ports import CalendarChanges, CalendarPort
 from core.db.models import CalendarSyncToken, Group, Rsvp, SyncState, SyncType
 from core.engine.health.outage import is_database_unavailable
-from core.engine.running import runner
+from core.engine.loops.live_changes import not_already_owed, run_repairs
 from core.engine.running.outbox import mark_owed
 from core.engine.running.state import SyncKey
 from core.errors import CredentialsRejectedError, MissingTargetError, SyncError
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = get_logger("groupsync.calendar_changes")
 CALENDAR_CHANGES_JOB = "calendar_changes"
-LIVE_CHANGE = "live_change"  # the reason a repair's run is recorded with
 
 
 async def followed_calendars(session: AsyncSession) -> dict[str, int]:
@@ -74,19 +73,15 @@ async def follow_calendar(rt: Runtime, calendar: CalendarPort, calendar_id: str)
                      for group_id in sorted(groups_of(changes.events))}
         verdict = judge(calendar_id, changes.events, snapshots)
         imported = await _import_answers(session, snapshots, verdict, now)
-        repairs = await _not_already_owed(session, verdict)
+        repairs = await not_already_owed(session, SyncType.CALENDAR, verdict.repairs)
         await mark_owed(session, repairs, now, [SyncType.CALENDAR])
         await _store_token(session, calendar_id, changes, now)
-    for group_id in repairs:
-        log.info("calendar_live_change", calendar_id=calendar_id, group_id=group_id,
-                 found="; ".join(verdict.repairs[group_id]))
     if changes.events:
         log.info("calendar_changes_applied", calendar_id=calendar_id,
                  changes=len(changes.events), answers_imported=imported,
                  repairs=len(repairs), full=token is None)
-    for group_id in repairs:
-        await runner.run_key(rt, SyncKey(SyncType.CALENDAR, group_id), lane=Lane.BACKGROUND,
-                             reason=LIVE_CHANGE)
+    await run_repairs(rt, SyncType.CALENDAR, {g: verdict.repairs[g] for g in repairs},
+                      "calendar_live_change", calendar_id=calendar_id)
     return verdict
 
 
@@ -145,19 +140,6 @@ async def _import_answers(
                 .values(response=response, updated_at=now))
         imported += len(plan.update)
     return imported
-
-
-async def _not_already_owed(session: AsyncSession, verdict: Verdict) -> list[int]:
-    """A key owed already (a membership change on its way) will read and repair anyway;
-    its in-between state is no person's change."""
-    if not verdict.repairs:
-        return []
-    owed = set(await session.scalars(
-        select(SyncState.group_id).where(
-            SyncState.sync_type == SyncType.CALENDAR,
-            SyncState.group_id.in_(verdict.repairs),
-            SyncState.requested_generation > SyncState.completed_generation)))
-    return [g for g in sorted(verdict.repairs) if g not in owed]
 
 
 async def _store_token(
