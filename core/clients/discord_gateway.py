@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +107,8 @@ class _GatewayState(ConnectionState["_GatewayClient"]):
             log.debug("gateway_payload_not_modelled", error=f"{type(exc).__name__}: {exc}")
 
     def parse_ready(self, data: Any) -> None:
-        self.link.cache.session_started(str(g["id"]) for g in data.get("guilds", ()))
+        with self.link.noting_ready():
+            self.link.cache.session_started(str(g["id"]) for g in data.get("guilds", ()))
         self._library(super().parse_ready, data)
 
     def parse_resumed(self, data: Any) -> None:
@@ -116,8 +117,10 @@ class _GatewayState(ConnectionState["_GatewayClient"]):
 
     def parse_guild_create(self, data: Any) -> None:
         if not data.get("unavailable"):
-            for change in self.link.cache.guild_available(str(data["id"]),
-                                                          data.get("channels") or ()):
+            with self.link.noting_ready():
+                changes = self.link.cache.guild_available(str(data["id"]),
+                                                          data.get("channels") or ())
+            for change in changes:
                 self.link.emit(change)
         self._library(super().parse_guild_create, data)
 
@@ -220,8 +223,18 @@ class GatewayLink:
     def resumed(self) -> None:
         self.resumes += 1
         metrics.GATEWAY_RESUMES.inc()
-        self.cache.resumed()
         log.info("discord_gateway_resumed", resumes=self.resumes)
+        with self.noting_ready():
+            self.cache.resumed()
+
+    @contextlib.contextmanager
+    def noting_ready(self) -> Iterator[None]:
+        """One line when the cache becomes current (syncs read from it from now on)."""
+        was_up = self.cache.up
+        yield
+        if self.cache.up and not was_up:
+            log.info("discord_gateway_ready", channels=self.cache.channels,
+                     identifies=self.identifies, resumes=self.resumes)
 
     def connection_lost(self) -> None:
         if not self._closing:
