@@ -149,9 +149,24 @@ def _service_line(s: dict[str, Any], now: datetime) -> str:
     invalid = s["invalid_requests"]
     if invalid.get("used") is not None:
         parts.append(f"invalid requests {invalid['used']}/{invalid['budget']}")
+    if s.get("gateway"):
+        parts.append(gateway_words(s["gateway"], now))
     counts = ", ".join(f"{n} {k}" for k, n in sorted(s["counts"].items()))
     parts.append(f"keys: {counts or 'none'}")
     return " | ".join(parts)
+
+
+def gateway_words(gateway: dict[str, Any], now: datetime) -> str:
+    """"gateway connected since … (latency 12 ms, cache 0.4 s old, 1 resume)"."""
+    text = f"gateway {gateway['state']} since {_at(gateway['since'], now, past=True)}"
+    details = []
+    if gateway.get("latency") is not None:
+        details.append(f"latency {gateway['latency'] * 1000:.0f} ms")
+    if gateway.get("cache_age") is not None:
+        details.append(f"cache {gateway['cache_age']:.1f} s old")
+    details.append(f"{gateway.get('resumes', 0)} resumes, {gateway.get('identifies', 0)} "
+                   "identifies")
+    return f"{text} ({', '.join(details)})"
 
 
 # ---- verbs -------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ def client_json(status: ServiceStatus, now: datetime) -> dict[str, Any]:
         "invalid_requests": {
             "used": status.invalid_requests, "budget": status.invalid_request_budget,
         },
+        "gateway": status.gateway,
     }
 
 

@@ -139,6 +139,8 @@ class AdminService:
                 "rate_limits": client.get("rate_limits", []),
                 "invalid_requests": client.get(
                     "invalid_requests", {"used": None, "budget": None}),
+                # Discord's gateway link (connected / resuming / disconnected since T)
+                "gateway": client.get("gateway"),
                 "credentials": _credentials(switch),
             }
             entry["state"] = service_state(entry, now)

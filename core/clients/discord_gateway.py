@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -74,11 +75,16 @@ class GatewayStatus:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "state": self.state, "since": self.since,
+            "state": self.state,
+            "since": datetime.fromtimestamp(self.since, UTC).isoformat(),
             "latency": None if self.latency is None else round(self.latency, 4),
             "cache_age": None if self.cache_age is None else round(self.cache_age, 3),
             "channels": self.channels, "identifies": self.identifies, "resumes": self.resumes,
         }
+
+
+class NoGateway(Exception):
+    """``GET /gateway/bot`` answered 404: this Discord (a stand-in) serves no gateway."""
 
 
 class GatewayHTTPClient(BasedHTTPClient):
@@ -89,7 +95,13 @@ class GatewayHTTPClient(BasedHTTPClient):
     async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
         default = str(DiscordWebSocket.DEFAULT_GATEWAY)
         if url.startswith(default):  # a new session (a resume connects to READY's URL)
-            _shards, found, limits = await self.get_bot_gateway()
+            try:
+                _shards, found, limits = await self.get_bot_gateway()
+            except discord.GatewayNotFound as exc:
+                cause = exc.__cause__
+                if isinstance(cause, discord.HTTPException) and cause.status == 404:
+                    raise NoGateway(str(cause)) from exc
+                raise
             self.session_start_limit = {k: int(v) for k, v in limits.items()}  # type: ignore[call-overload]
             url = str(yarl.URL(found).with_query(yarl.URL(url).query))
         return await super().ws_connect(url, compress=compress)
@@ -278,6 +290,11 @@ class GatewayLink:
                     failures = 0
                 except asyncio.CancelledError:
                     raise
+                except NoGateway as exc:
+                    log.warning("discord_gateway_unavailable", error=str(exc)[:300],
+                                effect="syncs read channels over REST")
+                    self.cache.closed()
+                    return
                 except Exception as exc:
                     log.warning("discord_gateway_failed",
                                 error=f"{type(exc).__name__}: {exc}"[:300],

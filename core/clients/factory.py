@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.clients.cached_discord import CachedDiscord
 from core.clients.calendar_adapter import CalendarAdapter
@@ -106,14 +106,23 @@ async def open_clients(
         await calendar_adapter.start()
         stack.push_async_callback(calendar_adapter.close)
     adapters = [a for a in (discord_adapter, calendar_adapter) if a is not None]
+    sources = [a.status for a in adapters]
+    if gateway is not None and discord_adapter is not None:
+        sources[0] = with_gateway(discord_adapter.status, gateway)
     return Clients(
         discord=discord,
         calendar=calendar_adapter,
-        status_sources=tuple(a.status for a in adapters),
+        status_sources=tuple(sources),
         breaker_resets={a.service: a.guard.reset_breaker for a in adapters},
         probes={a.service: a.probe for a in adapters},
         gateway=gateway,
     )
+
+
+def with_gateway(source: Callable[[], ServiceStatus], link: GatewayLink
+                 ) -> Callable[[], ServiceStatus]:
+    """Discord's status with its gateway link's beside the REST client's."""
+    return lambda: replace(source(), gateway=link.status().to_json())
 
 
 def open_gateway(settings: Settings, scale: TimeScale, token: str, rest: DiscordAdapter,

@@ -28,6 +28,7 @@ from typing import Any
 from core.clients.ports import Overwrite
 
 Overwrites = Mapping[str, Overwrite]
+MAX_EXPECTED = 1000  # past this many writes awaiting echoes, the expired ones are swept
 
 
 class LinkState(StrEnum):
@@ -206,6 +207,8 @@ class ChannelCache:
 
     def expect(self, channel_id: str, target_id: str, overwrite: Overwrite | None) -> int:
         """Before a write of ours: the channel is untrusted until its echo shows it."""
+        if len(self._expected) > MAX_EXPECTED:
+            self._expire()  # no link (or a silent one): the dict stays bounded
         self._next_token += 1
         self._expected[self._next_token] = _Expected(
             channel_id, target_id, overwrite, self._now() + self._echo_timeout)
@@ -247,6 +250,15 @@ class ChannelCache:
 
     def _seen(self) -> None:
         self.last_event = self._now()
+
+    def _expire(self) -> None:
+        now = self._now()
+        for token, expected in list(self._expected.items()):
+            if expected.deadline <= now:
+                del self._expected[token]
+                channel = self._channels.get(expected.channel_id)
+                if channel is not None:
+                    channel.stale = True
 
     def _expected_on(self, channel_id: str) -> list[_Expected]:
         return [e for e in self._expected.values() if e.channel_id == channel_id]

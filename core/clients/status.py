@@ -29,6 +29,8 @@ class ServiceStatus:
     # lane → whole calls the client-side buckets allow right now, and seconds until full
     rate_limit_remaining: dict[str, int] = field(default_factory=dict)
     rate_limit_reset_in: dict[str, float] = field(default_factory=dict)
+    # Discord only: the gateway link (GatewayStatus.to_json), None without one
+    gateway: dict[str, Any] | None = None
 
     @property
     def available(self) -> bool:

@@ -121,6 +121,7 @@ async def discord_storm(
     """(The test module brings the ``sandbox`` fixture: ``tests.e2e.conftest``.)"""
     settings = sandbox_settings(sandbox, database_url, tmp_path, admin_token=TOKEN,
                                 admin_port=0, calendar_changes_seconds=1_000_000,
+                                discord_gateway=False,
                                 breaker_failure_threshold=2, breaker_reset_seconds=100_000)
     daemon = await active(await start_daemon(settings))
     world = World(sandbox, settings, session_factory, {})

@@ -33,7 +33,8 @@ async def group_with_a_deleted_overwrite(
     database_url: str, tmp_path: Path,
 ) -> tuple[AdminDaemon, World, Group, str]:
     settings = sandbox_settings(sandbox, database_url, tmp_path, admin_token=TOKEN,
-                                admin_port=0, calendar_changes_seconds=1_000_000)
+                                admin_port=0, calendar_changes_seconds=1_000_000,
+                                discord_gateway=False)
     daemon = await active(await start_daemon(settings))
     world = World(sandbox, settings, sessions, {})
     group, user = await world.group_with_member(meetings=1)

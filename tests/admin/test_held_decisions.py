@@ -54,7 +54,8 @@ async def held_group(
 ) -> tuple[AdminDaemon, World, Group]:
     """An active daemon whose 12-member group was emptied upstream: both keys held."""
     settings = sandbox_settings(sandbox, database_url, tmp_path, admin_token=TOKEN,
-                                admin_port=0, calendar_changes_seconds=1_000_000)
+                                admin_port=0, calendar_changes_seconds=1_000_000,
+                                discord_gateway=False)
     daemon = await active(await start_daemon(settings))
     world = World(sandbox, settings, session_factory, {})
     group = await world.add_group(meetings=1)

@@ -34,6 +34,7 @@ async def test_force_resync_preview_counts_equal_the_calls_and_records_made(
 ) -> None:
     settings = sandbox_settings(sandbox, database_url, tmp_path, admin_token=TOKEN,
                                 admin_port=0, calendar_changes_seconds=1_000_000,
+                                discord_gateway=False,
                                 drift_sweep_tick_seconds=1_000_000)
     daemon = await active(await start_daemon(settings))
     world = World(sandbox, settings, session_factory, {})

@@ -167,3 +167,14 @@ def test_cache_age_counts_from_the_last_event() -> None:
     assert cache.age() == 2.5
     cache.channel_updated(payload(OURS))
     assert cache.age() == 0.0
+
+
+def test_expectations_without_echoes_stay_bounded_and_distrust_their_channel() -> None:
+    clock = Clock()
+    cache = connected(clock)
+    for n in range(1500):
+        cache.expect(TEXT, str(n), None)
+        clock.t += 0.01  # 15 s in all: the first ones expire
+
+    assert cache.awaiting_echo < 1100
+    assert cache.overwrites(TEXT) is None

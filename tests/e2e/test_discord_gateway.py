@@ -26,7 +26,7 @@ from core.db.models import DiscordGrant, SyncType
 from core.db.session import create_engine, create_session_factory
 from core.sandbox import Sandbox, start_sandbox
 from core.syncers.discord_plan import TEXT_ALLOW
-from tests.e2e.daemon_world import ANN, BOB, TEXT, bob_joins, discord_env, key, seed
+from tests.e2e.daemon_world import ANN, BOB, TEXT, bob_joins, cli, discord_env, key, seed
 from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
 from tests.world import GUILD
@@ -45,6 +45,7 @@ class Running:
     sandbox: Sandbox
     group_id: int
     log: Path
+    env: dict[str, str]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         found = []
@@ -89,7 +90,7 @@ async def daemon(database_url: str, tmp_path: Path, **extra: str) -> AsyncIterat
                           DRIFT_SWEEP_TICK_SECONDS="1000000000", **extra)
         log = tmp_path / "daemon.log"
         process = spawn_run(env, log)
-        running = Running(sandbox, group_id, log)
+        running = Running(sandbox, group_id, log, env)
         try:
             await wait_for(lambda: running.overwrite(ANN) is not None, timeout=60,
                            message="Ann's overwrite granted")
@@ -185,9 +186,25 @@ async def test_a_dropped_connection_resumes_and_an_invalid_session_identifies_on
         (change,) = world.events("discord_live_change")
         assert change["found"] == f"channel {TEXT} user {ANN}: overwrite of ours altered"
 
+        # `status` shows the active daemon's gateway, resumed once
+        async def gateway_shown() -> dict[str, Any] | None:
+            # In a thread: the sandbox serving the daemon runs in this event loop
+            answer = await asyncio.to_thread(cli, world.env, "status", "--json")
+            view = json.loads(answer.stdout)
+            (discord,) = [s for s in view["services"] if s["name"] == "discord"]
+            gateway: dict[str, Any] | None = discord["gateway"]
+            return gateway if gateway and gateway["resumes"] == 1 else None
+
+        shown = await wait_for(gateway_shown, timeout=30, interval=0.5,
+                               message="status showing the resumed gateway")
+        assert (shown["state"], shown["identifies"], shown["channels"]) == ("connected", 1, 1)
+        text = await asyncio.to_thread(cli, world.env, "status")
+        assert "gateway connected since" in text.stdout, text.stdout
+
         # Invalidated: exactly one new IDENTIFY, and the cache is read again after it
         sandbox.discord.invalidate_gateway_sessions()
-        await wait_for(lambda: len(world.events("discord_gateway_ready")) == 2, timeout=30,
+        # (ready: the first session, its resume, and now the new session)
+        await wait_for(lambda: len(world.events("discord_gateway_ready")) == 3, timeout=30,
                        message="a new session's cache current")
         log = sandbox.discord.request_log
         before = len(log)

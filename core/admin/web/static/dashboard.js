@@ -422,6 +422,17 @@
     return parts.join(', ');
   }
 
+  // The active daemon's Discord gateway: connected / resuming / disconnected since T.
+  function gatewayWords(discord) {
+    const gateway = discord && discord.gateway;
+    if (!gateway) return 'Discord gateway: not connected (off, Discord disabled, or no active daemon); syncs read over REST.';
+    const parts = [`Discord gateway: ${gateway.state} since ${clockTime(gateway.since)}`];
+    if (gateway.latency !== null && gateway.latency !== undefined) parts.push(`latency ${Math.round(gateway.latency * 1000)} ms`);
+    if (gateway.cache_age !== null && gateway.cache_age !== undefined) parts.push(`cache ${gateway.cache_age.toFixed(1)} s old`);
+    parts.push(`${gateway.resumes} resumes, ${gateway.identifies} identifies`);
+    return parts.join(', ') + (gateway.state === 'connected' ? '; syncs read channels from it.' : '; syncs read over REST.');
+  }
+
   function renderOverview() {
     const overview = state.overview || {};
     const body = $('services-body');
@@ -460,6 +471,8 @@
     if (!body.children.length) {
       body.append(el('tr', {}, el('td', { colspan: '5', text: 'No service is enabled.' })));
     }
+    $('gateway-state').textContent = gatewayWords(
+      (overview.services || []).find((s) => s.name === 'discord'));
     const list = $('daemons-list');
     list.replaceChildren();
     // Only live heartbeats count: a dead daemon's row is neither active nor a standby.
