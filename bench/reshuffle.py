@@ -16,9 +16,16 @@ g to group g+1, and the outbox sweep (what the daemon runs) converges everything
   sync type by default: a reshuffle of more movers is held for an operator, and the run
   ends once only held keys are left).
 
+With ``--gateway on`` the runtime follows the sandbox's Discord gateway (as the daemon
+does) and syncs read channels from its cache: ``channel_reads`` counts the REST reads that
+remain and ``writes_ratio`` compares the time with the writes-only floor. ``--gateway drop``
+also drops the connection and invalidates the session half-way through the writes: the
+syncs read over REST until the new session's cache is current, and must still converge
+(``divergence`` counts overwrites that differ from the desired ones).
+
 Prints one JSON line. Usage:
     uv run --frozen python -m bench.reshuffle [--users 1000] [--groups 200] [--scale 1.0]
-        [--database sqlite|postgresql]
+        [--database sqlite|postgresql] [--gateway off|on|drop] [--guard-limit N]
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +47,14 @@ from bench.harness import (
     seed_groups,
     until,
 )
+from core.clients.discord_gateway import GatewayLink
+from core.engine.loops.discord_changes import follow_gateway
 from core.engine.loops.sweeper import OutboxSweeper
 from core.group_joining import switch_group
 from core.sandbox import Sandbox
 
 DISCORD_GLOBAL_PER_SECOND = 50.0
+READ = "GET /channels/{channel_id}"
 
 
 def member_overwrites(sandbox: Sandbox, groups: list[SeededGroup]) -> set[tuple[str, str]]:
@@ -69,9 +79,15 @@ def desired_after(groups: list[SeededGroup]) -> set[tuple[str, str]]:
 
 async def run(args: Any, tmp: Path) -> dict[str, object]:
     async with bench_database(args.database, tmp) as url, bench_system(
-        url, tmp, args.scale
-    ) as bench:
+        url, tmp, args.scale,
+        **({"guard_max_removals_per_10_min": args.guard_limit} if args.guard_limit else {}),
+    ) as bench, AsyncExitStack() as stack:
         groups = await seed_groups(bench, args.groups, args.users // args.groups)
+        link = None
+        if args.gateway != "off":
+            link = await follow_gateway(bench.runtime, stack)
+            assert link is not None, "the runtime has no gateway link (DISCORD_GATEWAY=0?)"
+            await until(lambda: _up(link), timeout=120, interval=0.05)
         before = member_overwrites(bench.sandbox, groups)
         after = desired_after(groups)
         changed = {c for c, _ in before ^ after}
@@ -86,19 +102,31 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         stop = asyncio.Event()
         cpu_started, started = time.process_time(), time.monotonic()
         sweeper = asyncio.create_task(OutboxSweeper(bench.runtime).run(stop))
+        writes = len(before - after) + len(after - before)
+        # A quarter of the planned writes: the deletion guard holds some keys' (by default)
+        dropper = (asyncio.create_task(_drop_half_way(bench.sandbox, writes // 4))
+                   if args.gateway == "drop" else None)
         try:
             await until(bench.settled, timeout=3600, interval=0.1)
         finally:
             stop.set()
             with suppress(asyncio.CancelledError):
                 await sweeper
+            if dropper is not None:
+                dropper.cancel()
+                with suppress(asyncio.CancelledError):
+                    await dropper
         seconds = time.monotonic() - started
         cpu = time.process_time() - cpu_started
         held_keys = await bench.held()
         held = member_overwrites(bench.sandbox, groups)
         records = discord_calls(bench.sandbox)
         calendar = len(bench.sandbox.calendar.request_log)
+        gateway = link.status().to_json() if link is not None else None
     floor = minimal / (DISCORD_GLOBAL_PER_SECOND / args.scale)
+    # The writes actually sent (a held key's are not): the floor no read can lower
+    sent = sum(1 for r in records if r.method in ("PUT", "DELETE") and r.status != 429)
+    writes_floor = sent / (DISCORD_GLOBAL_PER_SECOND / args.scale)
     return {
         "bench": "reshuffle",
         "database": args.database,
@@ -116,14 +144,42 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         "achieved_calls_per_second": round(len(records) / seconds * args.scale, 1),
         "cpu_seconds": round(cpu, 1),
         "converged_correctly": held == after,
+        "divergence": len(held ^ after),
         "held_keys": held_keys,
+        "gateway": args.gateway,
+        "channel_reads": sum(1 for r in records if r.route == READ),
+        "writes": sent,
+        "writes_floor_seconds": round(writes_floor, 2),
+        "writes_ratio": round(seconds / writes_floor, 3),
+        "gateway_state": gateway,
     }
+
+
+async def _up(link: GatewayLink) -> bool:
+    return link.cache.up
+
+
+async def _drop_half_way(sandbox: Sandbox, writes: int) -> None:
+    """Drop every gateway connection and invalidate the sessions once ``writes`` writes
+    are in: the RESUME is refused, and a new session is identified after the gap."""
+    log = sandbox.discord.request_log
+
+    async def half_done() -> bool:
+        return sum(1 for r in log if r.method in ("PUT", "DELETE")) >= writes
+
+    await until(half_done, timeout=3600, interval=0.01)
+    sandbox.discord.invalidate_gateway_sessions(notify=False)
+    sandbox.discord.drop_gateway_connections()
 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0], scale=1.0)
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--groups", type=int, default=200)
+    p.add_argument("--gateway", choices=["off", "on", "drop"], default="off",
+                   help="follow the sandbox's Discord gateway (drop: and lose it mid-run)")
+    p.add_argument("--guard-limit", type=int, default=None,
+                   help="GUARD_MAX_REMOVALS_PER_10_MIN (default 500 holds part of the run)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         emit(asyncio.run(run(args, Path(directory))))

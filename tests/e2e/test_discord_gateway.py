@@ -25,13 +25,20 @@ from sqlalchemy import select
 from core.db.models import DiscordGrant, SyncType
 from core.db.session import create_engine, create_session_factory
 from core.sandbox import Sandbox, start_sandbox
+from core.sandbox.discord_fake import DiscordFake
 from core.syncers.discord_plan import TEXT_ALLOW
 from tests.e2e.daemon_world import ANN, BOB, TEXT, bob_joins, cli, discord_env, key, seed
 from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
 from tests.world import GUILD
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # The sandbox's gateway comes with the gwsandbox branch (issue 22): until it is on
+    # this tree these cannot run.
+    pytest.mark.skipif(not hasattr(DiscordFake, "gateway_stats"),
+                       reason="the sandbox serves no Discord gateway yet"),
+]
 
 SCALE = 0.05
 READ = "GET /channels/{channel_id}"
