@@ -149,11 +149,14 @@ def _service_line(s: dict[str, Any], now: datetime) -> str:
     invalid = s["invalid_requests"]
     if invalid.get("used") is not None:
         parts.append(f"invalid requests {invalid['used']}/{invalid['budget']}")
-    if s.get("gateway"):
-        parts.append(gateway_words(s["gateway"], now))
+    parts.extend(gateway_parts(s.get("gateway"), now))
     counts = ", ".join(f"{n} {k}" for k, n in sorted(s["counts"].items()))
     parts.append(f"keys: {counts or 'none'}")
     return " | ".join(parts)
+
+
+def gateway_parts(gateway: dict[str, Any] | None, now: datetime) -> list[str]:
+    return [gateway_words(gateway, now)] if gateway else []
 
 
 def gateway_words(gateway: dict[str, Any], now: datetime) -> str:
