@@ -9,14 +9,11 @@ embedding application's default registry do not collide.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core.history.tally import TALLY
-
-if TYPE_CHECKING:
-    from core.clients.discord_gateway import GatewayStatus
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -129,11 +126,12 @@ CHANNEL_READS = Counter(
 )
 
 
-def watch_gateway(status: Callable[[], GatewayStatus] | None) -> None:
-    """The gateway gauges read ``status`` at scrape time (None: no link in this process)."""
+def watch_gateway(status: Callable[[], Any] | None) -> None:
+    """The gateway gauges read ``status`` (a GatewayStatus; not imported: the gateway
+    imports this module) at scrape time (None: no link in this process)."""
     nan = float("nan")
 
-    def field(pick: Callable[[GatewayStatus], float | None]) -> Callable[[], float]:
+    def field(pick: Callable[[Any], float | None]) -> Callable[[], float]:
         def read() -> float:
             if status is None:
                 return nan

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from core.clients.discord_gateway import GatewayLink
     from core.clients.ports import CalendarPort, DiscordPort
     from core.clients.probes import Probe
 
@@ -46,6 +45,15 @@ class ServiceStatus:
         return data
 
 
+class GatewayHandle(Protocol):
+    """The Discord gateway link as the board holds it (core/clients/discord_gateway.py's
+    GatewayLink, not imported: it imports this module's neighbours)."""
+
+    def start(self, sink: Callable[[Any], None]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class ClientBoard:
     """Where a runtime's clients show themselves to operators (core/admin): their live
     status, and a way to close a breaker on request. Filled by the syncer factory; empty
@@ -57,7 +65,7 @@ class ClientBoard:
         self._probes: dict[str, CredentialProbe] = {}
         self._discord: DiscordPort | None = None
         self._calendar: CalendarPort | None = None
-        self._gateway: GatewayLink | None = None
+        self._gateway: GatewayHandle | None = None
 
     def publish(
         self,
@@ -67,7 +75,7 @@ class ClientBoard:
         discord: DiscordPort | None = None,
         probes: dict[str, CredentialProbe] | None = None,
         calendar: CalendarPort | None = None,
-        gateway: GatewayLink | None = None,
+        gateway: GatewayHandle | None = None,
     ) -> None:
         self._sources.extend(sources)
         self._resets.update(breaker_resets or {})
@@ -92,7 +100,7 @@ class ClientBoard:
         return self._calendar
 
     @property
-    def gateway(self) -> GatewayLink | None:
+    def gateway(self) -> GatewayHandle | None:
         """The Discord gateway link (None: DISCORD_GATEWAY=0, Discord disabled, or a
         factory that opens no clients); the active daemon starts it."""
         return self._gateway

@@ -121,7 +121,7 @@ async def follow_gateway(rt: Runtime, stack: AsyncExitStack) -> GatewayLink | No
     """Connect this term's gateway link (if the clients have one) and judge its changes
     until ``stack`` closes; the link closes with the term's clients."""
     link = rt.client_board.gateway
-    if link is None:
+    if not isinstance(link, GatewayLink):
         return None
     follower = GatewayFollower(rt)
     task = asyncio.get_running_loop().create_task(follower.run())
