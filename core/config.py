@@ -7,9 +7,11 @@ names the environment variable.
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -109,6 +111,18 @@ class Settings(BaseSettings):
     # Calendar incremental sync (background lane): how often each followed calendar is
     # listed for what changed since its sync token (answers imported, edits repaired).
     calendar_changes_seconds: float = Field(60.0, gt=0)
+    # Calendar push (optional): the public HTTPS URL the operator routes to the admin
+    # server's POST /calendar/push. Set, the active daemon watches each followed calendar
+    # and a verified notification lists it at once (core/engine/loops/calendar_push.py).
+    calendar_push_url: str | None = Field(
+        None, description="https URL routed to the admin server's /calendar/push "
+        "(http only for a loopback host)")
+    calendar_push_ttl_seconds: float = Field(
+        86400.0, gt=0, le=604800, description="channel lifetime asked of Google")
+    calendar_push_renew_before_seconds: float = Field(
+        3600.0, gt=0, description="a channel with less left is replaced (new one first)")
+    calendar_push_check_seconds: float = Field(
+        300.0, gt=0, description="how often channels are checked for renewal")
     # The drift sweep (background lane) reconciles every group with the live services once
     # per period, waking every tick, and spends at most this share of a service's limit.
     drift_sweep_period_seconds: float = Field(86400.0, gt=0)
@@ -178,6 +192,16 @@ class Settings(BaseSettings):
                 "must be the email address of the Workspace user the service account acts for"
             )
         return value
+
+    @field_validator("calendar_push_url")
+    @classmethod
+    def _push_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        problem = push_url_problem(value.strip())
+        if problem is not None:
+            raise ValueError(problem)
+        return value.strip()
 
     @field_validator("sync_type_modules", mode="before")
     @classmethod
@@ -284,6 +308,29 @@ def redact_url(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def push_url_problem(url: str) -> str | None:
+    """Why CALENDAR_PUSH_URL cannot be used, or None: Google posts only to https; plain http
+    is allowed for a loopback host (tests and a local sandbox)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an absolute https URL (https://host/path)"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return "must be https (Google delivers notifications only to https; " \
+            "http is accepted for a loopback host only)"
+    if parts.username or parts.password:
+        return "must not carry credentials (the channel token authenticates notifications)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -40,6 +40,7 @@ from core.db.session import create_engine, create_session_factory
 from core.engine.health.leadership import leadership
 from core.engine.health.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
 from core.engine.loops.discord_changes import follow_gateway
+from core.engine.loops.calendar_push import start_calendar_push
 from core.engine.loops.history_rollups import flush_counts, recording
 from core.engine.loops.periodic import schedule_periodic
 from core.engine.loops.recovery import recover
@@ -251,6 +252,7 @@ class GroupsyncRuntime:
             await recover(runtime, timers)
             schedule_periodic(own, runtime)
             await follow_gateway(runtime, stack)  # closed before the drain: no new repairs
+            await start_calendar_push(runtime, stack)  # its channels stop as the term ends
             reminders = delivery_for(runtime, own)
             if reminders is not None:
                 pending = await reminders.rescan()

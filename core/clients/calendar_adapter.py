@@ -28,7 +28,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from core import metrics, tracing
-from core.clients.ports import CalendarChanges
+from core.clients.ports import CalendarChanges, WatchedChannel
 from core.clients.probes import GOOGLE_SETTING, Probe, Verdict, probe_google_credentials
 from core.clients.resilience import ResilienceConfig, ServiceGuard
 from core.clients.status import ServiceStatus
@@ -334,6 +334,24 @@ class CalendarAdapter:
             page_token = page.get("nextPageToken")
             if not page_token:
                 return CalendarChanges(events, page.get("nextSyncToken"))
+
+    async def watch_events(self, calendar_id: str, channel_id: str, address: str, token: str,
+                           ttl_seconds: float, lane: Lane) -> WatchedChannel:
+        body = {"id": channel_id, "type": "web_hook", "address": address, "token": token,
+                "params": {"ttl": str(int(ttl_seconds))}}
+
+        def make(service: Any) -> Any:
+            return service.events().watch(calendarId=calendar_id, body=body)
+
+        # ``what`` names the channel, never its token (it reaches logs and errors).
+        answer: dict[str, Any] = await self._call(lane, make, f"watch {calendar_id}")
+        return WatchedChannel(str(answer["resourceId"]), int(answer["expiration"]))
+
+    async def stop_channel(self, channel_id: str, resource_id: str, lane: Lane) -> None:
+        def make(service: Any) -> Any:
+            return service.channels().stop(body={"id": channel_id, "resourceId": resource_id})
+
+        await self._call(lane, make, f"stop channel {channel_id}", none_on={404})
 
     def status(self) -> ServiceStatus:
         return self.guard.status()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.lanes import Lane
 
@@ -133,6 +133,26 @@ class CalendarPort(Protocol):
         """Every event changed since ``sync_token`` (all pages, cancelled ones included),
         or, with no token, every event of the calendar: a full sync. None when Google
         answers 410 (the token expired): the caller starts again with a full sync."""
+        ...
+
+
+@dataclass(frozen=True)
+class WatchedChannel:
+    resource_id: str  # Google's id of the watched resource (channels.stop names it)
+    expiration_ms: int  # when Google stops sending, epoch milliseconds
+
+
+@runtime_checkable
+class CalendarPushPort(Protocol):
+    """Push channels on a calendar's events (events.watch / channels.stop)."""
+
+    async def watch_events(self, calendar_id: str, channel_id: str, address: str, token: str,
+                           ttl_seconds: float, lane: Lane) -> WatchedChannel:
+        """Open a channel posting to ``address`` with ``token`` on every change."""
+        ...
+
+    async def stop_channel(self, channel_id: str, resource_id: str, lane: Lane) -> None:
+        """End a channel; one Google no longer knows (404) counts as ended."""
         ...
 
 

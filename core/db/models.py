@@ -509,6 +509,22 @@ class CalendarSyncToken(Base):
     synced_at: Mapped[datetime]
 
 
+class CalendarPushChannel(Base):
+    """A Google watch channel on a followed calendar (Calendar push, issue 22): its id,
+    the resource Google named, when it expires, and the secret token every notification
+    must carry (compared in constant time; never logged or shown). Google cannot list
+    channels, so this table is the only record of them."""
+
+    __tablename__ = "calendar_push_channels"
+
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calendar_id: Mapped[str] = mapped_column(String(255), index=True)
+    resource_id: Mapped[str] = mapped_column(String(255))  # "" until the watch answered
+    token: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
 class HistoryRollup(Base):
     """History kept in SQL (core.history): per minute and per hour, a series' label (runs
     by "sync type:outcome", calls by "service:status", rate-limit waits by "service:lane",

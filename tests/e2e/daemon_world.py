@@ -5,6 +5,7 @@ daemon runs with, and reads of what it did (keys, CLI, calls on a target)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,12 @@ from tests.world import GUILD
 ROOT = Path(__file__).resolve().parents[2]
 TEXT, ANN, BOB = "871000000000000001", "871000000000000008", "871000000000000009"
 CALENDAR = "cohort-1@group.calendar.google.com"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def env_for(database_url: str, scale: float = 0.01, **extra: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ from core.db.models import DaemonHeartbeat, Group, User
 from core.db.session import create_engine, create_session_factory
 from core.group_joining import join_group
 from core.sandbox import Sandbox, start_sandbox
+from tests.e2e.daemon_world import free_port
 from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
 from tests.world import GUILD
@@ -30,12 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TEXT, ANN = "870000000000000001", "870000000000000009"
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_open(port: int) -> bool:

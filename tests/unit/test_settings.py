@@ -26,6 +26,8 @@ BAD_SETTINGS = [
     ("REMINDER_OFFSETS_MINUTES", "60,soon", "comma-separated list of whole numbers"),
     ("SENTRY_ATTEMPT_MILESTONES", "0", "every number must be positive"),
     ("GOOGLE_IMPERSONATE_SUBJECT", "teacher", "email address of the Workspace user"),
+    ("CALENDAR_PUSH_URL", "http://example.org/push", "must be https"),
+    ("CALENDAR_PUSH_URL", "push.example.org", "absolute https URL"),
 ]
 
 
@@ -147,3 +149,10 @@ def test_sslmode_goes_back_to_libpq_spelling_for_asyncpg_connect() -> None:
 
     url = load_settings(database_url="postgres://gs:pw@db/gs?sslmode=verify-full").database_url
     assert asyncpg_dsn(url) == "postgresql://gs:pw@db/gs?sslmode=verify-full"
+
+
+@pytest.mark.parametrize("url", ["https://example.org/hooks/calendar",
+                                 "http://127.0.0.1:8765/calendar/push",
+                                 "http://localhost/calendar/push"])
+def test_calendar_push_url_is_https_or_loopback_http(url: str) -> None:
+    assert load_settings(calendar_push_url=url).calendar_push_url == url

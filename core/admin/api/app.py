@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.admin.api import health, history_routes, problems, routes
+from core.admin.api import health, history_routes, problems, push_routes, routes
 from core.admin.api import metrics as metrics_route
 from core.admin.api.auth import AuthCheck, require_operator
 from core.admin.api.document import truthful
@@ -45,6 +45,7 @@ def create_app(
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(history_routes.router)
+    app.include_router(push_routes.router)
     install_dashboard(app, settings.admin_token)
     install_guard(app, settings, lambda: availability_for(service))
 

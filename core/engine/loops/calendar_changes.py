@@ -98,7 +98,8 @@ async def follow_calendars(rt: Runtime) -> int:
     listed = 0
     for calendar_id, group_id in calendars.items():
         try:
-            await follow_calendar(rt, calendar, calendar_id)
+            async with rt.calendar_wakes.lock(calendar_id):  # not while a push wake lists it
+                await follow_calendar(rt, calendar, calendar_id)
             listed += 1
         except CredentialsRejectedError as exc:
             # Every calendar would get the same answer: park the service as a run does.

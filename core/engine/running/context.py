@@ -20,6 +20,7 @@ from core.config import Settings
 from core.db.models import SyncType
 from core.db.session import SessionFactory
 from core.engine.health.outage import DatabaseOutage
+from core.engine.running.calendar_wakes import CalendarWakes
 from core.engine.running.coordinator import Coordinator
 from core.engine.running.credentials import CredentialWatch
 from core.engine.running.parking import Parking
@@ -74,3 +75,5 @@ class Runtime:
     # The deletion guard planned syncers ask before they apply (core/engine/running/held.py);
     # None: unguarded.
     guard: GuardPort | None = None
+    # Calendar push: verified notifications wake one calendar's list (calendar_push loop).
+    calendar_wakes: CalendarWakes = field(default_factory=CalendarWakes)
