@@ -39,8 +39,8 @@ from core.db.problems import SchemaNotCurrent
 from core.db.session import create_engine, create_session_factory
 from core.engine.health.leadership import leadership
 from core.engine.health.outage import DatabaseOutage, is_database_unavailable, reconnect_delay
-from core.engine.loops.discord_changes import follow_gateway
 from core.engine.loops.calendar_push import start_calendar_push
+from core.engine.loops.discord_changes import follow_gateway
 from core.engine.loops.history_rollups import flush_counts, recording
 from core.engine.loops.periodic import schedule_periodic
 from core.engine.loops.recovery import recover
