@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select, update
 
 from core.admin.control import make_due
 from core.admin.errors import Conflict, Invalid, NotFound
-from core.admin.estimate import Estimate, estimate_key
+from core.admin.estimate import estimate_key
 from core.admin.keys import KeyFilter
 from core.db.models import BulkJob, BulkJobItem, SyncState, SyncType
 from core.db.session import SessionFactory
@@ -71,13 +71,12 @@ async def _keys_in(session_factory: SessionFactory, scope: BulkScope) -> list[Sy
 async def preview(session_factory: SessionFactory, scope: BulkScope, now: datetime,
                   settings: Any = None) -> dict[str, Any]:
     found = await _keys_in(session_factory, scope)
-    total = Estimate()
+    calls = 0  # only the count: a bulk preview lists no items
     if settings is not None:
         async with session_factory() as session:
             for key in found[:ESTIMATE_SAMPLE]:
-                total = total + await estimate_key(session, settings, key.sync_type,
-                                                   key.group_id, now, lane=Lane.BACKGROUND)
-    calls = total.calls
+                calls += (await estimate_key(session, settings, key.sync_type, key.group_id,
+                                             now, lane=Lane.BACKGROUND)).calls
     if len(found) > ESTIMATE_SAMPLE:
         calls = round(calls * len(found) / ESTIMATE_SAMPLE)
     return {"scope": scope.to_json(), "groups": len({k.group_id for k in found}),

@@ -363,7 +363,11 @@ async def resync(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
                f"overwrites, {preview['events']} calendar events, {preview['reminders']} "
                f"reminders still due, about {preview['calls']} external calls")
     if args.dry_run:
-        _print_json(preview, out) if args.json else print(summary, file=out)
+        if args.json:
+            _print_json(preview, out)
+        else:  # the items it will send, not only their count
+            print("\n".join([summary + ":", *(f"  {call}" for call in preview["sends"])]),
+                  file=out)
         return 0
     if not _confirmed(args, summary + "?", out):
         return 1

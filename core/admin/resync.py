@@ -12,6 +12,7 @@ already sent or skipped is final: it is never sent again.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from core.admin.control import require_positive
 from core.admin.errors import NotFound
@@ -31,9 +32,9 @@ def resent() -> tuple[SyncTypeSpec, ...]:
 
 
 class ResyncPlan(Estimate):
-    def to_json(self) -> dict[str, int]:
+    def to_json(self) -> dict[str, Any]:
         return {"overwrites": self.overwrites, "events": self.events,
-                "reminders": self.reminders, "calls": self.calls}
+                "reminders": self.reminders, "calls": self.calls, "sends": list(self.sends)}
 
 
 async def preview(session_factory: SessionFactory, settings: Settings, group_id: int,
@@ -46,7 +47,8 @@ async def preview(session_factory: SessionFactory, settings: Settings, group_id:
         for spec in resent():
             total = total + await estimate_key(session, settings, spec.name, group_id, now,
                                                forget=True)
-    return ResyncPlan(total.calls, total.overwrites, total.events, total.reminders)
+    return ResyncPlan(total.calls, total.overwrites, total.events, total.reminders,
+                      total.sends)
 
 
 async def run(session_factory: SessionFactory, settings: Settings, group_id: int,

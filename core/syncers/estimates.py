@@ -7,6 +7,7 @@ removed. Each sync type's spec names its estimator; ``core.admin.estimate`` asks
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -50,6 +51,7 @@ from core.syncers.discord_plan import (
 )
 from core.syncers.snapshot import GroupSnapshot
 from core.syncers.spec import Estimate, EstimateInput
+from core.syncers.view import calendar_call, discord_call
 
 
 async def discord_estimate(given: EstimateInput) -> Estimate:
@@ -89,7 +91,8 @@ def _discord(snapshot: GroupSnapshot, records: dict[Grant, str], forget: bool) -
         records = {g: RESEND if g in desired else state for g, state in records.items()}
     plan = plan_discord(snapshot, records, live)
     writes = plan.steps(Step.GRANT, Step.RESTORE, Step.REVOKE)
-    return Estimate(calls=len(channels) + len(members) + len(writes), overwrites=len(desired))
+    return Estimate(calls=len(channels) + len(members) + len(writes), overwrites=len(desired),
+                    sends=_sends(discord_call(a) for a in writes))
 
 
 def _live_as_recorded(
@@ -125,7 +128,12 @@ def _calendar(snapshot: GroupSnapshot, applied: list[AppliedEvent], now: datetim
     plan = plan_calendar(desired, applied, now, live, snapshot.calendar_id)
     writes = plan.steps(CalStep.INSERT, CalStep.UPDATE, CalStep.CANCEL)
     reads = int(bool(snapshot.exists and snapshot.calendar_id))
-    return Estimate(calls=reads + len(writes), events=len(desired))
+    return Estimate(calls=reads + len(writes), events=len(desired),
+                    sends=_sends(calendar_call(a) for a in writes))
+
+
+def _sends(calls: Iterable[str | None]) -> tuple[str, ...]:
+    return tuple(call for call in calls if call is not None)
 
 
 async def _reminders(session: AsyncSession, settings: Settings, snapshot: GroupSnapshot,

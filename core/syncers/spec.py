@@ -32,10 +32,12 @@ class Estimate:
     overwrites: int = 0  # discord grants the run records
     events: int = 0  # calendar events the run records
     reminders: int = 0  # reminders still due that stay (or become) scheduled
+    sends: tuple[str, ...] = ()  # the writes planned, each as its request ("PUT /channels/…")
 
     def __add__(self, other: Estimate) -> Estimate:
         return Estimate(self.calls + other.calls, self.overwrites + other.overwrites,
-                        self.events + other.events, self.reminders + other.reminders)
+                        self.events + other.events, self.reminders + other.reminders,
+                        self.sends + other.sends)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ def _discord_subject(grant: Grant) -> str:
     return f"overwrite on channel {grant.target_id} for user {grant.discord_user_id}"
 
 
-def _discord_call(action: Action) -> str | None:
+def discord_call(action: Action) -> str | None:
+    """The request a planned Discord action sends (None: a record change only)."""
     grant = action.grant
     if action.step in (Step.SETTLE, Step.FORGET):
         return None
@@ -124,7 +125,7 @@ def discord_view(snapshot: GroupSnapshot, records: Mapping[Grant, str], live: Li
             _discord_subject(grant),
             (_allow(grant.allow) if grant.kind == CHANNEL_OVERWRITE else "held")
             if key in wanted else "not wanted (ours: to remove)",
-            seen, difference, _discord_call(action) if action is not None else None))
+            seen, difference, discord_call(action) if action is not None else None))
     return LiveView(tuple(items), problems)
 
 
@@ -149,7 +150,8 @@ def _live_event_words(event: LiveEvent | None) -> str:
     return f"“{event.summary}” at {start}, {len(event.attendees)} attendee(s)"
 
 
-def _calendar_call(action: CalendarAction) -> str | None:
+def calendar_call(action: CalendarAction) -> str | None:
+    """The request a planned calendar action sends (None: a record change only)."""
     where = action.spec or action.record
     if where is None:
         return None
@@ -181,10 +183,10 @@ def calendar_view(desired: list[EventSpec], plan: CalendarPlan,
         items.append(ViewItem(f"event {spec.event_id} on {spec.calendar_id}",
                               _event_words(spec),
                               _live_event_words(seen) if live is not None else "not read",
-                              difference, _calendar_call(action) if action else None))
+                              difference, calendar_call(action) if action else None))
     for gone in by_event.values():  # ours, no longer wanted
         items.append(ViewItem(gone.subject, "not wanted (ours: to cancel)",
                               _live_event_words(gone.live),
                               f"{_CALENDAR_WILL[gone.step]} ({gone.found})",
-                              _calendar_call(gone)))
+                              calendar_call(gone)))
     return LiveView(tuple(items), problems)

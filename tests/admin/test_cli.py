@@ -135,6 +135,11 @@ async def test_resync_dry_run_then_run_marks_records_for_resending_and_owed(
     assert (code, code_run) == (0, 0)
     # 2 channels x 1 member; 1 meeting; 2 reminder offsets; 2 channel reads + 2 PUTs, one
     # list of the calendar + 1 insert.
+    # ... and the items it sends, each as its request.
+    assert sorted(preview.pop("sends")) == sorted([
+        f"PUT /channels/{channel}/permissions/{user.discord_user_id}"
+        for channel in (group.discord_text_channel_id, group.discord_voice_channel_id)
+    ] + [f"POST /calendars/{group.calendar_id}/events"])
     assert preview == {"overwrites": 2, "events": 1, "reminders": 2, "calls": 6}
     # The record is kept (so the overwrite stays ours), marked to be sent again.
     assert (grants_before, grants_after) == (1, 1)

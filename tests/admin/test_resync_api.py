@@ -64,8 +64,18 @@ async def test_force_resync_preview_counts_equal_the_calls_and_records_made(
 
     assert started.status_code == 202
     # 2 channel reads + 4 overwrites; 1 calendar list + 2 full updates.
+    sends = preview.pop("sends")
     assert preview == {"overwrites": 4, "events": 2, "reminders": 4, "calls": 9}
     assert sum(world.calls().values()) == preview["calls"]
+    # The items it sends, not only their count: one PUT per member and channel, one full
+    # update per event (the 3 other calls are reads).
+    members = sorted(world.member_overwrites(group.discord_text_channel_id))
+    channels = (group.discord_text_channel_id, group.discord_voice_channel_id)
+    assert sorted(s for s in sends if s.startswith("PUT /channels/")) == sorted(
+        f"PUT /channels/{c}/permissions/{m}" for c in channels for m in members)
+    updates = [s for s in sends if s.startswith(f"PUT /calendars/{group.calendar_id}/events/")]
+    assert len(updates) == 2
+    assert len(sends) == preview["calls"] - 3
     assert await _count(session_factory, DiscordGrant, group.id) == preview["overwrites"]
     assert await _count(session_factory, CalendarEventRecord, group.id,
                         cancelled=False) == preview["events"]
