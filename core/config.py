@@ -316,7 +316,7 @@ def push_url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return "must be an absolute https URL (https://host/path)"
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         return "must be https (Google delivers notifications only to https; " \
             "http is accepted for a loopback host only)"
     if parts.username or parts.password:
@@ -324,7 +324,10 @@ def push_url_problem(url: str) -> str | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """localhost or a loopback address: what may go unencrypted or unauthenticated."""
+    if host is None:
+        return False
     if host == "localhost":
         return True
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -17,19 +16,11 @@ from contextlib import AsyncExitStack
 import uvicorn
 from fastapi import FastAPI
 
+from core.config import is_loopback
 from core.errors import ConfigError
 from core.observability import get_logger
 
 log = get_logger("groupsync.admin.api")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def refuse_public_without_token(host: str, token_set: bool) -> None:
