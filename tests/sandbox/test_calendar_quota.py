@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 
 import pytest
@@ -55,6 +54,11 @@ async def test_user_over_quota_gets_403_user_rate_limit_others_do_not() -> None:
 async def test_project_over_quota_and_window_slides() -> None:
     limits = quota(project_per_window=4, window=60)
     async with seeded_sandbox(limits, time_scale=0.005) as sb:  # 1 minute -> 0.3 s
+        # The window's clock stands still until the test moves it: on a loaded machine
+        # three real requests can take longer than the 0.3 s window (a CI run saw the
+        # third one admitted because the first had already slid out).
+        frozen = [sb.calendar.clock.now()]
+        sb.calendar.clock.now = lambda: frozen[0]  # type: ignore[method-assign]
         ann = calendar_service(sb, sb.calendar.issue_token("ann@cohort.org"))
         ben = calendar_service(sb, sb.calendar.issue_token("ben@cohort.org"))
         await run(ann.events().insert(calendarId=CALENDAR, body=event_body("quota0001")))
@@ -63,7 +67,7 @@ async def test_project_over_quota_and_window_slides() -> None:
             await run(ben.events().get(calendarId=CALENDAR, eventId="quota0001"))
         assert caught.value.error_details[0]["reason"] == "rateLimitExceeded"
         assert sb.calendar.project_units() == 4
-        await asyncio.sleep(0.35)
+        frozen[0] += 0.35
         await run(ben.events().get(calendarId=CALENDAR, eventId="quota0001"))
         assert sb.calendar.project_units() == 1
         ann.close()
@@ -73,6 +77,8 @@ async def test_project_over_quota_and_window_slides() -> None:
 async def test_over_quota_can_answer_429_and_client_retries_it() -> None:
     async with seeded_sandbox(quota(user_per_window=1), time_scale=0.005) as sb:  # 0.3 s window
         sb.calendar.set_over_quota_status(429)
+        frozen = [sb.calendar.clock.now()]  # as above: the window moves only when told
+        sb.calendar.clock.now = lambda: frozen[0]  # type: ignore[method-assign]
         service = calendar_service(sb)
         await run(service.events().list(calendarId=CALENDAR))
         with pytest.raises(HttpError) as caught:
@@ -80,7 +86,11 @@ async def test_over_quota_can_answer_429_and_client_retries_it() -> None:
         assert caught.value.status_code == 429
         assert caught.value.error_details[0]["reason"] == "rateLimitExceeded"
         request = service.events().list(calendarId=CALENDAR)
-        request._sleep = lambda _seconds: time.sleep(0.35)  # stands in for the client's backoff
+
+        def backoff(_seconds: float) -> None:  # stands in for the client's own backoff sleep
+            frozen[0] += 0.35
+
+        request._sleep = backoff
         await asyncio.to_thread(request.execute, num_retries=2)
         service.close()
         assert sb.calendar.counts()[("GET /calendars/{calendar_id}/events", 429)] == 2
