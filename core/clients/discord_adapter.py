@@ -416,6 +416,12 @@ class DiscordAdapter:
     def credentials_rejected(self) -> str | None:
         return self._rejected
 
+    def note_rejected(self, words: str) -> None:
+        """Another client of this token (the gateway's login) was refused: no REST call
+        until the probe finds the token accepted again."""
+        self.invalid.record(self._now(), 401, None)
+        self._rejected = words
+
     # ---- status ------------------------------------------------------------------------------
     def status(self) -> ServiceStatus:
         now = self._now()

@@ -52,6 +52,8 @@ log = get_logger("core.clients.discord_gateway")
 IDENTIFY_GAP_SECONDS = 5.0  # Discord: one IDENTIFY per 5 s per max_concurrency bucket
 RESTART_SECONDS = (1.0, 2.0, 5.0, 15.0, 30.0)  # nominal, between fresh clients
 ChangeSink = Callable[[ChannelChange], None]
+# discord.py's LoginFailure keeps none of Discord's answer; this is what REST gets for it.
+REFUSED_WORDS = "401: Unauthorized"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class GatewayStatus:
         }
 
 
+class AuthenticationFailed(Exception):
+    """The gateway closed with 4004: it refused the token (discord.py does not retry)."""
+
+
 class NoGateway(Exception):
     """``GET /gateway/bot`` answered 404: this Discord (a stand-in) serves no gateway."""
 
@@ -101,6 +107,8 @@ class GatewayHTTPClient(BasedHTTPClient):
                 cause = exc.__cause__
                 if isinstance(cause, discord.HTTPException) and cause.status == 404:
                     raise NoGateway(str(cause)) from exc
+                if isinstance(cause, discord.HTTPException) and cause.status == 401:
+                    raise discord.LoginFailure(str(cause)) from exc  # the token, not the URL
                 raise
             self.session_start_limit = {k: int(v) for k, v in limits.items()}  # type: ignore[call-overload]
             url = str(yarl.URL(found).with_query(yarl.URL(url).query))
@@ -184,12 +192,17 @@ class GatewayLink:
         cache: ChannelCache,
         *,
         rejected: Callable[[], str | None] = lambda: None,
+        refused: Callable[[str], None] = lambda _words: None,
         trace: aiohttp.TraceConfig | None = None,
     ) -> None:
         self._token = token
         self.options = options
         self.cache = cache
         self._rejected = rejected  # the REST adapter's: no login while the token is refused
+        # A refused login tells the REST adapter, which parks Discord and probes: retrying
+        # the login on the restart backoff would be one more 401 toward Cloudflare's ban
+        # each time (a CI run saw four before the first run had marked the service).
+        self._refused = refused
         self._trace = trace
         self._sink: ChangeSink | None = None
         self._client: _GatewayClient | None = None
@@ -290,6 +303,10 @@ class GatewayLink:
                     failures = 0
                 except asyncio.CancelledError:
                     raise
+                except (discord.LoginFailure, AuthenticationFailed) as exc:
+                    log.warning("discord_gateway_login_refused", error=str(exc)[:300],
+                                effect="no login until the credentials probe succeeds")
+                    self._refused(REFUSED_WORDS)
                 except NoGateway as exc:
                     log.warning("discord_gateway_unavailable", error=str(exc)[:300],
                                 effect="syncs read channels over REST")
@@ -324,7 +341,12 @@ class GatewayLink:
                 self._client = None
                 await client.close()
                 raise
-        await client.connect(reconnect=True)
+        try:
+            await client.connect(reconnect=True)
+        except discord.ConnectionClosed as exc:
+            if exc.code == 4004:
+                raise AuthenticationFailed(str(exc)) from exc
+            raise
 
 
 def is_up(link: GatewayLink | None) -> bool:

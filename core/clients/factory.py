@@ -137,7 +137,7 @@ def open_gateway(settings: Settings, scale: TimeScale, token: str, rest: Discord
         restart_delays=tuple(max(0.05, scale.seconds(d)) for d in RESTART_SECONDS),
     )
     return GatewayLink(token, options, ChannelCache(echo_timeout, now),
-                       rejected=lambda: rest.credentials_rejected)
+                       rejected=lambda: rest.credentials_rejected, refused=rest.note_rejected)
 
 
 def _scale(time_scale: TimeScale | float | None, settings: Settings) -> TimeScale:
