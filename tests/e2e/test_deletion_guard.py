@@ -14,6 +14,7 @@ from core.admin.errors import NotFound
 from core.admin.service import AdminService
 from core.db.models import Group, HeldPlan, Membership, SyncType, User
 from core.db.session import SessionFactory
+from core.engine.loops.drift_sweep import sweep_once
 from core.group_joining import join_group, sync_after_group_change
 from core.sandbox import Sandbox
 from tests.e2e.conftest import System, running_system, sweeping
@@ -188,3 +189,27 @@ async def test_the_21st_removal_within_the_window_is_held(window_system: System)
     (item, *_) = await admin(system).held()
     assert "to 21 (20 already, 1 here); limit 20" in item["reason"]
     assert len(world.member_overwrites(third.discord_text_channel_id)) == 20
+
+
+async def test_the_drift_sweep_leaves_a_held_key_to_the_operator(system: System) -> None:
+    """Measured before: the sweep marked a held key owed and re-planned it like any other;
+    with Discord answering 500 the re-read failed and the key, no longer held, was shown
+    behind the open circuit instead of waiting for its approval."""
+    world = system.world
+    group, _users = await populated(world, 20)
+    await empty(world, group)
+    await sync_after_group_change(group.id)
+
+    async def both_held() -> bool:
+        return await statuses(system, group.id) == {"discord": "held", "calendar": "held"}
+
+    await wait_for(both_held, timeout=60, message="both keys held")
+    world.clear_calls()
+    world.sandbox.discord.inject("5xx")
+    world.sandbox.calendar.inject("5xx")
+
+    await sweep_once(system.runtime)
+
+    assert await statuses(system, group.id) == {"discord": "held", "calendar": "held"}
+    assert world.calls() == {}  # nothing read, nothing written for the held group
+    assert {i["decision"] for i in await admin(system).held()} == {"pending"}

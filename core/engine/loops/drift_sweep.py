@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, func, or_, select
 
 from core.config import Settings
-from core.db.models import Group, SyncState, SyncType
+from core.db.models import Group, SyncState, SyncStatus, SyncType
 from core.engine.loops.periodic_jobs import add_periodic_job
 from core.engine.running import runner
 from core.engine.running.outbox import mark_owed
@@ -110,12 +110,16 @@ async def _sweep_group(rt: Runtime, group_id: int, types: list[SyncType], now: d
     async with rt.session_factory() as session, session.begin():
         # A failing key is owed already and its retry timer runs it: marked owed again it
         # would run once more behind that retry, sooner than its backoff (a deleted
-        # channel: once a minute). A key running now reads the live state anyway.
+        # channel: once a minute). A key running now reads the live state anyway. A held
+        # key waits for an operator: re-planned by the sweep it lost its hold to any
+        # failure of the re-read (a browser test saw a held key shown behind the open
+        # circuit), and its plan cannot change while its membership has not.
         waiting = set((await session.scalars(
             select(SyncState.sync_type).where(
                 SyncState.group_id == group_id,
                 SyncState.sync_type.in_([str(t) for t in types]),
                 or_(SyncState.attempt > 0,
+                    SyncState.status == SyncStatus.HELD.value,
                     and_(SyncState.lease_owner.is_not(None),
                          SyncState.lease_expires_at >= now)),
             )
