@@ -17,7 +17,8 @@ leader, exactly as in a process with no runtime.
 An application that already runs its own APScheduler 3 scheduler and assigned it to
 ``core.notifications.scheduler._scheduler`` keeps it: retry timers go there (the
 documented ``sync_retry_{type}_{group}`` jobs), the runtime's own timers (reminders,
-periodic work) to an internal AsyncIOScheduler.
+periodic work, the one timer of the owed retries re-armed at start) to an internal
+AsyncIOScheduler.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ class GroupsyncRuntime:
             # application put its own there.
             stack.enter_context(scheduler_module.installed(runtime, own))
             stack.push_async_callback(_drain, runtime, own)  # before the scheduler stops
-            await recover(runtime, timers)
+            await recover(runtime, own)  # its one timer lives in the runtime's own scheduler
             schedule_periodic(own, runtime)
             await follow_gateway(runtime, stack)  # closed before the drain: no new repairs
             await start_calendar_push(runtime, stack)  # its channels stop as the term ends

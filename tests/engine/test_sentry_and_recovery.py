@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from core.db.models import SyncState, SyncStatus
-from core.engine.loops.recovery import recover
+from core.engine.loops.recovery import OWED_RETRIES_JOB, recover
+from core.engine.running.context import Runtime
 from core.group_joining import request_group_sync
 from core.lifecycle import sync_group
+from core.notifications.scheduler import SyncScheduler
 from tests.engine.conftest import Fakes, RuntimeMaker, row
 from tests.waiting import wait_for
 
@@ -91,12 +93,69 @@ async def test_recovery_rearms_owed_retries_from_the_rows(
 
     count = await recover(rt, rt.scheduler)
 
+    # Then one timer stands for both, due at once (one is overdue), and the lease is freed
     jobs = {j.id: j for j in rt.scheduler.get_jobs()}
     assert count == 2
-    assert set(jobs) == {"sync_retry_discord_1", "sync_retry_calendar_2"}
-    assert jobs["sync_retry_discord_1"].kwargs["attempt"] == 5
-    assert jobs["sync_retry_discord_1"].next_run_time <= rt.clock.now()  # overdue: at once
-    assert jobs["sync_retry_calendar_2"].kwargs["attempt"] == 8
-    assert jobs["sync_retry_calendar_2"].next_run_time == now + timedelta(minutes=1)
+    assert set(jobs) == {OWED_RETRIES_JOB}
+    assert jobs[OWED_RETRIES_JOB].next_run_time <= rt.clock.now()
+    overdue = await row(rt.session_factory, "discord", 1)
+    assert (overdue.attempt, overdue.status) == (5, SyncStatus.RETRYING)  # backoff not reset
     freed = await row(rt.session_factory, "rsvps", 2)
     assert (freed.lease_owner, freed.status) == (None, SyncStatus.PENDING)
+
+
+async def _owed_retries(rt: Runtime, due: list[datetime]) -> None:
+    """Rows a dead daemon left: one owed discord retry per group 1..n, attempt 3."""
+    async with rt.session_factory() as session, session.begin():
+        await session.execute(insert(SyncState), [
+            {"sync_type": "discord", "group_id": g, "status": "retrying",
+             "requested_generation": 1, "completed_generation": 0, "attempt": 3,
+             "next_attempt_at": at, "sentry_reported_level": 1, "updated_at": at}
+            for g, at in enumerate(due, start=1)
+        ])
+
+
+async def test_rearming_many_owed_retries_arms_one_timer_not_one_per_key(
+    make_runtime: RuntimeMaker,
+) -> None:
+    # Given 300 owed retries due over the next hour
+    rt = await make_runtime(paused=True)
+    assert isinstance(rt.scheduler, SyncScheduler)
+    now = rt.clock.now()
+    await _owed_retries(rt, [now + timedelta(seconds=60 + i) for i in range(300)])
+
+    # When a daemon re-arms them
+    count = await recover(rt, rt.scheduler)
+
+    # Then one timer stands for all of them, due at the earliest
+    assert count == 300
+    (job,) = rt.scheduler.get_jobs()
+    assert (job.id, job.next_run_time) == (OWED_RETRIES_JOB, now + timedelta(seconds=60))
+
+
+async def test_the_one_timer_runs_overdue_retries_at_once_and_a_later_one_at_its_time(
+    make_runtime: RuntimeMaker, fakes: Fakes,
+) -> None:
+    # Given 20 overdue owed retries and one due 0.4 s from now (a row's time is absolute)
+    rt = await make_runtime()
+    assert isinstance(rt.scheduler, SyncScheduler)
+    now = rt.clock.now()
+    later = now + timedelta(seconds=0.4)
+    await _owed_retries(rt, [now - timedelta(seconds=i) for i in range(1, 21)] + [later])
+
+    # When a daemon re-arms them
+    await recover(rt, rt.scheduler)
+
+    # Then every one runs, once, with the attempt count it had
+    async def all_ok() -> bool:
+        return all([(await row(rt.session_factory, "discord", g)).status == SyncStatus.OK
+                    for g in range(1, 22)])
+
+    await wait_for(all_ok, message="every re-armed retry ran")
+    runs = fakes.runs("discord")
+    assert sorted(r["group"] for r in runs) == list(range(1, 22))
+    assert {r["attempt"] for r in runs} == {3}
+    # and the later one not before its due time
+    (late,) = fakes.runs("discord", 21)
+    assert late["start"] >= later.timestamp()
+    assert rt.scheduler.get_jobs() == []  # nothing owed is left to wait for
