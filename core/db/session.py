@@ -64,5 +64,13 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def engine_of(session_factory: SessionFactory) -> AsyncEngine:
+    """The engine a session factory is bound to: Core statements on the hot path run on
+    one of its connections directly, without an ORM session around them."""
+    bind = session_factory.kw["bind"]
+    assert isinstance(bind, AsyncEngine)
+    return bind
+
+
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name

@@ -1,19 +1,23 @@
 """Attempt history: one row per finished run of a key, the newest ``KEEP_PER_KEY`` kept.
 
-Written after the run's own record, in its own short transaction; losing a history row
-(the database blinked) must never fail or repeat a sync, so errors are swallowed here.
+Written in the transaction of the run's own fenced record (``attempt_rows`` builds the
+statements, ``state`` runs them only when the record matched): a run that lost its lease
+leaves no row. ``record_attempt`` writes one on its own (admin tools, tests); losing a
+history row must never fail or repeat a sync, so its errors are swallowed.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.sql import Executable
 
 from core import metrics
 from core.db.models import SyncAttempt
-from core.db.session import SessionFactory
+from core.db.session import SessionFactory, engine_of
 from core.engine.running.outcomes import Outcome
 from core.engine.running.state import Claim, SyncKey
 from core.history.tally import TALLY
@@ -30,14 +34,9 @@ def outcome_label(outcome: Outcome) -> str:
     return "ok" if outcome.ok else (outcome.error_kind or "failed")
 
 
-async def note_run(
-    session_factory: SessionFactory,
-    claim: Claim,
-    outcome: Outcome,
-    duration_ms: float,
-    at: datetime,
-) -> None:
-    """A run finished: count it, time it and keep it in the key's history."""
+def note_run(claim: Claim, outcome: Outcome, duration_ms: float, at: datetime) -> None:
+    """A run finished and its record was kept: count it and time it (in memory; its
+    history row went with the record)."""
     label = outcome_label(outcome)
     metrics.sync_finished(claim.key.sync_type, label, duration_ms / 1000)
     # The rollups count in memory (flushed once a minute), bucketed by the same ``at`` as
@@ -45,9 +44,44 @@ async def note_run(
     TALLY.add("runs", f"{claim.key.sync_type}:{label}", at=at)
     if applied(outcome) and claim.requested_at is not None:
         TALLY.latency(max(0.0, (at - claim.requested_at).total_seconds() * 1000), at=at)
-    await record_attempt(
-        session_factory, claim.key, at=at, outcome=label, error=outcome.error,
+
+
+def run_rows(
+    claim: Claim, outcome: Outcome, duration_ms: float, at: datetime
+) -> Sequence[Executable]:
+    """The history statements of one finished run, for its record's transaction."""
+    return attempt_rows(
+        claim.key, at=at, outcome=outcome_label(outcome), error=outcome.error,
         duration_ms=duration_ms, attempt=claim.streak.attempt,
+    )
+
+
+def attempt_rows(
+    key: SyncKey,
+    *,
+    at: datetime,
+    outcome: str,
+    error: str | None,
+    duration_ms: float,
+    attempt: int,
+    keep: int = KEEP_PER_KEY,
+) -> Sequence[Executable]:
+    same_key = (SyncAttempt.sync_type == key.sync_type,
+                SyncAttempt.group_id == key.group_id)
+    # The id of the newest row past the ``keep`` newest (NULL while there are fewer): the
+    # prune is one statement, and both are Core statements, not an ORM flush (every run
+    # writes one row, so this is on the path of every interactive change).
+    cutoff = (
+        select(SyncAttempt.id).where(*same_key)
+        .order_by(SyncAttempt.id.desc()).offset(keep).limit(1)
+        .scalar_subquery()
+    )
+    return (
+        insert(SyncAttempt).values(
+            sync_type=key.sync_type, group_id=key.group_id, at=at, outcome=outcome,
+            error=(error or None) and error[:2000], duration_ms=duration_ms, attempt=attempt,
+        ),
+        delete(SyncAttempt).where(*same_key, SyncAttempt.id <= cutoff),
     )
 
 
@@ -62,23 +96,9 @@ async def record_attempt(
     attempt: int,
     keep: int = KEEP_PER_KEY,
 ) -> None:
-    same_key = (SyncAttempt.sync_type == key.sync_type,
-                SyncAttempt.group_id == key.group_id)
-    # The id of the newest row past the ``keep`` newest (NULL while there are fewer): the
-    # prune is one statement, and both are Core statements, not an ORM flush (every run
-    # writes one row, so this is on the path of every interactive change).
-    cutoff = (
-        select(SyncAttempt.id).where(*same_key)
-        .order_by(SyncAttempt.id.desc()).offset(keep).limit(1)
-        .scalar_subquery()
-    )
+    statements = attempt_rows(key, at=at, outcome=outcome, error=error,
+                              duration_ms=duration_ms, attempt=attempt, keep=keep)
     with contextlib.suppress(Exception):
-        async with session_factory() as session, session.begin():
-            await session.execute(insert(SyncAttempt).values(
-                sync_type=key.sync_type, group_id=key.group_id, at=at, outcome=outcome,
-                error=(error or None) and error[:2000], duration_ms=duration_ms, attempt=attempt,
-            ))
-            await session.execute(
-                delete(SyncAttempt).where(*same_key, SyncAttempt.id <= cutoff)
-                .execution_options(synchronize_session=False)
-            )
+        async with engine_of(session_factory).begin() as connection:
+            for statement in statements:
+                await connection.execute(statement)

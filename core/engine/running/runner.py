@@ -149,9 +149,7 @@ async def _claim_and_run(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> 
         # itself is fenced, and gives the lease back when it succeeds).
         recording.set()
         result = await _record(rt, claim, fence, outcome, duration_ms, reason)
-        await history.note_run(
-            rt.session_factory, claim, outcome, duration_ms, rt.clock.now()
-        )
+        history.note_run(claim, outcome, duration_ms, rt.clock.now())
         return result
     except asyncio.CancelledError:
         await _abandon(rt, claim, fence, work)
@@ -309,20 +307,24 @@ async def _record(
         "sync_type": key.sync_type, "group_id": key.group_id,
         "duration_ms": duration_ms, "reason": reason,
     }
+    def rows(at: datetime) -> Any:  # the history row, in the record's own transaction
+        return history.run_rows(claim, outcome, duration_ms, at)
+
     if outcome.ok and (outcome.result or {}).get("held"):
-        return await _record_held(rt, claim, fence, outcome, fields)
+        return await _record_held(rt, claim, fence, outcome, fields, rows)
     if outcome.error_kind == CredentialsRejectedError.kind and isinstance(
         outcome.exception, CredentialsRejectedError
     ) and not await rt.credentials.rejected(outcome.exception, key, now):
         # Another run began this streak and is its one record: this key stays owed as it
         # was (lease given back, no attempt counted), parked with its service.
-        await _persist(rt, fence, lambda at: state.release(rt.session_factory, claim, at))
+        await _persist(rt, fence, lambda at: state.release(rt.session_factory, claim, at, rows(at)))
         log.info("sync_parked", outcome=CredentialsRejectedError.kind, **fields)
         return {"error": outcome.error, "parked": CredentialsRejectedError.kind}
     if outcome.ok:
         rt.parking.unpark(key.sync_type)
         kept = await _persist(
-            rt, fence, lambda at: state.record_success(rt.session_factory, claim, outcome, at)
+            rt, fence,
+            lambda at: state.record_success(rt.session_factory, claim, outcome, at, rows(at)),
         )
         if rt.scheduler is not None:
             rt.scheduler.cancel_retry(key)
@@ -347,7 +349,8 @@ async def _record(
     kept = await _persist(
         rt,
         fence,
-        lambda at: state.record_failure(rt.session_factory, claim, outcome, decision, at),
+        lambda at: state.record_failure(
+            rt.session_factory, claim, outcome, decision, at, rows(at)),
     )
     if kept:
         _arm(rt, key, decision.next_attempt_at, decision.attempt)
@@ -367,14 +370,15 @@ async def _record(
 
 
 async def _record_held(
-    rt: Runtime, claim: Claim, fence: LeaseFence, outcome: Outcome, fields: dict[str, Any]
+    rt: Runtime, claim: Claim, fence: LeaseFence, outcome: Outcome, fields: dict[str, Any],
+    rows: Callable[[datetime], Any],
 ) -> SyncResult:
     """The deletion guard held the plan: nothing was written outside. The key stays owed
     in status ``held`` with no retry timer (a person decides, not a backoff); a membership
     change or an operator's decision runs it again."""
     result = outcome.result or {}
     kept = await _persist(
-        rt, fence, lambda at: state.record_held(rt.session_factory, claim, outcome, at)
+        rt, fence, lambda at: state.record_held(rt.session_factory, claim, outcome, at, rows(at))
     )
     if rt.scheduler is not None:
         rt.scheduler.cancel_retry(claim.key)

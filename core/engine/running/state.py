@@ -1,23 +1,26 @@
 """The sync-state rows as a small repository: claim a lease, renew it, record the outcome.
 
-Every write is one short transaction of its own, and every write after the claim is
-fenced in its own statement: it matches only while ``lease_owner`` is this run and the
-lease has not expired, so a process whose lease lapsed (and may have been taken over)
-cannot overwrite anyone's record nor extend a lease it no longer holds.
+Every write is one short transaction of its own (an outcome's carries the run's history
+row with it), and every write after the claim is fenced in its own statement: it matches
+only while ``lease_owner`` is this run and the lease has not expired, so a process whose
+lease lapsed (and may have been taken over) cannot overwrite anyone's record nor extend a
+lease it no longer holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.db.models import SyncState, SyncStatus, SyncType
-from core.db.session import SessionFactory
+from core.db.session import SessionFactory, engine_of
+from core.engine.health.outage import is_database_unavailable
 from core.engine.running.outcomes import (
     NEEDS_ATTENTION_KINDS,
     FailureDecision,
@@ -112,18 +115,20 @@ async def renew(
 ) -> bool:
     """Extend a lease still held; False once it expired or passed to someone else."""
     return await _fenced(
-        session_factory, claim_, now, lease_expires_at=now + timedelta(seconds=lease_seconds)
+        session_factory, claim_, now, (), lease_expires_at=now + timedelta(seconds=lease_seconds)
     )
 
 
 async def record_success(
-    session_factory: SessionFactory, claim_: Claim, outcome: Outcome, now: datetime
+    session_factory: SessionFactory, claim_: Claim, outcome: Outcome, now: datetime,
+    history: Sequence[Executable] = (),
 ) -> bool:
     """Complete the generation the run started from; a newer request leaves it pending."""
     return await _fenced(
         session_factory,
         claim_,
         now,
+        history,
         completed_generation=claim_.generation,
         status=case(
             (SyncState.requested_generation > claim_.generation, SyncStatus.PENDING.value),
@@ -158,11 +163,13 @@ async def record_failure(
     outcome: Outcome,
     decision: FailureDecision,
     now: datetime,
+    history: Sequence[Executable] = (),
 ) -> bool:
     return await _fenced(
         session_factory,
         claim_,
         now,
+        history,
         status=decision.status.value,
         attempt=decision.attempt,
         next_attempt_at=decision.next_attempt_at,
@@ -182,7 +189,8 @@ async def record_failure(
 
 
 async def record_held(
-    session_factory: SessionFactory, claim_: Claim, outcome: Outcome, now: datetime
+    session_factory: SessionFactory, claim_: Claim, outcome: Outcome, now: datetime,
+    history: Sequence[Executable] = (),
 ) -> bool:
     """The guard held the run's plan: the generation stays owed, no retry is due. A
     request that arrived meanwhile leaves it pending (it re-plans at once)."""
@@ -191,6 +199,7 @@ async def record_held(
         session_factory,
         claim_,
         now,
+        history,
         status=case(
             (SyncState.requested_generation > claim_.generation, SyncStatus.PENDING.value),
             else_=SyncStatus.HELD.value,
@@ -209,13 +218,17 @@ async def record_held(
     )
 
 
-async def release(session_factory: SessionFactory, claim_: Claim, now: datetime) -> bool:
+async def release(
+    session_factory: SessionFactory, claim_: Claim, now: datetime,
+    history: Sequence[Executable] = (),
+) -> bool:
     """Give the lease back without completing anything (shutdown): the key stays owed.
     Matches on the owner only: giving back an expired lease of ours is harmless."""
     return await _fenced(
         session_factory,
         claim_,
         None,
+        history,
         status=_status_when_idle(),
         lease_owner=None,
         lease_expires_at=None,
@@ -224,21 +237,34 @@ async def release(session_factory: SessionFactory, claim_: Claim, now: datetime)
 
 
 async def _fenced(
-    session_factory: SessionFactory, claim_: Claim, held_at: datetime | None, **values: Any
+    session_factory: SessionFactory,
+    claim_: Claim,
+    held_at: datetime | None,
+    history: Sequence[Executable],
+    **values: Any,
 ) -> bool:
-    """One UPDATE that matches only while ``claim_`` holds the lease (at ``held_at``)."""
+    """One UPDATE that matches only while ``claim_`` holds the lease (at ``held_at``), and,
+    only when it matched, the run's ``history`` statements in the same transaction: one
+    commit per record. A lost lease writes neither. Losing a history row must never fail
+    or repeat a sync: if the history statements fail, the record is written alone."""
     held = [_key(claim_.key), SyncState.lease_owner == claim_.owner]
     if held_at is not None:
         held.append(SyncState.lease_expires_at > held_at)
-    stmt = (
-        update(SyncState)
-        .where(*held)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    async with session_factory() as session, session.begin():
-        result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    stmt = update(SyncState).where(*held).values(**values)
+    engine = engine_of(session_factory)
+    if history:
+        try:
+            async with engine.begin() as connection:
+                if not (await connection.execute(stmt)).rowcount:
+                    return False
+                for statement in history:
+                    await connection.execute(statement)
+            return True
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise
+    async with engine.begin() as connection:
+        return bool((await connection.execute(stmt)).rowcount)
 
 
 async def due_keys(

@@ -1,0 +1,86 @@
+"""The engine's own cost per key run (issue 26): the outcome and the run's history row
+commit together, and a run that lost its lease writes neither."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event, func, select, update
+
+from core.db.models import SyncAttempt, SyncState, SyncType
+from core.db.session import SessionFactory, engine_of
+from core.engine.running import history, runner, state
+from core.engine.running.outbox import mark_owed
+from core.engine.running.outcomes import classify_result
+from core.engine.running.state import SyncKey
+from tests.engine.conftest import RuntimeMaker
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+@contextmanager
+def commits(sessions: SessionFactory) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def note(*_args: Any) -> None:
+        seen.append("COMMIT")
+
+    engine = engine_of(sessions).sync_engine
+    event.listen(engine, "commit", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "commit", note)
+
+
+async def attempts(sessions: SessionFactory) -> int:
+    async with sessions() as session:
+        return int((await session.execute(
+            select(func.count()).select_from(SyncAttempt))).scalar_one())
+
+
+async def test_a_key_run_commits_its_claim_and_its_record_with_history(
+    make_runtime: RuntimeMaker,
+) -> None:
+    # Given an owed key
+    rt = await make_runtime()
+    key = SyncKey(SyncType.DISCORD, 7)
+    async with rt.session_factory() as session, session.begin():
+        await mark_owed(session, [key.group_id], rt.clock.now(), [key.sync_type])
+
+    # When it runs
+    with commits(rt.session_factory) as seen:
+        result = await runner.run_key(rt, key)
+
+    # Then the claim and the outcome with its history row are two commits (main: three)
+    assert "error" not in result
+    assert len(seen) <= 2
+    assert await attempts(rt.session_factory) == 1
+    assert not await state.is_owed(rt.session_factory, key)
+
+
+async def test_a_lost_lease_writes_neither_outcome_nor_history(
+    session_factory: SessionFactory,
+) -> None:
+    # Given a claimed key whose lease another process took over
+    key = SyncKey(SyncType.DISCORD, 8)
+    async with session_factory() as session, session.begin():
+        await mark_owed(session, [key.group_id], NOW, [key.sync_type])
+    claim = await state.claim(session_factory, key, "daemon:t:1:a", NOW, 45)
+    assert claim is not None
+    async with session_factory() as session, session.begin():
+        await session.execute(update(SyncState).values(
+            lease_owner="daemon:other:1:x", lease_expires_at=NOW + timedelta(hours=1)))
+
+    # When the run records its success
+    outcome = classify_result({})
+    kept = await state.record_success(session_factory, claim, outcome, NOW,
+                                      history.run_rows(claim, outcome, 1.0, NOW))
+
+    # Then nothing is written: the key stays owed and its history is empty
+    assert kept is False
+    assert await state.is_owed(session_factory, key)
+    assert await attempts(session_factory) == 0
