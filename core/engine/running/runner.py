@@ -148,8 +148,9 @@ async def _claim_and_run(rt: Runtime, key: SyncKey, lane: Lane, reason: str) -> 
         # The renewer keeps the lease alive while the outcome is written (the write
         # itself is fenced, and gives the lease back when it succeeds).
         recording.set()
-        result = await _record(rt, claim, fence, outcome, duration_ms, reason)
-        history.note_run(claim, outcome, duration_ms, rt.clock.now())
+        finished = rt.clock.now()  # the history row's and the rollups' minute alike
+        result = await _record(rt, claim, fence, outcome, duration_ms, reason, finished)
+        history.note_run(claim, outcome, duration_ms, finished)
         return result
     except asyncio.CancelledError:
         await _abandon(rt, claim, fence, work)
@@ -300,15 +301,15 @@ async def _persist(
 
 async def _record(
     rt: Runtime, claim: Claim, fence: LeaseFence, outcome: Outcome, duration_ms: float,
-    reason: str,
+    reason: str, finished: datetime,
 ) -> SyncResult:
     key, now = claim.key, rt.clock.now()
     fields: dict[str, Any] = {
         "sync_type": key.sync_type, "group_id": key.group_id,
         "duration_ms": duration_ms, "reason": reason,
     }
-    def rows(at: datetime) -> Any:  # the history row, in the record's own transaction
-        return history.run_rows(claim, outcome, duration_ms, at)
+    def rows(_at: datetime) -> Any:  # the history row, in the record's own transaction
+        return history.run_rows(claim, outcome, duration_ms, finished)
 
     if outcome.ok and (outcome.result or {}).get("held"):
         return await _record_held(rt, claim, fence, outcome, fields, rows)
