@@ -126,6 +126,15 @@ CHANNEL_READS = Counter(
 )
 
 
+CALENDAR_LISTED = Gauge(
+    "groupsync_calendar_changes_listed_timestamp_seconds",
+    "When each followed calendar's incremental list was last applied (Unix time; its lag "
+    "is time() minus this).",
+    ["calendar_id"],
+    registry=REGISTRY,
+)
+
+
 def watch_gateway(status: Callable[[], Any] | None) -> None:
     """The gateway gauges read ``status`` (a GatewayStatus; not imported: the gateway
     imports this module) at scrape time (None: no link in this process)."""

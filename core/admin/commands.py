@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from core.admin.calendar_follow import follow_words
 from core.admin.relative import relative_since, relative_until, span, stamp
 from core.admin.waiting import parse_time
 from core.config import Settings
@@ -150,6 +151,7 @@ def _service_line(s: dict[str, Any], now: datetime) -> str:
     if invalid.get("used") is not None:
         parts.append(f"invalid requests {invalid['used']}/{invalid['budget']}")
     parts.extend(gateway_parts(s.get("gateway"), now))
+    parts.extend(follow_words(s.get("changes")))
     counts = ", ".join(f"{n} {k}" for k, n in sorted(s["counts"].items()))
     parts.append(f"keys: {counts or 'none'}")
     return " | ".join(parts)

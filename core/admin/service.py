@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.admin import attention, bulk, control, groups, held, keys, presence, resync
 from core.admin import audit as trail
 from core.admin.audit import actor, audit
+from core.admin.calendar_follow import calendar_follow
 from core.admin.errors import AdminError, Conflict
 from core.admin.keys import KeyFilter, WaitContext
 from core.admin.service_states import service_state
@@ -143,6 +144,8 @@ class AdminService:
                 "gateway": client.get("gateway"),
                 "credentials": _credentials(switch),
             }
+            if service == "calendar":  # the incremental sync's lag (issue 22)
+                entry["changes"] = await calendar_follow(self.session_factory, now)
             entry["state"] = service_state(entry, now)
             services.append(entry)
         return services

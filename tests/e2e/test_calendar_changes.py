@@ -23,7 +23,7 @@ from core.db.session import create_engine, create_session_factory
 from core.sandbox import Sandbox, start_sandbox
 from core.sandbox.reqlog import RequestRecord
 from core.syncers.calendar_plan import event_id_for
-from tests.e2e.daemon_world import CALENDAR, calendar_env, seed
+from tests.e2e.daemon_world import CALENDAR, calendar_env, cli, env_for, seed
 from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
 
@@ -168,3 +168,19 @@ async def test_an_expired_sync_token_costs_one_full_list_then_lists_are_incremen
     assert len(gone) == 1, [(r.status, r.query) for r in after]
     assert full == [gone[0] + 1], [(r.status, r.query) for r in after]
     assert all("syncToken" in r.query and r.status == 200 for r in after[full[0] + 1:])
+
+
+async def test_status_says_how_current_the_incremental_sync_is(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with start_sandbox(time_scale=SCALE) as sandbox, \
+            following(database_url, sandbox, tmp_path):
+        env = env_for(database_url)
+        await asyncio.sleep(1.5)  # more than one tick: the lag is that of the last list
+        shown = json.loads((await asyncio.to_thread(cli, env, "status", "--json")).stdout)
+        (calendar,) = [s for s in shown["services"] if s["name"] == "calendar"]
+        follow = calendar["changes"]
+        assert follow["calendars"] == 1
+        assert 0 <= follow["lag_seconds"] < 30, follow  # listed every second (real time)
+        text = (await asyncio.to_thread(cli, env, "status")).stdout
+        assert "changes listed for 1 calendar, the oldest" in text

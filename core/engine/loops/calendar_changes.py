@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import metrics
 from core.clients.ports import CalendarChanges, CalendarPort
 from core.db.models import CalendarSyncToken, Group, Rsvp, SyncState, SyncType
 from core.engine.health.outage import is_database_unavailable
@@ -76,6 +77,7 @@ async def follow_calendar(rt: Runtime, calendar: CalendarPort, calendar_id: str)
         repairs = await not_already_owed(session, SyncType.CALENDAR, verdict.repairs)
         await mark_owed(session, repairs, now, [SyncType.CALENDAR])
         await _store_token(session, calendar_id, changes, now)
+    metrics.CALENDAR_LISTED.labels(calendar_id=calendar_id).set(now.timestamp())
     if changes.events:
         log.info("calendar_changes_applied", calendar_id=calendar_id,
                  changes=len(changes.events), answers_imported=imported,
