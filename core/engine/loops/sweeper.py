@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 log = get_logger("groupsync.sweeper")
 
 SWEEP_BATCH = 200
+# While more of the sweep's own runs than this are in flight, it does not scan again: the
+# keys it would find are the ones being drained (a scan of up to SWEEP_BATCH rows each
+# wake, for nothing). The run that brings the count back down wakes it.
+SWEEP_BUSY = 50
 
 
 class OutboxSweeper:
@@ -43,6 +47,7 @@ class OutboxSweeper:
         self._next_reap = 0.0
         self._listener: Any = None
         self._listening = False
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def listen(self, stack: AsyncExitStack) -> None:
         """PostgreSQL only: a dedicated asyncpg connection whose NOTIFYs wake the sweep.
@@ -130,6 +135,10 @@ class OutboxSweeper:
         # (one call a scaled minute, in the background) decides when they run again.
         await rt.credentials.tick(rt.client_board, now, self.wake.set)
         rejected = await rt.credentials.parked_types()
+        if len(self._in_flight) > SWEEP_BUSY:
+            if self.reminders is not None:
+                await self.reminders.rescan()
+            return 0
         keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH,
                                     skip_types=set(parked) | paused | rejected)
         started = 0
@@ -143,11 +152,19 @@ class OutboxSweeper:
                 if service_of(key.sync_type) in probes:
                     continue
                 probes.add(service_of(key.sync_type))
-            rt.coordinator.spawn(runner.run_key_quietly(rt, key, reason="outbox"))
+            task = rt.coordinator.spawn(runner.run_key_quietly(rt, key, reason="outbox"))
+            self._in_flight.add(task)
+            task.add_done_callback(self._run_ended)
             started += 1
         if self.reminders is not None:
             await self.reminders.rescan()  # timers follow the rows, whoever wrote them
         return started
+
+
+    def _run_ended(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if len(self._in_flight) == SWEEP_BUSY:
+            self.wake.set()  # room again: the scans it skipped are owed now
 
 
 async def _close_quietly(connection: Any) -> None:
