@@ -64,6 +64,7 @@ from core.lanes import Lane
 
 WARM_UP_CHANGES = 3
 MEETING_IN = timedelta(days=7)  # upcoming, and far from any reminder's due time
+SAMPLE_DEADLINE_SECONDS = 90.0  # real seconds; a quiet sample takes well under one
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -155,7 +156,12 @@ async def sample(
         watch.commit_seen()
     call = asyncio.create_task(sync_after_group_change(new.id, old.id))
     applied: float | None = None
+    give_up = started + SAMPLE_DEADLINE_SECONDS
     while applied is None or not call.done():
+        if time.monotonic() > give_up:  # a named failure, never a hang (a CI worker hung)
+            raise TimeoutError(
+                f"switch to group {new.id}: applied={applied is not None}, "
+                f"returned={call.done()} after {SAMPLE_DEADLINE_SECONDS:.0f} s")
         if applied is None and holds(bench, new, discord_id) and not any(
             discord_id in bench.sandbox.discord.overwrites(c) for c in (old.text, old.voice)
         ):

@@ -210,7 +210,10 @@ class PushChannels:
         async with channel.lock:
             if self._http is None:
                 self._http = aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(total=max(self._scaled(10.0), 1.0)))
+                    # The floor is real seconds: a receiver on a loaded test machine can
+                    # take longer than a scaled second to answer, and a notification lost
+                    # to our own impatience is one Google would have delivered.
+                    timeout=aiohttp.ClientTimeout(total=max(self._scaled(10.0), 5.0)))
             try:
                 async with self._http.post(channel.address, data=b"",
                                            headers=headers) as response:
