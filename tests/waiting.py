@@ -22,8 +22,11 @@ async def wait_for(
     timeout: float = 30.0,
     interval: float = 0.02,
     message: str = "condition",
+    *,
+    evidence: Callable[[], str] | None = None,
 ) -> Any:
-    """Poll until ``condition`` holds; fail with ``message`` after ``timeout`` seconds."""
+    """Poll until ``condition`` holds; fail with ``message`` after ``timeout`` seconds,
+    adding what ``evidence`` returns (a daemon's log tail)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -32,7 +35,7 @@ async def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            _timed_out(timeout, message)
+            _timed_out(timeout, message, evidence() if evidence else "")
         await asyncio.sleep(interval)
 
 

@@ -191,7 +191,8 @@ async def test_a_leader_cut_off_mid_grant_records_nothing_and_the_new_leader_rev
         # And once the database is back the old leader stands by, alive
         proxy.up()
         await wait_for(lambda: bool(old.events("standing_by")), timeout=60,
-                       message="the old leader to stand by")
+                       message="the old leader to stand by",
+                       evidence=lambda: "\n" + old.output()[-6000:])
         assert old.process.poll() is None, old.output()[-3000:]
         assert len(old.events("database_unavailable")) == 1
         assert not _member_has_access(world, group, member.discord_user_id)
