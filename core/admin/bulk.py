@@ -24,7 +24,7 @@ from core.admin.errors import Conflict, Invalid, NotFound
 from core.admin.estimate import estimate_key
 from core.admin.keys import KeyFilter
 from core.db.models import BulkJob, BulkJobItem, SyncState, SyncType
-from core.db.session import SessionFactory
+from core.db.session import SessionFactory, engine_of
 from core.engine.health.outage import is_database_unavailable
 from core.engine.running.state import SyncKey
 from core.lanes import Lane
@@ -224,8 +224,8 @@ class BulkWorker:
 
     async def _any_open(self) -> bool:
         """Is there a job to run or a cancel to stamp? The idle worker's only statement."""
-        async with self.rt.session_factory() as session:
-            return await session.scalar(select(BulkJob.id).where(or_(
+        async with engine_of(self.rt.session_factory).connect() as connection:
+            return await connection.scalar(select(BulkJob.id).where(or_(
                 BulkJob.state.in_(("queued", "running")),
                 (BulkJob.state == "cancelled") & BulkJob.finished_at.is_(None),
             )).limit(1)) is not None

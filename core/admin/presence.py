@@ -16,13 +16,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from core.admin.control import service_rows
+from core.admin.waiting import aware
 from core.clients.status import ClientBoard, ServiceStatus
 from core.clock import Clock
-from core.db.models import DaemonHeartbeat
-from core.db.session import SessionFactory
+from core.db.models import DaemonHeartbeat, ServiceState
+from core.db.session import SessionFactory, engine_of
 from core.engine.health.outage import is_database_unavailable
 from core.observability import get_logger
 
@@ -94,36 +95,47 @@ class Presence:
         self.role = "active"
         self.since = self.clock.now()
 
-    async def beat(self) -> None:
+    async def beat(self) -> dict[str, datetime]:
         """One UPDATE of this daemon's row (an INSERT the first time, or after a reader
         forgot it); rows of daemons long gone are pruned every ``PRUNE_EVERY`` beats.
-        A beat is most of an idle daemon's writes: it reads nothing back (issue 26)."""
+        A beat is most of an idle daemon's writes (issue 26): one Core transaction, which
+        also reads the breaker resets operators requested (service -> when), for
+        ``apply_breaker_resets``."""
         now = self.clock.now()
         board = self.board()
         clients = [client_json(s, now) for s in board.statuses()] if board else []
         values = {"role": self.role, "since": self.since, "last_heartbeat": now,
                   "clients": clients}
-        async with self.sessions() as session, session.begin():
-            updated = await session.execute(
-                update(DaemonHeartbeat).where(DaemonHeartbeat.id == self.id).values(**values)
-                .execution_options(synchronize_session=False))
-            if not getattr(updated, "rowcount", 0):
-                session.add(DaemonHeartbeat(id=self.id, host=self.host, pid=self.pid, **values))
+        async with engine_of(self.sessions).begin() as connection:
+            updated = await connection.execute(
+                update(DaemonHeartbeat).where(DaemonHeartbeat.id == self.id).values(**values))
+            if not updated.rowcount:
+                await connection.execute(insert(DaemonHeartbeat).values(
+                    id=self.id, host=self.host, pid=self.pid, **values))
             if self._beats % PRUNE_EVERY == 0:
-                await session.execute(delete(DaemonHeartbeat).where(
+                await connection.execute(delete(DaemonHeartbeat).where(
                     DaemonHeartbeat.last_heartbeat < now - FORGET_AFTER))
+            requested = (await connection.execute(
+                select(ServiceState.service, ServiceState.breaker_reset_requested_at)
+                .where(ServiceState.breaker_reset_requested_at.is_not(None)))).all()
         self._beats += 1
+        return {service: aware(at) for service, at in requested if at is not None}
 
-    async def apply_breaker_resets(self) -> int:
+    async def apply_breaker_resets(self, requested: dict[str, datetime] | None = None) -> int:
+        """Reset the breakers whose reset was requested since this daemon last applied
+        one (``requested``: what the beat read; None: read it now)."""
         board = self.board()
         if board is None:
             return 0
+        if requested is None:
+            requested = {service: aware(row.breaker_reset_requested_at)
+                         for service, row in (await service_rows(self.sessions)).items()
+                         if row.breaker_reset_requested_at is not None}
         applied = 0
-        for service, row in (await service_rows(self.sessions)).items():
-            requested = row.breaker_reset_requested_at
-            if requested is None or requested <= self._resets_applied.get(service, self.since):
+        for service, at in requested.items():
+            if at <= aware(self._resets_applied.get(service, self.since)):
                 continue
-            self._resets_applied[service] = requested
+            self._resets_applied[service] = at
             if board.reset_breaker(service):
                 applied += 1
                 log.info("breaker_reset_applied", service=service, daemon=self.id)
@@ -132,9 +144,9 @@ class Presence:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.beat()
+                requested = await self.beat()
                 self.database_ok = True
-                await self.apply_breaker_resets()
+                await self.apply_breaker_resets(requested)
             except Exception as exc:  # the database blinked: the next beat tries again
                 # The admin API answers 503 while the database is away.
                 self.database_ok = not is_database_unavailable(exc)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from core.db.urls import sqlite_path
@@ -27,7 +28,9 @@ from core.reminders.sync import REMINDERS_CHANNEL
 from core.syncers.types import service_of
 
 if TYPE_CHECKING:
+    from core.clients.status import ServiceStatus
     from core.engine.running.context import Runtime
+    from core.engine.running.state import SyncKey
     from core.reminders.delivery import ReminderDelivery
 
 log = get_logger("groupsync.sweeper")
@@ -121,26 +124,18 @@ class OutboxSweeper:
     async def sweep_once(self) -> int:
         rt = self.rt
         now = rt.clock.now()
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._next_reap:
-            self._next_reap = loop.time() + min(rt.settings.lease_seconds / 2, 30.0)
-            freed = await state.reclaim_leases(rt.session_factory, now)
-            if freed:
-                log.info("leases_reclaimed", count=freed, reason="expired")
-        statuses = rt.client_board.statuses()
-        parked = rt.parking.parked_types(time.monotonic(), statuses)
-        probing = rt.parking.probe_types(time.monotonic(), statuses)
-        paused = sync_types_of(set(await rt.pauses.paused_services()))
+        await self._reap_if_due(now)
         # A service that rejected the credentials: its keys wait in their rows; its probe
         # (one call a scaled minute, in the background) decides when they run again.
-        await rt.credentials.tick(rt.client_board, now, self.wake.set)
-        rejected = await rt.credentials.parked_types()
+        if rt.credentials.known():
+            await rt.credentials.tick(rt.client_board, now, self.wake.set)
         if len(self._in_flight) > SWEEP_BUSY:
             if self.reminders is not None:
                 await self.reminders.rescan()
             return 0
-        keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH,
-                                    skip_types=set(parked) | paused | rejected)
+        statuses = rt.client_board.statuses()
+        probing = rt.parking.probe_types(time.monotonic(), statuses)
+        keys = await self._due_keys(now, statuses)
         started = 0
         probes: set[str | None] = set()
         for key in keys:
@@ -160,6 +155,31 @@ class OutboxSweeper:
             await self.reminders.rescan()  # timers follow the rows, whoever wrote them
         return started
 
+    async def _reap_if_due(self, now: datetime) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_reap:
+            self._next_reap = loop.time() + min(self.rt.settings.lease_seconds / 2, 30.0)
+            freed = await state.reclaim_leases(self.rt.session_factory, now)
+            if freed:
+                log.info("leases_reclaimed", count=freed, reason="expired")
+
+    async def _due_keys(self, now: datetime, statuses: list[ServiceStatus]) -> list[SyncKey]:
+        """Due keys, without those whose service is parked, paused or rejected. One
+        statement when nothing is due (an idle daemon's sweep, issue 26): the pause and
+        credential rows are read only when there are keys they could hold back."""
+        rt = self.rt
+        keys = await state.due_keys(rt.session_factory, now, SWEEP_BATCH)
+        if not keys:
+            return keys
+        await rt.credentials.tick(rt.client_board, now, self.wake.set)  # rows re-read
+        skip = (set(rt.parking.parked_types(time.monotonic(), statuses))
+                | sync_types_of(set(await rt.pauses.paused_services()))
+                | await rt.credentials.parked_types())
+        if not any(key.sync_type in skip for key in keys):
+            return keys
+        # Again with the held-back types left out in SQL, so they cannot fill the batch
+        # and starve the others.
+        return await state.due_keys(rt.session_factory, now, SWEEP_BATCH, skip_types=skip)
 
     def _run_ended(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

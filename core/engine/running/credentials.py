@@ -180,6 +180,11 @@ class CredentialWatch:
             log.warning("service_credentials_probe_failed", service=rejection.service,
                         error=f"{type(exc).__name__}: {exc}"[:300])
 
+    def known(self) -> bool:
+        """Whether the last read (or a run of this process) found a service rejected: an
+        idle sweep probes only then, without reading the rows again."""
+        return bool(self._rejected)
+
     def forget(self) -> None:
         """Re-read on the next question."""
         self._read_at = float("-inf")

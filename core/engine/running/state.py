@@ -285,8 +285,9 @@ async def due_keys(
         .order_by(SyncState.updated_at)
         .limit(limit)
     )
-    async with session_factory() as session:
-        rows = (await session.execute(stmt)).all()
+    # Core on a pooled connection: the sweep runs this on every wake (issue 26).
+    async with engine_of(session_factory).connect() as connection:
+        rows = (await connection.execute(stmt)).all()
     return [SyncKey(SyncType(t), g) for t, g in rows]
 
 
