@@ -158,6 +158,9 @@ class Settings(BaseSettings):
         0.5, ge=0, le=1, description="share of a group's members one sync may remove")
     guard_max_removals_per_10_min: int = Field(
         500, ge=0, description="removals per sync type across all groups in 10 minutes")
+    held_recheck_seconds: float = Field(
+        600.0, gt=0, description="a held sync is re-planned against the live state this "
+        "often (scaled by TIME_SCALE): still held unless the plan no longer trips the guard")
 
     # History kept in SQL (core/history): per-minute rows this long, then per-hour rows
     # this long; days on the scaled timeline (TIME_SCALE), pruned by the active daemon.

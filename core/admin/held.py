@@ -89,7 +89,9 @@ async def decide(session_factory: SessionFactory, sync_type: str, group_id: int,
             await session.execute(
                 update(SyncState)
                 .where(SyncState.sync_type == kind, SyncState.group_id == group_id)
-                .values(status=SyncStatus.PENDING.value, next_attempt_at=None, updated_at=now)
+                # Due now, and its run is the approved plan's, not a re-check of a hold.
+                .values(status=SyncStatus.PENDING.value, next_attempt_at=None, error_kind=None,
+                        updated_at=now)
                 .execution_options(synchronize_session=False))
             await _notify(session)
         else:

@@ -9,7 +9,8 @@ or None when the key is neither owed nor waiting (settled, or running now).
 The codes, strongest first (the first that applies wins, because it is the one that has
 to end before the key can run):
 
-- ``held``: a deletion guard holds the key's plan for an operator (no time: a person);
+- ``held``: a deletion guard holds the key's plan for an operator (``until``: its next
+  re-check against the live state, which holds it again unless nobody is left to remove);
 - ``credentials_rejected``: the service refused groupsync's credentials; the key is
   parked until a probe succeeds (``until``: the next probe);
 - ``paused``: an operator paused the service (``until``: the end the operator gave the
@@ -160,7 +161,10 @@ def _first_reason(
     due = key.next_attempt_at if key.next_attempt_at and key.next_attempt_at > now else None
     name = service.service if service else key.sync_type
     if key.held is not None:
-        return Waiting(WaitCode.HELD, None, f"held for approval: {key.held}; "
+        # Its next run is the re-check against the live state (HELD_RECHECK_SECONDS):
+        # still held then unless nobody is left to remove; a person decides the rest.
+        recheck = f"re-checked against the live state {_when(due, now)}; " if due else ""
+        return Waiting(WaitCode.HELD, due, f"held for approval: {key.held}; {recheck}"
                        "`held` shows the plan, `approve` or `reject` decides")
     if service is not None and service.credentials_rejected is not None:
         probe = _later(service.next_probe_at, due)

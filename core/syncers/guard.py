@@ -89,6 +89,7 @@ class Stored:
     fingerprint: str
     removed: frozenset[str]
     decision: str  # pending | approved | rejected
+    reason: str = ""  # why it was held, in the operator's words
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,10 @@ def judge(proposal: Proposal, verdict: Verdict, stored: Stored | None) -> Judgem
 
     An approval lets through a plan of the same desired membership that removes no one
     the approved plan did not (re-read live state may find fewer to remove, never more);
-    a rejection holds while the desired membership is unchanged; anything else is judged
-    afresh (and a new hold replaces the stored plan)."""
+    a rejection holds while the desired membership is unchanged; a pending plan re-checked
+    with the same membership stays held (with the re-read plan) while it removes anyone:
+    only an operator lets its removals through, not a window that has room again;
+    anything else is judged afresh (and a new hold replaces the stored plan)."""
     same = stored is not None and stored.fingerprint == proposal.fingerprint
     if stored is not None and same and stored.decision == "approved" and (
         proposal.removed <= stored.removed
@@ -114,6 +117,11 @@ def judge(proposal: Proposal, verdict: Verdict, stored: Stored | None) -> Judgem
         return Judgement(True, approved=True)
     if stored is not None and same and stored.decision == "rejected":
         return Judgement(False, "rejected by an operator; held until the membership changes")
+    if stored is not None and same and stored.decision == "pending" and (
+        not verdict.hold and proposal.removals > 0
+    ):
+        return Judgement(False, stored.reason or "held until an operator approves or rejects it",
+                         store=True)
     if not verdict.hold:
         return Judgement(True, forget=stored is not None)
     return Judgement(False, verdict.reason, store=True)
@@ -148,3 +156,7 @@ class GuardPort(Protocol):
 
     async def applied(self, sync_type: str, group_id: int) -> None:
         """An approved plan was applied: its held row is done."""
+
+    async def settled(self, sync_type: str, group_id: int) -> None:
+        """A key that was held ran to success without a hold (its plan removed nobody
+        after all): its held row, whatever its decision, is done."""

@@ -37,6 +37,10 @@ FINE = ServiceFacts("discord")
                         next_probe_at=LATER, paused=True), WaitCode.CREDENTIALS_REJECTED, LATER),
     (KeyFacts("discord", owed=True, held="would remove 40 of 41 members"),
      ServiceFacts("discord", paused=True), WaitCode.HELD, None),
+    # A held key's next run is its re-check against the live state.
+    (KeyFacts("discord", owed=True, held="would remove 40 of 41 members",
+              next_attempt_at=MUCH_LATER), ServiceFacts("discord", paused=True),
+     WaitCode.HELD, MUCH_LATER),
     (NEVER_RAN, FINE, WaitCode.QUEUED, NOW),
     (NEVER_RAN, None, WaitCode.QUEUED, NOW),
 ])
@@ -148,3 +152,12 @@ def test_a_pause_window_that_is_no_duration_names_what_is_accepted(text: str) ->
 
     with pytest.raises(ValueError, match="1s to 7d"):
         parse_span(text)
+
+
+def test_a_held_key_names_its_re_check_and_the_operators_way_out() -> None:
+    held = KeyFacts("discord", owed=True, held="would remove 40 of 41 members",
+                    next_attempt_at=MUCH_LATER)
+    found = waiting_reason(held, FINE, NOW)
+    assert found is not None
+    assert "re-checked against the live state at 12:05:00Z (in 5 min)" in found.detail
+    assert "`approve` or `reject` decides" in found.detail

@@ -6,8 +6,8 @@ page, and ``status --json`` (straight on the database, another process) says the
 The Retry-After and the open circuit are both Discord's, and the stronger one wins for
 every Discord key, so they are shown one after the other: first the 429 storm (with the
 pause and the hold), then the server errors that open the circuit. A time the key may
-next run is shown where one exists; a hold ends when an operator decides, and the page and
-``status`` say so instead of inventing a time; the pause is given an end (``--for``).
+next run is shown for each: a hold's is its next re-check against the live state
+(HELD_RECHECK_SECONDS; an operator still decides), the pause is given an end (``--for``).
 """
 
 from __future__ import annotations
@@ -124,13 +124,17 @@ def test_each_waiting_reason_is_named_with_its_next_run_in_the_page_and_in_statu
     assert "Google maintenance window" in waiting["detail"]
     assert future(waiting["until"]), waiting
 
-    # Held: the guard's words, and the operator's way out.
+    # Held: the guard's words, its next re-check, and the operator's way out.
     text = key_text(browser, system, held, "discord", "waiting: held")
     assert "held for approval: would remove" in text
+    assert "re-checked against the live state at" in text
     assert "`approve` or `reject` decides" in text
+    assert "may next run" in text
+    assert "(in " in text
     browser.screenshot("held")
-    assert "may next run" not in text  # a person decides when, not a clock
-    assert status_waiting(system, "discord", held.id)["code"] == "held"
+    waiting = status_waiting(system, "discord", held.id)
+    assert waiting["code"] == "held", waiting
+    assert future(waiting["until"]), waiting
 
     # Then server errors on every call: the circuit opens and every owed Discord key
     # waits for its half-open probe, a time in the future.

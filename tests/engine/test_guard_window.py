@@ -45,8 +45,15 @@ async def test_removals_older_than_the_window_are_pruned_and_no_longer_count(
     assert (await store.check(Check("discord", 1, leaving(20), NOW))).go
     assert not (await store.check(Check("discord", 2, leaving(1, 20), NOW))).go
     later = NOW + timedelta(seconds=7)
-    assert (await store.check(Check("discord", 2, leaving(1, 20), later))).go
+    # The window has room again, but the same held plan waits for a person (issue 23: a
+    # re-check never lets a hold's removals through); another key's plan goes.
+    again = await store.check(Check("discord", 2, leaving(1, 20), later))
+    assert not again.go
+    assert "to 21 (20 already, 1 here); limit 20" in again.reason
+    assert (await store.check(Check("discord", 3, leaving(1, 30), later))).go
     async with session_factory() as session:
         counted = await session.scalar(select(func.sum(AppliedRemovals.removals)))
         held = await session.get(HeldPlan, ("discord", 2))
-    assert (counted, held) == (1, None)  # the old rows pruned, the stale hold forgotten
+    assert counted == 1  # the old rows pruned: only the new key's removal counts
+    assert held is not None
+    assert held.decision == "pending"

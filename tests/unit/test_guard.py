@@ -64,8 +64,21 @@ GO = Verdict(False)
      Stored("f0", frozenset("abc"), "rejected"), False, True, False, False),
     ("pending, re-planned the same", HOLD, Stored("f1", frozenset("abc"), "pending"),
      False, True, False, False),
+    # A re-check: the window that held it has room again, but only a person lets the
+    # same removals through.
+    ("pending, re-checked, the window has room again", GO,
+     Stored("f1", frozenset("abc"), "pending", "window full"), False, True, False, False),
+    ("pending, membership changed and under the limits", GO,
+     Stored("f0", frozenset("abc"), "pending"), True, False, False, True),
 ])
 def test_judge(case: str, verdict: Verdict, stored: Stored | None, go: bool, store: bool,
                approved: bool, forget: bool) -> None:
     found = judge(proposal("a", "b", "c"), verdict, stored)
     assert (found.go, found.store, found.approved, found.forget) == (go, store, approved, forget)
+
+
+def test_a_re_checked_hold_keeps_its_reason_and_goes_once_nobody_is_left_to_remove() -> None:
+    stored = Stored("f1", frozenset("abc"), "pending", "would take removals past 500")
+    kept = judge(proposal("a", "b"), GO, stored)
+    assert (kept.go, kept.reason) == (False, "would take removals past 500")
+    assert judge(proposal(), GO, stored).go  # people removed the access themselves

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import case, func, literal, select, tuple_
 
-from core.db.models import SyncState, SyncStatus, SyncType
+from core.db.models import SyncState, SyncType
 from core.engine.running import runner, state
 from core.engine.running.state import SyncKey, lease_free, owed
 from core.observability import get_logger
@@ -70,7 +70,7 @@ async def owed_summary(
 async def earliest_after(session_factory: SessionFactory, after: datetime) -> datetime | None:
     """The earliest due time of an owed retry later than ``after``."""
     stmt = select(func.min(SyncState.next_attempt_at)).where(
-        owed(), SyncState.next_attempt_at > after, SyncState.status != SyncStatus.HELD.value)
+        owed(), SyncState.next_attempt_at > after)
     async with session_factory() as session:
         return await session.scalar(stmt)
 
@@ -79,10 +79,10 @@ async def due_page(
     session_factory: SessionFactory, now: datetime,
     after: tuple[datetime, str, int] | None, limit: int = PAGE,
 ) -> list[tuple[datetime, str, int]]:
-    """Owed, unleased, not held keys due by ``now``, in due order, after the key ``after``."""
+    """Owed, unleased keys due by ``now``, in due order, after the key ``after`` (a held
+    key's due time is its re-check)."""
     stmt = select(SyncState.next_attempt_at, SyncState.sync_type, SyncState.group_id).where(
-        owed(), SyncState.next_attempt_at <= now, lease_free(now),
-        SyncState.status != SyncStatus.HELD.value)
+        owed(), SyncState.next_attempt_at <= now, lease_free(now))
     if after is not None:
         at, sync_type, group_id = after
         stmt = stmt.where(

@@ -73,6 +73,12 @@ class GuardStore:
                 HeldPlan.decision == HeldDecision.APPROVED.value))
 
 
+    async def settled(self, sync_type: str, group_id: int) -> None:
+        async with self.session_factory() as session, session.begin():
+            await session.execute(delete(HeldPlan).where(
+                HeldPlan.sync_type == sync_type, HeldPlan.group_id == group_id))
+
+
 def plan_json(proposal: Proposal) -> dict[str, Any]:
     return {"removed": sorted(proposal.removed), **proposal.plan}
 
@@ -80,7 +86,8 @@ def plan_json(proposal: Proposal) -> dict[str, Any]:
 def _stored(row: HeldPlan | None) -> Stored | None:
     if row is None:
         return None
-    return Stored(row.fingerprint, frozenset(row.plan.get("removed", [])), row.decision)
+    return Stored(row.fingerprint, frozenset(row.plan.get("removed", [])), row.decision,
+                  row.reason)
 
 
 def _hold(session: AsyncSession, row: HeldPlan | None, check: Check, reason: str) -> None:

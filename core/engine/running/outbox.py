@@ -65,6 +65,15 @@ async def mark_owed(
                  SyncStatus.PENDING.value),
                 else_=SyncState.status,
             ),
+            # ... at once, not at its re-check, and as a new plan, not as a re-check.
+            "next_attempt_at": case(
+                (SyncState.status == SyncStatus.HELD.value, None),
+                else_=SyncState.next_attempt_at,
+            ),
+            "error_kind": case(
+                (SyncState.status == SyncStatus.HELD.value, None),
+                else_=SyncState.error_kind,
+            ),
             "updated_at": now,
             # The oldest request still owed: commit → applied is timed from it.
             "requested_at": case(

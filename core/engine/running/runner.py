@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core.engine.health.outage import is_database_unavailable, reconnect_delay
@@ -313,6 +313,10 @@ async def _record(
 
     if outcome.ok and (outcome.result or {}).get("held"):
         return await _record_held(rt, claim, fence, outcome, fields, rows)
+    if claim.held is not None and not outcome.ok and outcome.error_kind != (
+        CredentialsRejectedError.kind
+    ):
+        return await _recheck_failed(rt, claim, fence, outcome, fields, rows)
     if outcome.error_kind == CredentialsRejectedError.kind and isinstance(
         outcome.exception, CredentialsRejectedError
     ) and not await rt.credentials.rejected(outcome.exception, key, now):
@@ -322,16 +326,7 @@ async def _record(
         log.info("sync_parked", outcome=CredentialsRejectedError.kind, **fields)
         return {"error": outcome.error, "parked": CredentialsRejectedError.kind}
     if outcome.ok:
-        rt.parking.unpark(key.sync_type)
-        kept = await _persist(
-            rt, fence,
-            lambda at: state.record_success(rt.session_factory, claim, outcome, at, rows(at)),
-        )
-        if rt.scheduler is not None:
-            rt.scheduler.cancel_retry(key)
-        log.info("sync_succeeded", result=outcome.result, attempt=0,
-                 outcome="ok" if kept else "lease_lost", **fields)
-        return outcome.result or {}
+        return await _record_success(rt, claim, fence, outcome, fields, rows)
     decision = decide_failure(
         claim.streak,
         outcome,
@@ -370,6 +365,25 @@ async def _record(
     return outcome.result if outcome.result is not None else {"error": outcome.error}
 
 
+async def _record_success(
+    rt: Runtime, claim: Claim, fence: LeaseFence, outcome: Outcome, fields: dict[str, Any],
+    rows: Callable[[datetime], Any],
+) -> SyncResult:
+    key = claim.key
+    rt.parking.unpark(key.sync_type)
+    kept = await _persist(
+        rt, fence,
+        lambda at: state.record_success(rt.session_factory, claim, outcome, at, rows(at)),
+    )
+    if kept and claim.held is not None and rt.guard is not None:
+        await rt.guard.settled(key.sync_type, key.group_id)  # nobody left to remove
+    if rt.scheduler is not None:
+        rt.scheduler.cancel_retry(key)
+    log.info("sync_succeeded", result=outcome.result, attempt=0,
+             outcome="ok" if kept else "lease_lost", **fields)
+    return outcome.result or {}
+
+
 async def _record_held(
     rt: Runtime, claim: Claim, fence: LeaseFence, outcome: Outcome, fields: dict[str, Any],
     rows: Callable[[datetime], Any],
@@ -378,15 +392,41 @@ async def _record_held(
     in status ``held`` with no retry timer (a person decides, not a backoff); a membership
     change or an operator's decision runs it again."""
     result = outcome.result or {}
-    kept = await _persist(
-        rt, fence, lambda at: state.record_held(rt.session_factory, claim, outcome, at, rows(at))
-    )
-    if rt.scheduler is not None:
-        rt.scheduler.cancel_retry(claim.key)
+    reason = str(result.get("held") or "held by the deletion guard")
+    recheck_at = _recheck_at(rt)
+    kept = await _persist(rt, fence, lambda at: state.record_held(
+        rt.session_factory, claim, reason, at, recheck_at, rows(at), result=outcome.result))
+    if kept:
+        _arm(rt, claim.key, recheck_at, 0)
     log.warning("sync_held", held=result.get("held"), removals=result.get("removals"),
-                members=result.get("members"), attempt=0,
+                members=result.get("members"), attempt=0, recheck_at=recheck_at.isoformat(),
                 outcome="held" if kept else "lease_lost", **fields)
     return result
+
+
+async def _recheck_failed(
+    rt: Runtime, claim: Claim, fence: LeaseFence, outcome: Outcome, fields: dict[str, Any],
+    rows: Callable[[datetime], Any],
+) -> SyncResult:
+    """A held key's re-check could not re-plan (the live read failed, the circuit is
+    open, …): the key stays held for the operator with its plan, not a retrying key (a
+    failed re-read must not take a hold out of the held view), and is re-checked later."""
+    assert claim.held is not None
+    recheck_at = _recheck_at(rt)
+    kept = await _persist(rt, fence, lambda at: state.record_held(
+        rt.session_factory, claim, claim.held or "", at, recheck_at, rows(at)))
+    if kept:
+        _arm(rt, claim.key, recheck_at, 0)
+    log.warning("held_recheck_failed", error=outcome.error, error_kind=outcome.error_kind,
+                recheck_at=recheck_at.isoformat(),
+                outcome="held" if kept else "lease_lost", **fields)
+    return {"held": claim.held, "error": outcome.error}
+
+
+def _recheck_at(rt: Runtime) -> datetime:
+    """When a held key is next re-planned against the live state (HELD_RECHECK_SECONDS)."""
+    return rt.clock.now() + timedelta(seconds=rt.time_scale.seconds(
+        rt.settings.held_recheck_seconds))
 
 
 def _arm(rt: Runtime, key: SyncKey, run_at: Any, attempt: int) -> None:

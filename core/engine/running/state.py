@@ -48,6 +48,9 @@ class Claim:
     generation: int
     streak: StreakSoFar
     requested_at: datetime | None = None  # the oldest request this run applies
+    # The deletion guard's words when the key was held at the claim: this run is its
+    # re-check (or the run an operator's decision or a new request asked for).
+    held: str | None = None
 
 
 def _key(key: SyncKey) -> ColumnElement[bool]:
@@ -98,6 +101,8 @@ async def claim(
             SyncState.failing_since,
             SyncState.sentry_reported_level,
             SyncState.requested_at,
+            SyncState.error_kind,  # the claim leaves it as it was: "held" for a held key
+            SyncState.last_error,
         )
         .execution_options(synchronize_session=False)
     )
@@ -105,9 +110,10 @@ async def claim(
         row = (await session.execute(stmt)).first()
     if row is None:
         return None
-    generation, attempt, failing_since, level, requested_at = row
+    generation, attempt, failing_since, level, requested_at, kind, words = row
     return Claim(key, owner, generation, StreakSoFar(attempt, failing_since, level),
-                 requested_at)
+                 requested_at, held=(words or "held by the deletion guard")
+                 if kind == HELD_KIND else None)
 
 
 async def renew(
@@ -189,12 +195,14 @@ async def record_failure(
 
 
 async def record_held(
-    session_factory: SessionFactory, claim_: Claim, outcome: Outcome, now: datetime,
-    history: Sequence[Executable] = (),
+    session_factory: SessionFactory, claim_: Claim, reason: str, now: datetime,
+    recheck_at: datetime, history: Sequence[Executable] = (), result: Any = None,
 ) -> bool:
-    """The guard held the run's plan: the generation stays owed, no retry is due. A
-    request that arrived meanwhile leaves it pending (it re-plans at once)."""
-    reason = str((outcome.result or {}).get("held") or "held by the deletion guard")
+    """The guard held the run's plan (or a held key's re-check could not re-plan): the
+    generation stays owed, and the next run is the re-check at ``recheck_at`` (its own
+    timer; the sweep leaves held keys alone). A request that arrived meanwhile leaves it
+    pending (it re-plans at once)."""
+    values: dict[str, Any] = {} if result is None else {"last_result": result}
     return await _fenced(
         session_factory,
         claim_,
@@ -205,12 +213,12 @@ async def record_held(
             else_=SyncStatus.HELD.value,
         ),
         attempt=0,
-        next_attempt_at=None,
+        next_attempt_at=recheck_at,
         last_error=reason[:4000],
         error_kind=HELD_KIND,
         failing_since=None,
         sentry_reported_level=0,
-        last_result=outcome.result,
+        **values,
         lease_owner=None,
         lease_expires_at=None,
         updated_at=now,
