@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Protocol, Self
@@ -45,7 +44,7 @@ from core.engine.loops.discord_changes import follow_gateway
 from core.engine.loops.history_rollups import flush_counts, recording
 from core.engine.loops.periodic import schedule_periodic
 from core.engine.loops.recovery import recover
-from core.engine.loops.sweeper import OutboxSweeper
+from core.engine.loops.sweeper import OutboxSweeper, SweepWake
 from core.engine.running.context import RetryTimers, Runtime
 from core.engine.running.state import SyncKey
 from core.lifecycle import mark_and_run
@@ -71,9 +70,8 @@ class DaemonFace(Protocol):
 
     async def open(self, engine: AsyncEngine, owner: str, stack: AsyncExitStack) -> None: ...
 
-    async def activate(
-        self, runtime: Runtime, wake: Callable[[], None], stack: AsyncExitStack
-    ) -> None: ...
+    async def activate(self, runtime: Runtime, wake: SweepWake, stack: AsyncExitStack) -> None:
+        ...
 
 
 class RuntimeAlreadyRunning(SlotTaken):
@@ -261,7 +259,7 @@ class GroupsyncRuntime:
             sweeper = OutboxSweeper(runtime, reminders)
             await sweeper.listen(stack)
             if self._face is not None:
-                await self._face.activate(runtime, sweeper.wake.set, stack)
+                await self._face.activate(runtime, sweeper.wake, stack)
             self.runtime = runtime
             log.info(f"{role}_started", settings=settings.public_summary(), owner=runtime.owner)
             self._leading.set()

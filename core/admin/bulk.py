@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select, update
 
-from core.admin.control import make_due
+from core.admin.control import _notify, make_due
 from core.admin.errors import Conflict, Invalid, NotFound
 from core.admin.estimate import estimate_key
 from core.admin.keys import KeyFilter
@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 log = get_logger("groupsync.bulk")
 
 SCOPE_STATUSES = ("failing", "retrying", "needs_attention")
-# Between jobs the worker looks once a second (a job created through this daemon's API
-# wakes it at once): one small read, where stamping and scanning every half second was
-# a third of an idle daemon's statements (issue 26).
-IDLE_SECONDS = 1.0
+# Between jobs the worker waits to be woken: a job created through this daemon's API
+# wakes it at once, one another process queued wakes it with the outbox sweep (its
+# NOTIFY, or the SQLite file written). It still looks every IDLE_SECONDS: one small read,
+# where a look every second was a fifth of an idle daemon's CPU (issue 26).
+IDLE_SECONDS = 10.0
 ESTIMATE_SAMPLE = 500  # keys planned one by one; beyond that the average is extrapolated
 
 
@@ -96,6 +97,7 @@ async def create(session_factory: SessionFactory, scope: BulkScope, now: datetim
                                     group_id=k.group_id, state="queued", updated_at=now)
                         for k in found)
         job_id = job.id
+        await _notify(session)  # the active daemon's worker, whichever process queued it
     return await get_job(session_factory, job_id)
 
 

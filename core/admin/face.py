@@ -24,6 +24,7 @@ from core.config import Settings
 from core.db.session import create_session_factory
 
 if TYPE_CHECKING:
+    from core.engine.loops.sweeper import SweepWake
     from core.runtime import Runtime
 
 
@@ -54,16 +55,14 @@ class AdminFace:
         stack.push_async_callback(self.presence.leave)
         await _background(stack, self.presence.run)
 
-    async def activate(
-        self, runtime: Runtime, wake: Callable[[], None], stack: AsyncExitStack
-    ) -> None:
+    async def activate(self, runtime: Runtime, wake: SweepWake, stack: AsyncExitStack) -> None:
         assert self.service is not None
         assert self.presence is not None
         worker = BulkWorker(runtime)
+        wake.followers.append(worker.wake)  # a job another process queued wakes it too
 
         def wake_all() -> None:
-            wake()
-            worker.wake.set()
+            wake.set()
 
         board = runtime.client_board
         self.presence.board = lambda: board

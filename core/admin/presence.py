@@ -29,7 +29,7 @@ from core.observability import get_logger
 
 log = get_logger("groupsync.presence")
 
-HEARTBEAT_SECONDS = 1.0
+HEARTBEAT_SECONDS = 2.0
 # Three missed beats: the daemon is gone (or its database is). Its row stays for a while
 # (FORGET_AFTER) but it is no longer counted, as a standby or as the active daemon.
 STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS

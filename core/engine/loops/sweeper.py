@@ -40,17 +40,36 @@ SWEEP_BATCH = 200
 # keys it would find are the ones being drained (a scan of up to SWEEP_BATCH rows each
 # wake, for nothing). The run that brings the count back down wakes it.
 SWEEP_BUSY = 50
+# Idle, with NOTIFY or the file watch to wake it, the sweep looks every this many polls.
+IDLE_POLLS = 10
+
+
+class SweepWake(asyncio.Event):
+    """The sweep's wake-up (a NOTIFY, the SQLite file written, this process's own
+    requests), passed on to ``followers``: loops that wait for the same commits (the bulk
+    worker) need no poll of their own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.followers: list[asyncio.Event] = []
+
+    def set(self) -> None:
+        super().set()
+        for follower in self.followers:
+            follower.set()
 
 
 class OutboxSweeper:
     def __init__(self, rt: Runtime, reminders: ReminderDelivery | None = None) -> None:
         self.rt = rt
         self.reminders = reminders
-        self.wake = asyncio.Event()
+        self.wake = SweepWake()
         self._next_reap = 0.0
         self._listener: Any = None
         self._listening = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._idle = False  # the last sweep found nothing due
+        self._follows_file = False  # SQLite: the kernel says when the file is written
 
     async def listen(self, stack: AsyncExitStack) -> None:
         """PostgreSQL only: a dedicated asyncpg connection whose NOTIFYs wake the sweep.
@@ -59,7 +78,7 @@ class OutboxSweeper:
             # SQLite: a watcher of the file's commits (core.engine.loops.wakeup) stands in.
             path = sqlite_path(self.rt.settings.database_url)
             if path is not None:
-                await watch_sqlite(path, self.wake, stack)
+                self._follows_file = await watch_sqlite(path, self.wake, stack)
             return
         self._listening = True
         stack.push_async_callback(self._close_listener)
@@ -116,6 +135,7 @@ class OutboxSweeper:
                 self.rt.outage.reachable()
                 if self._listening and (self._listener is None or self._listener.is_closed()):
                     await self._listen()  # the outage closed it: NOTIFYs wake us again
+                delay = self._idle_delay(poll)
             waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
@@ -129,6 +149,7 @@ class OutboxSweeper:
         # (one call a scaled minute, in the background) decides when they run again.
         if rt.credentials.known():
             await rt.credentials.tick(rt.client_board, now, self.wake.set)
+        self._idle = False
         if len(self._in_flight) > SWEEP_BUSY:
             if self.reminders is not None:
                 await self.reminders.rescan()
@@ -136,6 +157,7 @@ class OutboxSweeper:
         statuses = rt.client_board.statuses()
         probing = rt.parking.probe_types(time.monotonic(), statuses)
         keys = await self._due_keys(now, statuses)
+        self._idle = not keys
         started = 0
         probes: set[str | None] = set()
         for key in keys:
@@ -154,6 +176,22 @@ class OutboxSweeper:
         if self.reminders is not None:
             await self.reminders.rescan()  # timers follow the rows, whoever wrote them
         return started
+
+    def _idle_delay(self, poll: float) -> float:
+        """The wait before the next sweep when nothing woke it. Idle (the last sweep found
+        nothing due, no service rejected) with a wake source that works (NOTIFY, or the
+        kernel's word on the SQLite file), new work wakes it: it looks only every
+        IDLE_POLLS polls, and at the next lease reap (an idle daemon's sweep every poll was
+        most of its CPU, issue 26). Otherwise: every poll."""
+        if not (self._idle and self._wakes_reliably()) or self.rt.credentials.known():
+            return poll
+        until_reap = self._next_reap - asyncio.get_running_loop().time()
+        return max(poll, min(poll * IDLE_POLLS, until_reap))
+
+    def _wakes_reliably(self) -> bool:
+        if self.rt.settings.is_sqlite:
+            return self._follows_file
+        return self._listener is not None and not self._listener.is_closed()
 
     async def _reap_if_due(self, now: datetime) -> None:
         loop = asyncio.get_running_loop()

@@ -113,18 +113,19 @@ class FileChanges:
             os.close(self.fd)
 
 
-async def watch_sqlite(path: Path, wake: asyncio.Event, stack: AsyncExitStack) -> None:
-    """Start watching ``path``; the watcher stops when ``stack`` closes."""
+async def watch_sqlite(path: Path, wake: asyncio.Event, stack: AsyncExitStack) -> bool:
+    """Start watching ``path``; the watcher stops when ``stack`` closes. True when the
+    kernel reports the writes (inotify), False when the watcher polls or could not start."""
     try:
         version = DataVersion(path)
     except sqlite3.Error as exc:
         log.warning("sqlite_watch_unavailable", error=str(exc), fallback="polling")
-        return
+        return False
     stack.callback(version.close)
     changes = FileChanges.open(path)
     if changes is not None:
         _follow(changes, version, wake, stack)
-        return
+        return True
     # The first look now, not in the task: a commit before the task first ran is seen.
     task = asyncio.get_running_loop().create_task(_watch(version, version.read(), wake))
 
@@ -134,6 +135,7 @@ async def watch_sqlite(path: Path, wake: asyncio.Event, stack: AsyncExitStack) -
             await task
 
     stack.push_async_callback(close)
+    return False
 
 
 def _follow(
