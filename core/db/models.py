@@ -539,3 +539,16 @@ class HistoryRollup(Base):
     label: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0.0)
     samples: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WakeClock(Base):
+    """SQLite's hand-off signal (core.engine.loops.wakeup): one row whose ``ticks`` the
+    database's own triggers (migration 0014) bump on every write to the tables a daemon
+    must notice (sync_state, service_state, bulk_jobs, held_plans, reminder_deliveries),
+    by whatever process. The daemon's watcher reads it when the file changed, so its own
+    heartbeats and history writes wake nothing. Unused on PostgreSQL (NOTIFY)."""
+
+    __tablename__ = "wake_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ticks: Mapped[int] = mapped_column(Integer, default=0)

@@ -80,3 +80,43 @@ async def test_without_inotify_the_watcher_polls_and_still_wakes(
         await wakeup.watch_sqlite(database, wake, stack)
         commit_elsewhere(database)
         await asyncio.wait_for(wake.wait(), timeout=5)
+
+
+@pytest.fixture
+def schema(tmp_path: Path) -> Path:
+    """A database at the head of the migrations: the wake clock and its triggers."""
+    from core.db.migrate import upgrade
+
+    path = tmp_path / "schema.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+def write_elsewhere(path: Path, statement: str) -> None:
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute(statement)
+    finally:
+        connection.close()
+
+
+async def test_the_daemons_own_heartbeats_wake_nothing_but_a_hand_off_does(schema: Path) -> None:
+    """Measured before: every heartbeat of the daemon changed the file's commit counter
+    and woke its sweep and bulk worker (an idle SQLite daemon at 1.3 % of a core)."""
+    wake = asyncio.Event()
+    async with AsyncExitStack() as stack:
+        assert await wakeup.watch_sqlite(schema, wake, stack)
+        for beat in range(3):  # heartbeats and a history flush, as the daemon writes them
+            write_elsewhere(schema, "INSERT OR REPLACE INTO daemon_heartbeats (id, host, pid, "
+                            "role, since, last_heartbeat, clients) VALUES ('me', 'h', 1, "
+                            f"'active', '2026-12-03 10:00:00', '2026-12-03 10:00:0{beat}', "
+                            "'[]')")
+            await asyncio.sleep(0.4)  # past every look-again after the write
+        assert not wake.is_set()
+
+        write_elsewhere(schema, "INSERT INTO sync_state (sync_type, group_id, status, "
+                        "requested_generation, completed_generation, attempt, "
+                        "sentry_reported_level, updated_at) VALUES ('discord', 1, 'pending', "
+                        "1, 0, 0, 0, '2026-12-03 10:00:00')")
+        await asyncio.wait_for(wake.wait(), timeout=5)

@@ -1,10 +1,15 @@
 """SQLite's stand-in for NOTIFY: wake the outbox sweep soon after another process commits.
 
-``PRAGMA data_version`` on a connection changes exactly when another connection (an
-application process handing keys off) has committed to the file. Reading it is a few
-microseconds when done in place: the watcher keeps its own plain ``sqlite3`` connection
-and reads it on the event loop's thread, never waiting on a lock (``timeout=0``: WAL
-readers do not block; a busy moment is skipped, the next look catches up).
+What it compares is the schema's wake clock (``wake_clock.ticks``, migration 0014):
+triggers bump it on every write to the tables a daemon acts on (sync_state,
+service_state, bulk_jobs, held_plans, reminder_deliveries), whichever process writes.
+The file's own commit counter (``PRAGMA data_version``) also changed with every
+heartbeat of the daemon itself, which woke the sweep and the bulk worker each beat
+(issue 26); it remains the fallback for a file without the table. Reading either is a
+few microseconds when done in place: the watcher keeps its own plain ``sqlite3``
+connection and reads it on the event loop's thread, never waiting on a lock
+(``timeout=0``: WAL readers do not block; a busy moment is skipped, the next look
+catches up).
 
 It reads it only when the file changed: on Linux an inotify watch on the database's
 folder (the file, its ``-wal`` and ``-journal``) makes the kernel say when someone wrote
@@ -38,17 +43,33 @@ _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (t
 
 
 class DataVersion:
-    """The file's commit counter as one connection sees it (None: could not read)."""
+    """What the watcher compares between two looks (None: could not read): the schema's
+    wake clock (``wake_clock.ticks``, which triggers bump on every write to the tables a
+    daemon acts on, by any process), so the daemon's own heartbeats and history writes
+    wake nothing; where the table is missing (a bare file), the file's commit counter
+    as this connection sees it, which any other connection's commit changes."""
+
+    CLOCK = "SELECT ticks FROM wake_clock WHERE id = 1"
+    COMMITS = "PRAGMA data_version"
 
     def __init__(self, path: Path) -> None:
         # check_same_thread=False: opened and closed from the loop's thread only, but the
         # stack that closes it may run its callbacks after the loop thread changed in tests.
         self._connection = sqlite3.connect(str(path), timeout=0, check_same_thread=False,
                                            isolation_level=None)
+        self._query = self.CLOCK if self._has_clock() else self.COMMITS
+
+    def _has_clock(self) -> bool:
+        try:
+            return self._connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'wake_clock'"
+            ).fetchone() is not None
+        except sqlite3.Error:
+            return False
 
     def read(self) -> int | None:
         try:
-            row = self._connection.execute("PRAGMA data_version").fetchone()
+            row = self._connection.execute(self._query).fetchone()
         except sqlite3.Error as exc:  # the file blinked; the sweep's own poll still runs
             log.debug("sqlite_watch_failed", error=str(exc))
             return None
