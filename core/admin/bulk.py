@@ -41,6 +41,7 @@ SCOPE_STATUSES = ("failing", "retrying", "needs_attention")
 # NOTIFY, or the SQLite file written). It still looks every IDLE_SECONDS: one small read,
 # where a look every second was a fifth of an idle daemon's CPU (issue 26).
 IDLE_SECONDS = 10.0
+WAKE_FLOOR_SECONDS = 1.0
 ESTIMATE_SAMPLE = 500  # keys planned one by one; beyond that the average is extrapolated
 
 
@@ -175,8 +176,10 @@ class BulkWorker:
         self.wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             progressed = 0
+            looked = loop.time()
             try:
                 progressed = await self.step()
             except Exception as exc:
@@ -194,6 +197,13 @@ class BulkWorker:
                                    return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
+            # Woken by the sweep's wake-up, which every write to the watched rows sets
+            # while the daemon works: at most one look a second (a drain of 4,000 keys
+            # spent a sixth of its CPU here).
+            rest = looked + WAKE_FLOOR_SECONDS - loop.time()
+            if rest > 0 and not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=rest)
 
     async def step(self) -> int:
         """Run the next batch of one job; returns how many items finished."""

@@ -9,17 +9,18 @@ history row must never fail or repeat a sync, so its errors are swallowed.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.sql import Executable
 
 from core import metrics
 from core.db.models import SyncAttempt
 from core.db.session import SessionFactory, engine_of
 from core.engine.running.outcomes import Outcome
-from core.engine.running.state import Claim, SyncKey
+from core.engine.running.state import Claim, Statement, SyncKey
 from core.history.tally import TALLY
 
 KEEP_PER_KEY = 50
@@ -48,7 +49,7 @@ def note_run(claim: Claim, outcome: Outcome, duration_ms: float, at: datetime) -
 
 def run_rows(
     claim: Claim, outcome: Outcome, duration_ms: float, at: datetime
-) -> Sequence[Executable]:
+) -> Sequence[Statement]:
     """The history statements of one finished run, for its record's transaction."""
     return attempt_rows(
         claim.key, at=at, outcome=outcome_label(outcome), error=outcome.error,
@@ -65,24 +66,33 @@ def attempt_rows(
     duration_ms: float,
     attempt: int,
     keep: int = KEEP_PER_KEY,
-) -> Sequence[Executable]:
-    same_key = (SyncAttempt.sync_type == key.sync_type,
-                SyncAttempt.group_id == key.group_id)
-    # The id of the newest row past the ``keep`` newest (NULL while there are fewer): the
-    # prune is one statement, and both are Core statements, not an ORM flush (every run
-    # writes one row, so this is on the path of every interactive change).
+) -> Sequence[Statement]:
+    same_key = {"p_type": key.sync_type, "p_group": key.group_id}
+    return (
+        (_INSERT, {"sync_type": key.sync_type, "group_id": key.group_id, "at": at,
+                   "outcome": outcome, "error": (error or None) and error[:2000],
+                   "duration_ms": duration_ms, "attempt": attempt}),
+        (_prune(keep), same_key),
+    )
+
+
+# Built once (every run writes one row, so these are on the path of every interactive
+# change, issue 26), Core on the table. The prune is one statement: the id of the newest
+# row past the ``keep`` newest (NULL while there are fewer) bounds the delete.
+_ATTEMPTS: Table = SyncAttempt.__table__  # type: ignore[assignment]
+_INSERT = insert(_ATTEMPTS)
+
+
+@functools.cache
+def _prune(keep: int) -> Executable:
+    same_key = (_ATTEMPTS.c.sync_type == bindparam("p_type"),
+                _ATTEMPTS.c.group_id == bindparam("p_group"))
     cutoff = (
-        select(SyncAttempt.id).where(*same_key)
-        .order_by(SyncAttempt.id.desc()).offset(keep).limit(1)
+        select(_ATTEMPTS.c.id).where(*same_key)
+        .order_by(_ATTEMPTS.c.id.desc()).offset(keep).limit(1)
         .scalar_subquery()
     )
-    return (
-        insert(SyncAttempt).values(
-            sync_type=key.sync_type, group_id=key.group_id, at=at, outcome=outcome,
-            error=(error or None) and error[:2000], duration_ms=duration_ms, attempt=attempt,
-        ),
-        delete(SyncAttempt).where(*same_key, SyncAttempt.id <= cutoff),
-    )
+    return delete(_ATTEMPTS).where(*same_key, _ATTEMPTS.c.id <= cutoff)
 
 
 async def record_attempt(
@@ -101,4 +111,7 @@ async def record_attempt(
     with contextlib.suppress(Exception):
         async with engine_of(session_factory).begin() as connection:
             for statement in statements:
-                await connection.execute(statement)
+                if isinstance(statement, tuple):
+                    await connection.execute(*statement)
+                else:
+                    await connection.execute(statement)

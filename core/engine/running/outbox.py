@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,7 @@ from core.db.session import dialect_name
 from core.syncers import types
 
 OUTBOX_CHANNEL = "groupsync_outbox"
+MARK_BATCH = 1000  # keys per upsert statement (9 bound parameters each)
 
 
 async def mark_owed(
@@ -52,8 +54,17 @@ async def mark_owed(
         from sqlalchemy.dialects import postgresql as chosen
     else:
         from sqlalchemy.dialects import sqlite as chosen  # type: ignore[no-redef]
+    # In slices: one statement's bound parameters are capped (PostgreSQL's protocol takes
+    # 32,767; 4,000 keys in one statement were 36,000).
+    for start in range(0, len(rows), MARK_BATCH):
+        await session.execute(_upsert(chosen, rows[start : start + MARK_BATCH], now))
+    if dialect == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+
+
+def _upsert(chosen: Any, rows: list[dict[str, Any]], now: datetime) -> Any:
     stmt = chosen.insert(SyncState).values(rows)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[SyncState.sync_type, SyncState.group_id],
         set_={
             "requested_generation": SyncState.requested_generation + 1,
@@ -83,9 +94,6 @@ async def mark_owed(
             ),
         },
     )
-    await session.execute(stmt)
-    if dialect == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
 
 
 async def notify_owed(session: AsyncSession) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Integer, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -72,6 +72,55 @@ LEAVES_ATTENTION: dict[str, Any] = {"attention_since": None}
 CLEARS_ACK: dict[str, Any] = {"ack_by": None, "ack_at": None, "ack_note": None}
 
 
+# A history statement in a record's transaction: built per run, or built once and run
+# with its parameters.
+Statement = Executable | tuple[Executable, dict[str, Any]]
+
+# The two statements every run makes, built once: constructing a SQLAlchemy statement
+# (and its cache key) per run was most of the engine's CPU per key (issue 26). Core on the
+# table, not the ORM entity: no ORM bulk-update machinery on the hot path.
+_ROWS: Table = SyncState.__table__  # type: ignore[assignment]
+_NOW = bindparam("p_now", type_=_ROWS.c.updated_at.type)
+_GENERATION = bindparam("p_generation", type_=Integer)
+_NEWER_REQUEST = _ROWS.c.requested_generation > _GENERATION
+_CLAIM = (
+    update(_ROWS)
+    .where(_ROWS.c.sync_type == bindparam("f_type"), _ROWS.c.group_id == bindparam("f_group"),
+           _ROWS.c.requested_generation > _ROWS.c.completed_generation,
+           or_(_ROWS.c.lease_owner.is_(None), _ROWS.c.lease_expires_at < _NOW))
+    .values(lease_owner=bindparam("p_owner"),
+            lease_expires_at=bindparam("p_until", type_=_ROWS.c.lease_expires_at.type),
+            status=SyncStatus.RUNNING.value, last_attempt_at=_NOW, updated_at=_NOW)
+    .returning(_ROWS.c.requested_generation, _ROWS.c.attempt, _ROWS.c.failing_since,
+               _ROWS.c.sentry_reported_level, _ROWS.c.requested_at,
+               _ROWS.c.error_kind,  # the claim leaves it as it was: "held" for a held key
+               _ROWS.c.last_error)
+)
+_FENCE = and_(
+    _ROWS.c.sync_type == bindparam("f_type"), _ROWS.c.group_id == bindparam("f_group"),
+    _ROWS.c.lease_owner == bindparam("f_owner"),
+    _ROWS.c.lease_expires_at > bindparam("f_at", type_=_ROWS.c.lease_expires_at.type),
+)
+_SUCCESS = update(_ROWS).where(_FENCE).values(
+    completed_generation=_GENERATION,
+    status=case((_NEWER_REQUEST, SyncStatus.PENDING.value), else_=SyncStatus.OK.value),
+    attempt=0, next_attempt_at=None, last_error=None, error_kind=None, failing_since=None,
+    sentry_reported_level=0, last_success_at=_NOW,
+    last_result=bindparam("p_result", type_=_ROWS.c.last_result.type),
+    # Applied: nothing owed, unless a request came during the run (timed from the run's
+    # claim, which it followed: an upper bound).
+    requested_at=case((_NEWER_REQUEST, _ROWS.c.last_attempt_at), else_=None),
+    lease_owner=None, lease_expires_at=None, updated_at=_NOW,
+    # Out of the needs-attention set: an operator's acknowledgement ends with it.
+    **LEAVES_ATTENTION, **CLEARS_ACK,
+)
+
+
+def _fence_params(claim_: Claim, held_at: datetime) -> dict[str, Any]:
+    return {"f_type": claim_.key.sync_type, "f_group": claim_.key.group_id,
+            "f_owner": claim_.owner, "f_at": held_at}
+
+
 def _status_when_idle() -> Any:
     """Status of an owed key nobody is running: it keeps what its streak says."""
     return case(
@@ -85,29 +134,11 @@ async def claim(
     session_factory: SessionFactory, key: SyncKey, owner: str, now: datetime, lease_seconds: float
 ) -> Claim | None:
     """Take the lease if the key is owed and nobody holds a live lease on it."""
-    stmt = (
-        update(SyncState)
-        .where(_key(key), owed(), lease_free(now))
-        .values(
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            status=SyncStatus.RUNNING.value,
-            last_attempt_at=now,
-            updated_at=now,
-        )
-        .returning(
-            SyncState.requested_generation,
-            SyncState.attempt,
-            SyncState.failing_since,
-            SyncState.sentry_reported_level,
-            SyncState.requested_at,
-            SyncState.error_kind,  # the claim leaves it as it was: "held" for a held key
-            SyncState.last_error,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    async with session_factory() as session, session.begin():
-        row = (await session.execute(stmt)).first()
+    async with engine_of(session_factory).begin() as connection:
+        row = (await connection.execute(_CLAIM, {
+            "f_type": key.sync_type, "f_group": key.group_id, "p_owner": owner,
+            "p_now": now, "p_until": now + timedelta(seconds=lease_seconds),
+        })).first()
     if row is None:
         return None
     generation, attempt, failing_since, level, requested_at, kind, words = row
@@ -127,40 +158,14 @@ async def renew(
 
 async def record_success(
     session_factory: SessionFactory, claim_: Claim, outcome: Outcome, now: datetime,
-    history: Sequence[Executable] = (),
+    history: Sequence[Statement] = (),
 ) -> bool:
-    """Complete the generation the run started from; a newer request leaves it pending."""
-    return await _fenced(
-        session_factory,
-        claim_,
-        now,
-        history,
-        completed_generation=claim_.generation,
-        status=case(
-            (SyncState.requested_generation > claim_.generation, SyncStatus.PENDING.value),
-            else_=SyncStatus.OK.value,
-        ),
-        attempt=0,
-        next_attempt_at=None,
-        last_error=None,
-        error_kind=None,
-        failing_since=None,
-        sentry_reported_level=0,
-        last_success_at=now,
-        last_result=outcome.result,
-        # Applied: nothing owed, unless a request came during the run (timed from the
-        # run's claim, which it followed: an upper bound).
-        requested_at=case(
-            (SyncState.requested_generation > claim_.generation, SyncState.last_attempt_at),
-            else_=None,
-        ),
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=now,
-        # Out of the needs-attention set: an operator's acknowledgement ends with it.
-        **LEAVES_ATTENTION,
-        **CLEARS_ACK,
-    )
+    """Complete the generation the run started from; a newer request leaves it pending.
+    The most frequent record of all: one statement built once (``_SUCCESS``)."""
+    return await _fenced_statement(session_factory, _SUCCESS, {
+        **_fence_params(claim_, now), "p_generation": claim_.generation, "p_now": now,
+        "p_result": outcome.result,
+    }, history)
 
 
 async def record_failure(
@@ -169,7 +174,7 @@ async def record_failure(
     outcome: Outcome,
     decision: FailureDecision,
     now: datetime,
-    history: Sequence[Executable] = (),
+    history: Sequence[Statement] = (),
 ) -> bool:
     return await _fenced(
         session_factory,
@@ -196,7 +201,7 @@ async def record_failure(
 
 async def record_held(
     session_factory: SessionFactory, claim_: Claim, reason: str, now: datetime,
-    recheck_at: datetime, history: Sequence[Executable] = (), result: Any = None,
+    recheck_at: datetime, history: Sequence[Statement] = (), result: Any = None,
 ) -> bool:
     """The guard held the run's plan (or a held key's re-check could not re-plan): the
     generation stays owed, and the next run is the re-check at ``recheck_at`` (its own
@@ -228,7 +233,7 @@ async def record_held(
 
 async def release(
     session_factory: SessionFactory, claim_: Claim, now: datetime,
-    history: Sequence[Executable] = (),
+    history: Sequence[Statement] = (),
 ) -> bool:
     """Give the lease back without completing anything (shutdown): the key stays owed.
     Matches on the owner only: giving back an expired lease of ours is harmless."""
@@ -248,7 +253,7 @@ async def _fenced(
     session_factory: SessionFactory,
     claim_: Claim,
     held_at: datetime | None,
-    history: Sequence[Executable],
+    history: Sequence[Statement],
     **values: Any,
 ) -> bool:
     """One UPDATE that matches only while ``claim_`` holds the lease (at ``held_at``), and,
@@ -259,20 +264,30 @@ async def _fenced(
     if held_at is not None:
         held.append(SyncState.lease_expires_at > held_at)
     stmt = update(SyncState).where(*held).values(**values)
+    return await _fenced_statement(session_factory, stmt, {}, history)
+
+
+async def _fenced_statement(
+    session_factory: SessionFactory, stmt: Executable, params: dict[str, Any],
+    history: Sequence[Statement],
+) -> bool:
     engine = engine_of(session_factory)
     if history:
         try:
             async with engine.begin() as connection:
-                if not (await connection.execute(stmt)).rowcount:
+                if not (await connection.execute(stmt, params)).rowcount:
                     return False
                 for statement in history:
-                    await connection.execute(statement)
+                    if isinstance(statement, tuple):
+                        await connection.execute(*statement)
+                    else:
+                        await connection.execute(statement)
             return True
         except Exception as exc:
             if is_database_unavailable(exc):
                 raise
     async with engine.begin() as connection:
-        return bool((await connection.execute(stmt)).rowcount)
+        return bool((await connection.execute(stmt, params)).rowcount)
 
 
 async def due_keys(
