@@ -18,6 +18,7 @@ from core.admin.errors import NotFound
 from core.admin.keys import parse_sync_type
 from core.db.models import HeldDecision, HeldPlan, SyncState, SyncStatus, User
 from core.db.session import SessionFactory
+from core.engine.running.state import HELD_KIND
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -80,7 +81,7 @@ async def decide(session_factory: SessionFactory, sync_type: str, group_id: int,
     async with session_factory() as session, session.begin():
         row = await session.get(HeldPlan, (kind, group_id))
         state = await session.get(SyncState, (kind, group_id))
-        if row is None or state is None or state.status != SyncStatus.HELD.value:
+        if row is None or state is None or not _held(state):
             raise NotFound(f"{kind}:{group_id} is not held")
         row.decision = decision.value
         row.decided_by = who[:200]
@@ -89,8 +90,10 @@ async def decide(session_factory: SessionFactory, sync_type: str, group_id: int,
             await session.execute(
                 update(SyncState)
                 .where(SyncState.sync_type == kind, SyncState.group_id == group_id)
-                # Due now, and its run is the approved plan's, not a re-check of a hold.
+                # Due now, and its run is the approved plan's, not a re-check of a hold;
+                # a new request, so a re-check in flight records "pending", not "held".
                 .values(status=SyncStatus.PENDING.value, next_attempt_at=None, error_kind=None,
+                        requested_generation=SyncState.requested_generation + 1,
                         updated_at=now)
                 .execution_options(synchronize_session=False))
             await _notify(session)
@@ -100,3 +103,10 @@ async def decide(session_factory: SessionFactory, sync_type: str, group_id: int,
         return {"sync_type": kind, "group_id": group_id, "decision": decision.value,
                 "removals": row.removals, "decided_by": row.decided_by,
                 "decided_at": now.isoformat()}
+
+
+def _held(state: SyncState) -> bool:
+    """Held, or running its re-check (the claim keeps the hold's error kind): a decision
+    then is the operator's all the same."""
+    return state.status == SyncStatus.HELD.value or (
+        state.status == SyncStatus.RUNNING.value and state.error_kind == HELD_KIND)

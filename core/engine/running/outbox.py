@@ -76,14 +76,11 @@ def _upsert(chosen: Any, rows: list[dict[str, Any]], now: datetime) -> Any:
                  SyncStatus.PENDING.value),
                 else_=SyncState.status,
             ),
-            # ... at once, not at its re-check, and as a new plan, not as a re-check.
+            # ... at once, not at its re-check (its run is a new plan, not a re-check:
+            # the claim tells them apart by the due time this clears).
             "next_attempt_at": case(
                 (SyncState.status == SyncStatus.HELD.value, None),
                 else_=SyncState.next_attempt_at,
-            ),
-            "error_kind": case(
-                (SyncState.status == SyncStatus.HELD.value, None),
-                else_=SyncState.error_kind,
             ),
             "updated_at": now,
             # The oldest request still owed: commit → applied is timed from it.

@@ -313,7 +313,7 @@ async def _record(
 
     if outcome.ok and (outcome.result or {}).get("held"):
         return await _record_held(rt, claim, fence, outcome, fields, rows)
-    if claim.held is not None and not outcome.ok and outcome.error_kind != (
+    if claim.recheck and not outcome.ok and outcome.error_kind != (
         CredentialsRejectedError.kind
     ):
         return await _recheck_failed(rt, claim, fence, outcome, fields, rows)
@@ -375,8 +375,11 @@ async def _record_success(
         rt, fence,
         lambda at: state.record_success(rt.session_factory, claim, outcome, at, rows(at)),
     )
-    if kept and claim.held is not None and rt.guard is not None:
-        await rt.guard.settled(key.sync_type, key.group_id)  # nobody left to remove
+    # A key that was held (or failing: a held key's new plan may have failed first) and
+    # now succeeded without a hold: whatever plan of it was held is done. Not asked of a
+    # key that was fine, so a healthy run costs no statement more.
+    if kept and rt.guard is not None and (claim.held is not None or claim.streak.attempt > 0):
+        await rt.guard.settled(key.sync_type, key.group_id)
     if rt.scheduler is not None:
         rt.scheduler.cancel_retry(key)
     log.info("sync_succeeded", result=outcome.result, attempt=0,

@@ -49,8 +49,9 @@ class Claim:
     streak: StreakSoFar
     requested_at: datetime | None = None  # the oldest request this run applies
     # The deletion guard's words when the key was held at the claim: this run is its
-    # re-check (or the run an operator's decision or a new request asked for).
+    # re-check (``recheck``: it came due on the hold's timer) or a new request's plan.
     held: str | None = None
+    recheck: bool = False
 
 
 def _key(key: SyncKey) -> ColumnElement[bool]:
@@ -93,8 +94,9 @@ _CLAIM = (
             status=SyncStatus.RUNNING.value, last_attempt_at=_NOW, updated_at=_NOW)
     .returning(_ROWS.c.requested_generation, _ROWS.c.attempt, _ROWS.c.failing_since,
                _ROWS.c.sentry_reported_level, _ROWS.c.requested_at,
-               _ROWS.c.error_kind,  # the claim leaves it as it was: "held" for a held key
-               _ROWS.c.last_error)
+               # The claim leaves these as they were: "held" for a held key, and its due
+               # time (a re-check; a new request cleared it).
+               _ROWS.c.error_kind, _ROWS.c.last_error, _ROWS.c.next_attempt_at)
 )
 _FENCE = and_(
     _ROWS.c.sync_type == bindparam("f_type"), _ROWS.c.group_id == bindparam("f_group"),
@@ -141,10 +143,10 @@ async def claim(
         })).first()
     if row is None:
         return None
-    generation, attempt, failing_since, level, requested_at, kind, words = row
+    generation, attempt, failing_since, level, requested_at, kind, words, due = row
+    held = (words or "held by the deletion guard") if kind == HELD_KIND else None
     return Claim(key, owner, generation, StreakSoFar(attempt, failing_since, level),
-                 requested_at, held=(words or "held by the deletion guard")
-                 if kind == HELD_KIND else None)
+                 requested_at, held=held, recheck=held is not None and due is not None)
 
 
 async def renew(
