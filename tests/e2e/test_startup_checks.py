@@ -6,8 +6,10 @@ Real daemon processes against the sandbox, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -63,6 +65,22 @@ async def refused_run(env: dict[str, str], port: int) -> tuple[int, str, bool]:
     bound = bound or port_open(port)
     assert process.returncode is not None
     return process.returncode, err.decode(), bound
+
+
+def unclaimed_port() -> int:
+    """A free port below Linux's ephemeral range (32768-60999): every other test binds
+    port 0 and gets one from that range, so none of them can take this one while the
+    refused daemon is watched (a free ephemeral port, probed for the whole attempt, was
+    once bound by a parallel test and read as the daemon's)."""
+    for _ in range(200):
+        candidate = random.randint(20000, 32000)
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def the_line(err: str) -> str:
@@ -138,7 +156,7 @@ async def test_a_refused_start_is_one_line_exit_2_and_never_binds_the_admin_port
     database_url: str, tmp_path: Path, case: Case, variable: str, says: str
 ) -> None:
     async with start_sandbox(time_scale=0.01) as sandbox:
-        port = free_port()
+        port = unclaimed_port()
         env = base_env(database_url, port, **case(sandbox, tmp_path))
 
         code, err, bound = await refused_run(env, port)
@@ -237,7 +255,7 @@ async def test_a_second_daemon_on_one_sqlite_file_binds_nothing_and_leaves_no_he
                        message="the first daemon to start")
         await wait_for(lambda: _count(database_url, 1), timeout=30,
                        message="the first daemon's heartbeat")
-        port = free_port()
+        port = unclaimed_port()
 
         code, err, bound = await refused_run(base_env(database_url, port), port)
 
