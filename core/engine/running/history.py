@@ -20,7 +20,7 @@ from core import metrics
 from core.db.models import SyncAttempt
 from core.db.session import SessionFactory, engine_of
 from core.engine.running.outcomes import Outcome
-from core.engine.running.state import Claim, Statement, SyncKey
+from core.engine.running.state import Claim, Statement, SyncKey, execute_all
 from core.history.tally import TALLY
 
 KEEP_PER_KEY = 50
@@ -110,8 +110,4 @@ async def record_attempt(
                               duration_ms=duration_ms, attempt=attempt, keep=keep)
     with contextlib.suppress(Exception):
         async with engine_of(session_factory).begin() as connection:
-            for statement in statements:
-                if isinstance(statement, tuple):
-                    await connection.execute(*statement)
-                else:
-                    await connection.execute(statement)
+            await execute_all(connection, statements)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -269,6 +270,15 @@ async def _fenced(
     return await _fenced_statement(session_factory, stmt, {}, history)
 
 
+async def execute_all(connection: AsyncConnection, statements: Sequence[Statement]) -> None:
+    """Run history statements (built per run, or built once with their parameters)."""
+    for statement in statements:
+        if isinstance(statement, tuple):
+            await connection.execute(*statement)
+        else:
+            await connection.execute(statement)
+
+
 async def _fenced_statement(
     session_factory: SessionFactory, stmt: Executable, params: dict[str, Any],
     history: Sequence[Statement],
@@ -279,11 +289,7 @@ async def _fenced_statement(
             async with engine.begin() as connection:
                 if not (await connection.execute(stmt, params)).rowcount:
                     return False
-                for statement in history:
-                    if isinstance(statement, tuple):
-                        await connection.execute(*statement)
-                    else:
-                        await connection.execute(statement)
+                await execute_all(connection, history)
             return True
         except Exception as exc:
             if is_database_unavailable(exc):
