@@ -19,8 +19,10 @@ g to group g+1, and the outbox sweep (what the daemon runs) converges everything
 With ``--gateway on`` the runtime follows the sandbox's Discord gateway (as the daemon
 does) and syncs read channels from its cache: ``channel_reads`` counts the REST reads that
 remain and ``writes_ratio`` compares the time with the writes-only floor. ``--gateway drop``
-also drops the connection and invalidates the session half-way through the writes: the
-syncs read over REST until the new session's cache is current, and must still converge
+loses the connection as the sweep starts (the session invalidated, so the new one comes
+seconds later; a sweep starts every group's read at once, so a drop after the reads cost
+nothing): the syncs read over REST until the new session's cache is current, and must
+still converge
 (``divergence`` counts overwrites that differ from the desired ones).
 
 Prints one JSON line. Usage:
@@ -101,21 +103,15 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         bench.world.clear_calls()
         stop = asyncio.Event()
         cpu_started, started = time.process_time(), time.monotonic()
+        if args.gateway == "drop":
+            _lose_gateway(bench.sandbox)
         sweeper = asyncio.create_task(OutboxSweeper(bench.runtime).run(stop))
-        writes = len(before - after) + len(after - before)
-        # A quarter of the planned writes: the deletion guard holds some keys' (by default)
-        dropper = (asyncio.create_task(_drop_half_way(bench.sandbox, writes // 4))
-                   if args.gateway == "drop" else None)
         try:
             await until(bench.settled, timeout=3600, interval=0.1)
         finally:
             stop.set()
             with suppress(asyncio.CancelledError):
                 await sweeper
-            if dropper is not None:
-                dropper.cancel()
-                with suppress(asyncio.CancelledError):
-                    await dropper
         seconds = time.monotonic() - started
         cpu = time.process_time() - cpu_started
         held_keys = await bench.held()
@@ -159,15 +155,10 @@ async def _up(link: GatewayLink) -> bool:
     return link.cache.up
 
 
-async def _drop_half_way(sandbox: Sandbox, writes: int) -> None:
-    """Drop every gateway connection and invalidate the sessions once ``writes`` writes
-    are in: the RESUME is refused, and a new session is identified after the gap."""
-    log = sandbox.discord.request_log
-
-    async def half_done() -> bool:
-        return sum(1 for r in log if r.method in ("PUT", "DELETE")) >= writes
-
-    await until(half_done, timeout=3600, interval=0.01)
+def _lose_gateway(sandbox: Sandbox) -> None:
+    """The committed reshuffle meets a lost gateway: every connection dropped and the
+    session invalidated, so the RESUME is refused and the new IDENTIFY waits Discord's 5 s
+    identify gap: the new session's cache is current only seconds into the run."""
     sandbox.discord.invalidate_gateway_sessions(notify=False)
     sandbox.discord.drop_gateway_connections()
 
@@ -177,7 +168,7 @@ def main() -> None:
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--groups", type=int, default=200)
     p.add_argument("--gateway", choices=["off", "on", "drop"], default="off",
-                   help="follow the sandbox's Discord gateway (drop: and lose it mid-run)")
+                   help="follow the sandbox's Discord gateway (drop: lost as the sweep starts)")
     p.add_argument("--guard-limit", type=int, default=None,
                    help="GUARD_MAX_REMOVALS_PER_10_MIN (default 500 holds part of the run)")
     args = p.parse_args()

@@ -83,6 +83,9 @@ def test_sign_in_failing_table_history_retry_one_and_sign_out(
     assert cookie is not None
     assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
     assert ADMIN_TOKEN not in browser.driver.page_source + browser.driver.current_url
+    # The active daemon's Discord gateway, whose cache the syncs read
+    browser.wait_text("#gateway-state", "Discord gateway: connected since")
+    assert "syncs read channels from it" in browser.text("#gateway-state")
 
     row = f"#key-discord-{blocked.id}"
     browser.wait_text(row, "needs attention")

@@ -19,32 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from core.db.models import DiscordGrant, SyncType
 from core.db.session import create_engine, create_session_factory
 from core.sandbox import Sandbox, start_sandbox
-from core.sandbox.discord_fake import DiscordFake
 from core.syncers.discord_plan import TEXT_ALLOW
 from tests.e2e.daemon_world import ANN, BOB, TEXT, bob_joins, cli, discord_env, key, seed
 from tests.engine.daemon_process import spawn_run
 from tests.waiting import wait_for
 from tests.world import GUILD
 
-pytestmark = [
-    pytest.mark.slow,
-    # The sandbox's gateway comes with the gwsandbox branch (issue 22): until it is on
-    # this tree these cannot run.
-    pytest.mark.skipif(not hasattr(DiscordFake, "gateway_stats"),
-                       reason="the sandbox serves no Discord gateway yet"),
-]
+pytestmark = pytest.mark.slow
 
 SCALE = 0.05
 READ = "GET /channels/{channel_id}"
 PUT = "PUT /channels/{channel_id}/permissions/{target}"
 EVE = "871000000000000010"  # in the guild, in no group: her overwrite is a person's own
 OURS = {"type": 1, "allow": TEXT_ALLOW, "deny": 0}  # as the fake holds ours
+ADMIN_TOKEN = "gateway-test-admin-token-" + "5c2f8e71"
 
 
 @dataclass
@@ -66,6 +62,16 @@ class Running:
 
     def stats(self) -> dict[str, Any]:
         return dict(self.sandbox.discord.gateway_stats())
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The daemon's /metrics, by sample name and labels (blocking: run in a thread)."""
+        (listening,) = self.events("admin_api_listening")
+        response = httpx.get(f"{listening['url']}/metrics", timeout=15,
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        response.raise_for_status()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(response.text)
+                for s in family.samples}
 
 
 async def grants(database_url: str) -> list[tuple[str, str, str, str]]:
@@ -94,7 +100,8 @@ async def daemon(database_url: str, tmp_path: Path, **extra: str) -> AsyncIterat
         sandbox.discord.add_member(GUILD, EVE)
         env = discord_env(database_url, sandbox, scale=SCALE,
                           DRIFT_SWEEP_PERIOD_SECONDS="1000000000",
-                          DRIFT_SWEEP_TICK_SECONDS="1000000000", **extra)
+                          DRIFT_SWEEP_TICK_SECONDS="1000000000", ADMIN_TOKEN=ADMIN_TOKEN,
+                          **extra)
         log = tmp_path / "daemon.log"
         process = spawn_run(env, log)
         running = Running(sandbox, group_id, log, env)
@@ -207,6 +214,13 @@ async def test_a_dropped_connection_resumes_and_an_invalid_session_identifies_on
         assert (shown["state"], shown["identifies"], shown["channels"]) == ("connected", 1, 1)
         text = await asyncio.to_thread(cli, world.env, "status")
         assert "gateway connected since" in text.stdout, text.stdout
+        # and /metrics: connected, one identify, one resume, the repair's read from the cache
+        scraped = await asyncio.to_thread(world.metrics)
+        assert scraped[("groupsync_discord_gateway_connected", ())] == 1
+        assert scraped[("groupsync_discord_gateway_identifies_total", ())] == 1
+        assert scraped[("groupsync_discord_gateway_resumes_total", ())] == 1
+        assert scraped[("groupsync_discord_gateway_latency_seconds", ())] >= 0
+        assert scraped[("groupsync_discord_channel_reads_total", (("source", "gateway"),))] >= 1
 
         # Invalidated: exactly one new IDENTIFY, and the cache is read again after it
         sandbox.discord.invalidate_gateway_sessions()
