@@ -145,7 +145,8 @@ class BackgroundWatch:
 
 
 async def sample(
-    bench: Bench, old: SeededGroup, new: SeededGroup, watch: BackgroundWatch | None
+    bench: Bench, old: SeededGroup, new: SeededGroup, watch: BackgroundWatch | None,
+    deadline: float = SAMPLE_DEADLINE_SECONDS,
 ) -> tuple[float, float]:
     user_id, discord_id = old.members[0]
     async with bench.world.sessions() as session, session.begin():
@@ -156,12 +157,12 @@ async def sample(
         watch.commit_seen()
     call = asyncio.create_task(sync_after_group_change(new.id, old.id))
     applied: float | None = None
-    give_up = started + SAMPLE_DEADLINE_SECONDS
+    give_up = started + deadline
     while applied is None or not call.done():
         if time.monotonic() > give_up:  # a named failure, never a hang (a CI worker hung)
             raise TimeoutError(
                 f"switch to group {new.id}: applied={applied is not None}, "
-                f"returned={call.done()} after {SAMPLE_DEADLINE_SECONDS:.0f} s")
+                f"returned={call.done()} after {deadline:.0f} s")
         if applied is None and holds(bench, new, discord_id) and not any(
             discord_id in bench.sandbox.discord.overwrites(c) for c in (old.text, old.voice)
         ):
@@ -181,11 +182,11 @@ async def sample(
 
 async def phase(
     bench: Bench, pairs: list[tuple[SeededGroup, SeededGroup]],
-    watch: BackgroundWatch | None = None,
+    watch: BackgroundWatch | None = None, deadline: float = SAMPLE_DEADLINE_SECONDS,
 ) -> dict[str, float]:
     applied, returned = [], []
     for old, new in pairs:
-        a, r = await sample(bench, old, new, watch)
+        a, r = await sample(bench, old, new, watch, deadline)
         applied.append(a * 1000)
         returned.append(r * 1000)
         await asyncio.sleep(0.05)
@@ -209,8 +210,9 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
             await add_meetings(bench, [g.id for g in (*groups, *background)])
         # A daemon is logged in to Discord with its pool open when a change comes: the
         # first changes (the login, new connections, first compilations) are not measured.
-        await phase(bench, pairs[-WARM_UP_CHANGES:])
-        alone = await phase(bench, pairs[: args.samples])
+        deadline = args.sample_deadline
+        await phase(bench, pairs[-WARM_UP_CHANGES:], deadline=deadline)
+        alone = await phase(bench, pairs[: args.samples], deadline=deadline)
         async with bench.world.sessions() as session, session.begin():
             await mark_owed(session, [g.id for g in background], bench.runtime.clock.now(),
                             [SyncType.DISCORD])
@@ -231,7 +233,7 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         await asyncio.sleep(1.0 * args.scale)  # let the background lane fill up
         started = time.monotonic()
         try:
-            busy = await phase(bench, measured, watch)
+            busy = await phase(bench, measured, watch, deadline)
         finally:
             if refreshing is not None:
                 refreshing.cancel()
@@ -282,6 +284,9 @@ def main() -> None:
     p.add_argument("--background-groups", type=int, default=100)
     p.add_argument("--same-keys", action="store_true",
                    help="also queue the measured groups' own RSVP keys in the background lane")
+    p.add_argument("--sample-deadline", type=float, default=SAMPLE_DEADLINE_SECONDS,
+                   help="real seconds after which a change that has not landed and returned "
+                        "fails the run, naming it")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         emit(asyncio.run(run(args, Path(directory))))

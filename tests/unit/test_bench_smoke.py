@@ -41,8 +41,10 @@ async def test_scheduler_overhead_arms_every_owed_retry() -> None:
 async def test_interactive_beside_the_same_keys_measures_every_change(tmp_path: Path) -> None:
     # Two changes alone and two beside the RSVP refreshes of every group, at a twentieth
     # of real time: the set-up (meetings, the refresher, the watch) runs to its JSON line.
+    # A stuck change fails naming itself well inside the test's timeout (a CI worker was
+    # killed at 120 s with nothing said).
     args = argparse.Namespace(database="sqlite", scale=0.05, samples=2, background_groups=3,
-                              same_keys=True)
+                              same_keys=True, sample_deadline=20.0)
 
     result = await interactive.run(args, tmp_path)
 
