@@ -3,14 +3,16 @@ floor does groupsync converge?
 
 USERS Discord users in GROUPS groups start converged (seeded straight into the fake and the
 delivery records, spending no rate limit). One transaction then moves every member of group
-g to group g+1, and the outbox sweep (what the daemon runs) converges everything. Reported:
+g to group g+1, and the outbox sweep (what the daemon runs) converges everything; the time
+counts from the start of that commit. Reported:
 
 - ``calls`` vs ``minimal_calls``: the minimal diff is one DELETE per overwrite that must go,
   one PUT per overwrite that must appear and one read per channel of every synced group (a
   sync reconciles against the live overwrites: what is missing or altered is restored, and
   people's overwrites are left alone);
 - ``floor_seconds`` = minimal_calls / Discord's global limit (50 per second, scaled), and
-  ``ratio`` = seconds to converge / floor;
+  ``ratio`` = seconds to converge / floor, of which ``commit_seconds`` were the moves' own
+  transaction (1,000 ``switch_group`` calls);
 - ``self_inflicted_429`` = 429 answers from the fake (no 429 is injected);
 - ``held_keys``: keys the deletion guard held (GUARD_MAX_REMOVALS_PER_10_MIN is 500 per
   sync type by default: a reshuffle of more movers is held for an operator, and the run
@@ -95,14 +97,17 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         changed = {c for c, _ in before ^ after}
         synced = [g for g in groups if {g.text, g.voice} & changed]
         minimal = len(before - after) + len(after - before) + 2 * len(synced)
+        # Counted from the start of the commit (issue 26): the moves' own transaction is
+        # part of the time an operator waits for.
+        cpu_started, started = time.process_time(), time.monotonic()
         async with bench.world.sessions() as session, session.begin():
             for index, group in enumerate(groups):
                 target = groups[(index + 1) % len(groups)]
                 for user_id, _ in group.members:
                     await switch_group(session, user_id, target.id)
+        committed = time.monotonic()
         bench.world.clear_calls()
         stop = asyncio.Event()
-        cpu_started, started = time.process_time(), time.monotonic()
         if args.gateway == "drop":
             _lose_gateway(bench.sandbox)
         sweeper = asyncio.create_task(OutboxSweeper(bench.runtime).run(stop))
@@ -130,6 +135,7 @@ async def run(args: Any, tmp: Path) -> dict[str, object]:
         "groups": args.groups,
         "scale": args.scale,
         "seconds": round(seconds, 2),
+        "commit_seconds": round(committed - started, 2),
         "floor_seconds": round(floor, 2),
         "ratio": round(seconds / floor, 3),
         "calls": sum(1 for r in records if r.status != 429),

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import case, func, text
+from sqlalchemy import Table, case, func, or_, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import SyncState, SyncStatus, SyncType
@@ -18,7 +19,6 @@ from core.db.session import dialect_name
 from core.syncers import types
 
 OUTBOX_CHANNEL = "groupsync_outbox"
-MARK_BATCH = 1000  # keys per upsert statement (9 bound parameters each)
 
 
 async def mark_owed(
@@ -49,45 +49,51 @@ async def mark_owed(
     if not rows:
         return
     dialect = dialect_name(session)
+    # One statement with bound parameters, run once per key (executemany): building a
+    # multi-row VALUES through the ORM was most of a membership change's CPU (6 ms of a
+    # switch_group's 10), and one statement's parameters are capped (PostgreSQL's protocol
+    # takes 32,767; 4,000 keys in one VALUES were 36,000).
+    await session.execute(_upsert(dialect), rows)
+    if dialect == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+
+
+@cache
+def _upsert(dialect: str) -> Any:
     # Imported here: the PostgreSQL dialect module is a slice of a SQLite CLI verb's start.
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql as chosen
     else:
         from sqlalchemy.dialects import sqlite as chosen  # type: ignore[no-redef]
-    # In slices: one statement's bound parameters are capped (PostgreSQL's protocol takes
-    # 32,767; 4,000 keys in one statement were 36,000).
-    for start in range(0, len(rows), MARK_BATCH):
-        await session.execute(_upsert(chosen, rows[start : start + MARK_BATCH], now))
-    if dialect == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
-
-
-def _upsert(chosen: Any, rows: list[dict[str, Any]], now: datetime) -> Any:
-    stmt = chosen.insert(SyncState).values(rows)
+    table: Table = SyncState.__table__  # type: ignore[assignment]
+    stmt = chosen.insert(table)
+    row, new = table.c, stmt.excluded
     return stmt.on_conflict_do_update(
-        index_elements=[SyncState.sync_type, SyncState.group_id],
+        index_elements=[row.sync_type, row.group_id],
         set_={
-            "requested_generation": SyncState.requested_generation + 1,
+            "requested_generation": row.requested_generation + 1,
             # A failing key keeps its status (and backoff) until it runs again. A held
             # key is planned again: the membership may have changed (the guard keeps a
             # rejected plan held while it has not).
             "status": case(
-                (SyncState.status.in_([SyncStatus.OK.value, SyncStatus.HELD.value]),
+                # (two comparisons: an IN list is expanded per execution, which
+                # executemany cannot do)
+                (or_(row.status == SyncStatus.OK.value, row.status == SyncStatus.HELD.value),
                  SyncStatus.PENDING.value),
-                else_=SyncState.status,
+                else_=row.status,
             ),
             # ... at once, not at its re-check (its run is a new plan, not a re-check:
             # the claim tells them apart by the due time this clears).
             "next_attempt_at": case(
-                (SyncState.status == SyncStatus.HELD.value, None),
-                else_=SyncState.next_attempt_at,
+                (row.status == SyncStatus.HELD.value, None),
+                else_=row.next_attempt_at,
             ),
-            "updated_at": now,
+            "updated_at": new.updated_at,
             # The oldest request still owed: commit → applied is timed from it.
             "requested_at": case(
-                (SyncState.requested_generation > SyncState.completed_generation,
-                 func.coalesce(SyncState.requested_at, now)),
-                else_=now,
+                (row.requested_generation > row.completed_generation,
+                 func.coalesce(row.requested_at, new.requested_at)),
+                else_=new.requested_at,
             ),
         },
     )
