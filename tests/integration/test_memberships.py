@@ -110,3 +110,38 @@ async def test_join_of_unknown_group_is_refused_and_writes_nothing(
             await join_group(session, user.id, 999999)
         await session.rollback()
     assert await owed(session_factory) == {}
+
+
+async def test_an_archived_group_or_an_unknown_user_is_refused_and_writes_nothing(
+    session_factory: SessionFactory,
+) -> None:
+    async with session_factory() as session:
+        user, group = await make_user(session), await make_group(session)
+        archived = await make_group(session, archived=True)
+        await join_group(session, user.id, group.id)
+        await session.commit()
+    before = await owed(session_factory)
+    async with session_factory() as session:
+        with pytest.raises(InvalidArgument, match=f"group {archived.id} is archived"):
+            await switch_group(session, user.id, archived.id)
+        await session.rollback()
+        with pytest.raises(InvalidArgument, match="user 999999 does not exist"):
+            await join_group(session, 999999, group.id)
+        await session.rollback()
+    assert await owed(session_factory) == before
+
+
+async def test_a_switch_sees_the_rows_of_the_callers_own_transaction(
+    session_factory: SessionFactory,
+) -> None:
+    # The user and both groups are the caller's uncommitted rows: the existence check
+    # reads them in the caller's transaction.
+    async with session_factory() as session, session.begin():
+        user, old = await make_user(session), await make_group(session)
+        await join_group(session, user.id, old.id)
+        new = await make_group(session)
+        assert await switch_group(session, user.id, new.id) == old.id
+    async with session_factory() as session:
+        active = (await session.scalars(select(Membership.group_id).where(
+            Membership.user_id == user.id, Membership.left_at.is_(None)))).all()
+    assert active == [new.id]
