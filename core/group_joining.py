@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import sentry_sdk
-from sqlalchemy import exists, select
+from sqlalchemy import Table, and_, bindparam, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from core.db.models import Group, MemberRole, Membership, SyncType, User
 from core.engine.running.outbox import mark_owed
@@ -95,22 +98,61 @@ async def switch_group(
     """Move the user to another group; both the old and the new group become owed."""
     user_id = require_group_id(user_id, "user_id")
     new_group_id = require_group_id(new_group_id, "new_group_id")
-    await _require_exists(session, user_id, new_group_id)
-    at = now or _now()
-    current = await _active_membership(session, user_id)
+    current = await _switch_from(session, user_id, new_group_id)
     if current is not None and current.group_id == new_group_id:
         return new_group_id
-    previous_group_id = None
-    role = MemberRole.PARTICIPANT.value
+    at = now or _now()
+    previous_group_id, role = None, MemberRole.PARTICIPANT.value
+    # Core statements, no unit of work: a bulk reshuffle makes a thousand switches in one
+    # transaction, and the ORM's flush was the largest part of each. The old row is left
+    # before the new one is inserted (one active membership per user).
     if current is not None:
-        current.left_at = at
         previous_group_id, role = current.group_id, current.role
-    # One flush: the unit of work sends a table's UPDATEs before its INSERTs, so the old
-    # row is inactive before the new one is inserted (one active membership per user).
-    session.add(Membership(user_id=user_id, group_id=new_group_id, role=role, joined_at=at))
-    await session.flush()
+        await session.execute(_LEAVE, {"b_id": current.id, "b_at": at})
+        _left_in_session(session, current.id, at)
+    await session.execute(_JOIN, {"user_id": user_id, "group_id": new_group_id, "role": role,
+                                  "joined_at": at, "left_at": None})
     await request_group_sync(session, new_group_id, previous_group_id)
     return previous_group_id
+
+
+_MEMBERSHIPS: Table = Membership.__table__  # type: ignore[assignment]
+_LEAVE = (update(_MEMBERSHIPS).where(_MEMBERSHIPS.c.id == bindparam("b_id"))
+          .values(left_at=bindparam("b_at")))
+_JOIN = insert(_MEMBERSHIPS)
+
+
+@dataclass(frozen=True)
+class _Current:
+    id: int
+    group_id: int
+    role: str
+
+
+async def _switch_from(session: AsyncSession, user_id: int, group_id: int) -> _Current | None:
+    """The user's active membership, checking in the same row read that the group exists
+    and is not archived and that the user exists. An ORM-enabled select: the caller's
+    pending changes are flushed first."""
+    found = (await session.execute(
+        select(Group.archived, exists().where(User.id == user_id),
+               Membership.id, Membership.group_id, Membership.role)
+        .select_from(Group)
+        .outerjoin(Membership, and_(Membership.user_id == user_id, Membership.left_at.is_(None)))
+        .where(Group.id == group_id)
+    )).one_or_none()
+    if found is None:
+        raise UnknownGroupError(group_id)
+    archived, user_exists, membership_id, current_group, role = found
+    _refuse(group_id, user_id, archived=archived, user_exists=user_exists)
+    return None if membership_id is None else _Current(membership_id, current_group, role)
+
+
+def _left_in_session(session: AsyncSession, membership_id: int, at: datetime) -> None:
+    """A Membership the caller's session holds shows the row as it now is (left), and is
+    not written again by a later flush."""
+    held = session.identity_map.get(identity_key(Membership, membership_id))
+    if held is not None:
+        set_committed_value(held, "left_at", at)
 
 
 async def _active_membership(session: AsyncSession, user_id: int) -> Membership | None:
@@ -129,6 +171,10 @@ async def _require_exists(session: AsyncSession, user_id: int, group_id: int) ->
     if found is None:
         raise UnknownGroupError(group_id)
     archived, user_exists = found
+    _refuse(group_id, user_id, archived=archived, user_exists=user_exists)
+
+
+def _refuse(group_id: int, user_id: int, *, archived: bool, user_exists: bool) -> None:
     if archived:
         raise InvalidArgument(f"group {group_id} is archived; nobody can join it")
     if not user_exists:

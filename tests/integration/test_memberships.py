@@ -145,3 +145,20 @@ async def test_a_switch_sees_the_rows_of_the_callers_own_transaction(
         active = (await session.scalars(select(Membership.group_id).where(
             Membership.user_id == user.id, Membership.left_at.is_(None)))).all()
     assert active == [new.id]
+
+
+async def test_a_switch_leaves_the_callers_loaded_membership_as_the_row_now_is(
+    session_factory: SessionFactory,
+) -> None:
+    async with session_factory() as session, session.begin():
+        user, old = await make_user(session), await make_group(session)
+        new = await make_group(session)
+        held = await join_group(session, user.id, old.id)
+        assert await switch_group(session, user.id, new.id) == old.id
+        assert held.left_at is not None  # the object the caller holds says it was left
+        assert not session.dirty
+    async with session_factory() as session:
+        rows = (await session.execute(select(Membership.group_id, Membership.left_at.is_(None))
+                                      .where(Membership.user_id == user.id)
+                                      .order_by(Membership.id))).all()
+    assert [tuple(r) for r in rows] == [(old.id, False), (new.id, True)]
