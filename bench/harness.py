@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import time
@@ -143,6 +144,7 @@ async def bench_system(url: str, tmp: Path, scale: float, **settings: Any) -> As
         scheduler.start()
         stack.callback(scheduler.shutdown, wait=False)
         world = World(sandbox, config, create_session_factory(engine), rt.syncers)
+        gc.freeze()  # as the daemon does once started (core/daemon.py)
         try:
             with scheduler_module.installed(rt, scheduler):
                 yield Bench(sandbox, world, rt, scheduler)

@@ -14,6 +14,7 @@ standby; a database outage of any length is ridden out (one log line pair).
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 from core.config import Settings
@@ -32,6 +33,10 @@ async def run_daemon(
 ) -> int:
     daemon = GroupsyncRuntime(settings, role="daemon", face=face, stop=stop)
     await daemon.start(wait=False)
+    # What start-up made (imported modules, the clients' discovery documents) lives as long
+    # as the process: frozen out of the collector, each full collection walks only what
+    # the runs make. Unfrozen, they paused a reshuffle's loop 0.1-0.3 s at a time.
+    gc.freeze()
     try:
         await daemon.wait()
     finally:
