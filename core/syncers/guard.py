@@ -156,7 +156,3 @@ class GuardPort(Protocol):
 
     async def applied(self, sync_type: str, group_id: int) -> None:
         """An approved plan was applied: its held row is done."""
-
-    async def settled(self, sync_type: str, group_id: int) -> None:
-        """A key that was held ran to success without a hold (its plan removed nobody
-        after all): its held row, whatever its decision, is done."""

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Table, bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import AppliedRemovals, HeldDecision, HeldPlan
 from core.db.session import SessionFactory, dialect_name
+from core.engine.running.state import Statement, SyncKey
 from core.syncers.guard import (
     WINDOW_SECONDS,
     Check,
@@ -73,10 +74,14 @@ class GuardStore:
                 HeldPlan.decision == HeldDecision.APPROVED.value))
 
 
-    async def settled(self, sync_type: str, group_id: int) -> None:
-        async with self.session_factory() as session, session.begin():
-            await session.execute(delete(HeldPlan).where(
-                HeldPlan.sync_type == sync_type, HeldPlan.group_id == group_id))
+def held_plan_done(key: SyncKey) -> tuple[Statement, ...]:
+    """The statement that deletes the key's held plan, for a success record's transaction."""
+    return ((_DELETE_PLAN, {"p_type": key.sync_type, "p_group": key.group_id}),)
+
+
+_PLANS: Table = HeldPlan.__table__  # type: ignore[assignment]
+_DELETE_PLAN = delete(_PLANS).where(_PLANS.c.sync_type == bindparam("p_type"),
+                                    _PLANS.c.group_id == bindparam("p_group"))
 
 
 def plan_json(proposal: Proposal) -> dict[str, Any]:

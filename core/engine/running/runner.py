@@ -16,6 +16,7 @@ from core.engine.health.outage import is_database_unavailable, reconnect_delay
 from core.engine.running import history, state
 from core.engine.running.backoff import retry_delay
 from core.engine.running.fencing import LeaseFence
+from core.engine.running.held import held_plan_done
 from core.engine.running.outcomes import (
     Milestones,
     Outcome,
@@ -371,15 +372,17 @@ async def _record_success(
 ) -> SyncResult:
     key = claim.key
     rt.parking.unpark(key.sync_type)
+    # A key that was held (or failing: a held key's new plan may have failed first) and
+    # now succeeded without a hold: whatever plan of it was held is done, in the success's
+    # own transaction (a reader, or a crash, never finds the key ok with its plan still
+    # held). Not asked of a key that was fine, so a healthy run costs no statement more.
+    settles = rt.guard is not None and (claim.held is not None or claim.streak.attempt > 0)
+    done = held_plan_done(key) if settles else ()
     kept = await _persist(
         rt, fence,
-        lambda at: state.record_success(rt.session_factory, claim, outcome, at, rows(at)),
+        lambda at: state.record_success(rt.session_factory, claim, outcome, at,
+                                        (*rows(at), *done)),
     )
-    # A key that was held (or failing: a held key's new plan may have failed first) and
-    # now succeeded without a hold: whatever plan of it was held is done. Not asked of a
-    # key that was fine, so a healthy run costs no statement more.
-    if kept and rt.guard is not None and (claim.held is not None or claim.streak.attempt > 0):
-        await rt.guard.settled(key.sync_type, key.group_id)
     if rt.scheduler is not None:
         rt.scheduler.cancel_retry(key)
     log.info("sync_succeeded", result=outcome.result, attempt=0,
