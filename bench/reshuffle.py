@@ -24,8 +24,7 @@ remain and ``writes_ratio`` compares the time with the writes-only floor. ``--ga
 loses the connection as the sweep starts (the session invalidated, so the new one comes
 seconds later; a sweep starts every group's read at once, so a drop after the reads cost
 nothing): the syncs read over REST until the new session's cache is current, and must
-still converge
-(``divergence`` counts overwrites that differ from the desired ones).
+still converge (``divergence`` counts overwrites that differ from the desired ones).
 
 Prints one JSON line. Usage:
     uv run --frozen python -m bench.reshuffle [--users 1000] [--groups 200] [--scale 1.0]
