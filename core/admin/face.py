@@ -22,6 +22,7 @@ from core.admin.service import AdminService, LiveHooks
 from core.clock import SystemClock
 from core.config import Settings
 from core.db.session import create_session_factory
+from core.db.transactions import transactions_of
 
 if TYPE_CHECKING:
     from core.engine.loops.sweeper import SweepWake
@@ -43,7 +44,7 @@ class AdminFace:
     async def open(self, engine: AsyncEngine, owner: str, stack: AsyncExitStack) -> None:
         sessions = create_session_factory(engine)
         clock = SystemClock()
-        self.presence = Presence(sessions, clock, owner)
+        self.presence = Presence(sessions, clock, owner, transactions_of(engine))
         self.service = AdminService(sessions, self.settings, clock,
                                     LiveHooks(presence=self.presence))
         app = create_app(self.service, self.settings, engine=engine)

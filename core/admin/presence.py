@@ -16,14 +16,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from core.admin.control import service_rows
 from core.admin.waiting import aware
 from core.clients.status import ClientBoard, ServiceStatus
 from core.clock import Clock
 from core.db.models import DaemonHeartbeat, ServiceState
-from core.db.session import SessionFactory, engine_of
+from core.db.session import SessionFactory
+from core.db.transactions import Transactions
 from core.engine.health.outage import is_database_unavailable
 from core.observability import get_logger
 
@@ -35,6 +36,14 @@ HEARTBEAT_SECONDS = 2.0
 STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 FORGET_AFTER = timedelta(hours=1)
 PRUNE_EVERY = 60  # beats between two prunes of forgotten rows (the first beat prunes)
+
+# Built once: a beat is the one statement an idle daemon runs most.
+_UPDATE = (update(DaemonHeartbeat).where(DaemonHeartbeat.id == bindparam("daemon_id"))
+           .values(role=bindparam("role"), since=bindparam("since"),
+                   last_heartbeat=bindparam("last_heartbeat"), clients=bindparam("clients")))
+_PRUNE = delete(DaemonHeartbeat).where(DaemonHeartbeat.last_heartbeat < bindparam("forgotten"))
+_RESETS_REQUESTED = select(ServiceState.service, ServiceState.breaker_reset_requested_at).where(
+    ServiceState.breaker_reset_requested_at.is_not(None))
 
 
 def client_json(status: ServiceStatus, now: datetime) -> dict[str, Any]:
@@ -73,9 +82,11 @@ class Presence:
         session_factory: SessionFactory,
         clock: Clock,
         owner: str,
+        transactions: Transactions,
         board: Callable[[], ClientBoard | None] = lambda: None,
     ) -> None:
         self.sessions = session_factory
+        self.transactions = transactions
         self.clock = clock
         self.id = owner
         self.host = socket.gethostname()[:255]
@@ -98,26 +109,26 @@ class Presence:
     async def beat(self) -> dict[str, datetime]:
         """One UPDATE of this daemon's row (an INSERT the first time, or after a reader
         forgot it); rows of daemons long gone are pruned every ``PRUNE_EVERY`` beats.
-        A beat is most of an idle daemon's writes (issue 26): one Core transaction, which
-        also reads the breaker resets operators requested (service -> when), for
-        ``apply_breaker_resets``."""
+        A beat is most of an idle daemon's writes (issue 26): one transaction, in one
+        thread hop on SQLite (``core.db.transactions``), which also reads the breaker
+        resets operators requested (service -> when), for ``apply_breaker_resets``."""
         now = self.clock.now()
         board = self.board()
         clients = [client_json(s, now) for s in board.statuses()] if board else []
         values = {"role": self.role, "since": self.since, "last_heartbeat": now,
                   "clients": clients}
-        async with engine_of(self.sessions).begin() as connection:
-            updated = await connection.execute(
-                update(DaemonHeartbeat).where(DaemonHeartbeat.id == self.id).values(**values))
+        prune = self._beats % PRUNE_EVERY == 0
+
+        def write(connection: Connection) -> list[tuple[str, datetime | None]]:
+            updated = connection.execute(_UPDATE, {"daemon_id": self.id, **values})
             if not updated.rowcount:
-                await connection.execute(insert(DaemonHeartbeat).values(
+                connection.execute(insert(DaemonHeartbeat).values(
                     id=self.id, host=self.host, pid=self.pid, **values))
-            if self._beats % PRUNE_EVERY == 0:
-                await connection.execute(delete(DaemonHeartbeat).where(
-                    DaemonHeartbeat.last_heartbeat < now - FORGET_AFTER))
-            requested = (await connection.execute(
-                select(ServiceState.service, ServiceState.breaker_reset_requested_at)
-                .where(ServiceState.breaker_reset_requested_at.is_not(None)))).all()
+            if prune:
+                connection.execute(_PRUNE, {"forgotten": now - FORGET_AFTER})
+            return [(service, at) for service, at in connection.execute(_RESETS_REQUESTED)]
+
+        requested = await self.transactions.run(write)
         self._beats += 1
         return {service: aware(at) for service, at in requested if at is not None}
 

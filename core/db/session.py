@@ -45,12 +45,12 @@ def create_engine(database_url: str, *, create_file: bool = True, **kwargs: Any)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the daemon and application processes read while one writes; foreign keys
     # are off by default in SQLite and our cascades rely on them.
     cursor = dbapi_connection.cursor()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db.models import SyncState, SyncType
 from core.db.session import SessionFactory
+from core.db.transactions import transactions_of
 from core.engine.running import state
 from core.engine.running.outcomes import (
     Milestones,
@@ -37,11 +38,16 @@ def statements(engine: AsyncEngine) -> Iterator[list[str]]:
     def note(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
         seen.append(sql.split()[0].upper())
 
-    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    # The run's records go through the engine's one-hop transactions (a plain sqlite3
+    # connection of their own on SQLite), the rest through the engine itself.
+    engines = {engine.sync_engine, transactions_of(engine).statements_engine}
+    for each in engines:
+        event.listen(each, "before_cursor_execute", note)
     try:
         yield seen
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", note)
+        for each in engines:
+            event.remove(each, "before_cursor_execute", note)
 
 
 async def fail(sessions: SessionFactory, key: SyncKey, exc: Exception, now: datetime) -> None:

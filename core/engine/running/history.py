@@ -19,6 +19,7 @@ from sqlalchemy.sql import Executable
 from core import metrics
 from core.db.models import SyncAttempt
 from core.db.session import SessionFactory, engine_of
+from core.db.transactions import transactions_of
 from core.engine.running.outcomes import Outcome
 from core.engine.running.state import Claim, Statement, SyncKey, execute_all
 from core.history.tally import TALLY
@@ -109,5 +110,5 @@ async def record_attempt(
     statements = attempt_rows(key, at=at, outcome=outcome, error=error,
                               duration_ms=duration_ms, attempt=attempt, keep=keep)
     with contextlib.suppress(Exception):
-        async with engine_of(session_factory).begin() as connection:
-            await execute_all(connection, statements)
+        await transactions_of(engine_of(session_factory)).run(
+            lambda connection: execute_all(connection, statements))

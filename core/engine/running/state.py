@@ -9,18 +9,20 @@ lease it no longer holds.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Table, and_, bindparam, case, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, Integer, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.db.models import SyncState, SyncStatus, SyncType
 from core.db.session import SessionFactory, engine_of
+from core.db.transactions import transactions_of
 from core.engine.health.outage import is_database_unavailable
 from core.engine.running.outcomes import (
     NEEDS_ATTENTION_KINDS,
@@ -133,15 +135,34 @@ def _status_when_idle() -> Any:
     )
 
 
+# A claim its caller no longer wants (cancelled as it committed): the lease goes back,
+# and the key, still owed, has the status its streak says (as ``release`` leaves it).
+_GIVE_BACK = update(_ROWS).where(
+    _ROWS.c.sync_type == bindparam("f_type"), _ROWS.c.group_id == bindparam("f_group"),
+    _ROWS.c.lease_owner == bindparam("f_owner"),
+).values(status=_status_when_idle(), lease_owner=None, lease_expires_at=None)
+
+
 async def claim(
     session_factory: SessionFactory, key: SyncKey, owner: str, now: datetime, lease_seconds: float
 ) -> Claim | None:
     """Take the lease if the key is owed and nobody holds a live lease on it."""
-    async with engine_of(session_factory).begin() as connection:
-        row = (await connection.execute(_CLAIM, {
-            "f_type": key.sync_type, "f_group": key.group_id, "p_owner": owner,
-            "p_now": now, "p_until": now + timedelta(seconds=lease_seconds),
-        })).first()
+    params = {"f_type": key.sync_type, "f_group": key.group_id, "p_owner": owner,
+              "p_now": now, "p_until": now + timedelta(seconds=lease_seconds)}
+    transactions = transactions_of(engine_of(session_factory))
+    taking = asyncio.ensure_future(transactions.run(
+        lambda connection: connection.execute(_CLAIM, params).first()))
+    try:
+        row = await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        # Cancelled (shutdown) while the claim ran: it may still commit. Give its lease
+        # back rather than leave the key to wait for the lease to expire.
+        with contextlib.suppress(Exception):
+            if await taking is not None:
+                await transactions.run(lambda connection: connection.execute(
+                    _GIVE_BACK, {"f_type": key.sync_type, "f_group": key.group_id,
+                                 "f_owner": owner}))
+        raise
     if row is None:
         return None
     generation, attempt, failing_since, level, requested_at, kind, words, due = row
@@ -270,32 +291,37 @@ async def _fenced(
     return await _fenced_statement(session_factory, stmt, {}, history)
 
 
-async def execute_all(connection: AsyncConnection, statements: Sequence[Statement]) -> None:
+def execute_all(connection: Connection, statements: Sequence[Statement]) -> None:
     """Run history statements (built per run, or built once with their parameters)."""
     for statement in statements:
         if isinstance(statement, tuple):
-            await connection.execute(*statement)
+            connection.execute(*statement)
         else:
-            await connection.execute(statement)
+            connection.execute(statement)
 
 
 async def _fenced_statement(
     session_factory: SessionFactory, stmt: Executable, params: dict[str, Any],
     history: Sequence[Statement],
 ) -> bool:
-    engine = engine_of(session_factory)
+    transactions = transactions_of(engine_of(session_factory))
+
+    def fenced(connection: Connection) -> bool:
+        return bool(connection.execute(stmt, params).rowcount)
+
+    def fenced_with_history(connection: Connection) -> bool:
+        if not fenced(connection):
+            return False
+        execute_all(connection, history)
+        return True
+
     if history:
         try:
-            async with engine.begin() as connection:
-                if not (await connection.execute(stmt, params)).rowcount:
-                    return False
-                await execute_all(connection, history)
-            return True
+            return await transactions.run(fenced_with_history)
         except Exception as exc:
             if is_database_unavailable(exc):
                 raise
-    async with engine.begin() as connection:
-        return bool((await connection.execute(stmt, params)).rowcount)
+    return await transactions.run(fenced)
 
 
 async def due_keys(
