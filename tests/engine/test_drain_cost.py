@@ -3,15 +3,17 @@ commit together, and a run that lost its lease writes neither."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import event, func, select, update
 
 from core.db.models import SyncAttempt, SyncState, SyncType
 from core.db.session import SessionFactory, engine_of
+from core.db.transactions import transactions_of
 from core.engine.running import history, runner, state
 from core.engine.running.outbox import mark_owed
 from core.engine.running.outcomes import classify_result
@@ -23,17 +25,22 @@ NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 @contextmanager
 def commits(sessions: SessionFactory) -> Iterator[list[str]]:
+    """The commits, each named by the engine it went through: "aio" (the async driver's
+    pool) or "hop" (the engine's one-hop transactions, ``core.db.transactions``)."""
     seen: list[str] = []
-
-    def note(*_args: Any) -> None:
-        seen.append("COMMIT")
-
-    engine = engine_of(sessions).sync_engine
-    event.listen(engine, "commit", note)
+    engine = engine_of(sessions)
+    hop = transactions_of(engine).statements_engine
+    notes = {name: (lambda *_args, name=name: seen.append(name)) for name in ("aio", "hop")}
+    engines = {"aio": engine.sync_engine, "hop": hop}
+    if hop is engine.sync_engine:  # PostgreSQL: one engine, its commits are "hop" ones
+        engines = {"hop": hop}
+    for name, each in engines.items():
+        event.listen(each, "commit", notes[name])
     try:
         yield seen
     finally:
-        event.remove(engine, "commit", note)
+        for name, each in engines.items():
+            event.remove(each, "commit", notes[name])
 
 
 async def attempts(sessions: SessionFactory) -> int:
@@ -55,9 +62,11 @@ async def test_a_key_run_commits_its_claim_and_its_record_with_history(
     with commits(rt.session_factory) as seen:
         result = await runner.run_key(rt, key)
 
-    # Then the claim and the outcome with its history row are two commits (main: three)
+    # Then the claim and the outcome with its history row are two commits (main: three),
+    # each one thread hop on SQLite: none went through aiosqlite, which hopped to its
+    # thread and back for every cursor, execute, fetch and commit (issue 26)
     assert "error" not in result
-    assert len(seen) <= 2
+    assert seen == ["hop", "hop"]
     assert await attempts(rt.session_factory) == 1
     assert not await state.is_owed(rt.session_factory, key)
 
@@ -97,3 +106,26 @@ async def test_a_hand_off_of_4000_keys_is_one_call(session_factory: SessionFacto
             select(func.count(), func.sum(SyncState.requested_generation))
             .where(state.owed()))).one()
     assert tuple(owed) == (4000, 5000)
+
+
+async def test_a_claim_cancelled_as_it_commits_gives_its_lease_back(
+    session_factory: SessionFactory,
+) -> None:
+    # Given an owed key, and a claim of it cancelled (a shutdown) while it runs: the
+    # claim's transaction commits on its own (in its thread, on SQLite) all the same
+    key = SyncKey(SyncType.DISCORD, 9)
+    async with session_factory() as session, session.begin():
+        await mark_owed(session, [key.group_id], NOW, [key.sync_type])
+    claiming = asyncio.ensure_future(state.claim(session_factory, key, "daemon:t:1:a", NOW, 45))
+    await asyncio.sleep(0)  # the claim is under way
+    claiming.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await claiming
+
+    # Then no lease is left behind: the key is still owed, and free to claim at once
+    assert claiming.cancelled()
+    async with session_factory() as session:
+        row = (await session.execute(select(SyncState.lease_owner, SyncState.status))).one()
+    assert tuple(row) == (None, "pending")
+    assert await state.is_owed(session_factory, key)
+    assert await state.claim(session_factory, key, "daemon:t:2:b", NOW, 45) is not None
