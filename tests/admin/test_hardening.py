@@ -178,3 +178,15 @@ async def test_a_10_mb_body_is_refused_with_413_before_it_is_read(
     assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
     assert "ADMIN_MAX_BODY_BYTES" in answers[0].json()["detail"]
     assert grown < 2048, f"RSS grew by {grown} KiB"
+
+
+async def test_every_answer_names_the_role_and_is_not_cached(daemon: AdminDaemon) -> None:
+    """Answers of routes, of the auth guard and of the router itself carry both headers
+    (set by a plain ASGI layer outside every other: ``core/admin/api/headers.py``)."""
+    async with daemon.client() as api, daemon.client(token=None) as anonymous:
+        answers = [await api.get("/api/overview"), await api.get("/api/no-such-route"),
+                   await anonymous.get("/api/overview"), await anonymous.get("/healthz")]
+
+    assert [a.status_code for a in answers] == [200, 404, 401, 200]
+    assert {(a.headers["X-Groupsync-Role"], a.headers["Cache-Control"]) for a in answers} == {
+        ("active", "no-store")}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +18,7 @@ from core.admin.api import metrics as metrics_route
 from core.admin.api.auth import AuthCheck, require_operator
 from core.admin.api.document import truthful
 from core.admin.api.guard import availability_for, install_guard
+from core.admin.api.headers import AnswerHeaders
 from core.admin.service import AdminService
 from core.admin.web.router import install_dashboard
 from core.admin.web.sessions import session_operator
@@ -49,12 +50,7 @@ def create_app(
     install_dashboard(app, settings.admin_token)
     install_guard(app, settings, lambda: availability_for(service))
 
-    @app.middleware("http")
-    async def _role_header(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        response.headers["X-Groupsync-Role"] = service.role()
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    app.add_middleware(AnswerHeaders, role=service.role)  # outermost of ours
 
     @app.get("/healthz", tags=["health"], summary="The process answers")
     async def healthz() -> dict[str, Any]:
