@@ -68,7 +68,7 @@ async def join_group(
     """Make the user an active member. The database refuses a second active membership."""
     user_id = require_group_id(user_id, "user_id")
     group_id = require_group_id(group_id)
-    await _require_exists(session, user_id, group_id)
+    await _active_checked(session, user_id, group_id)  # the database refuses a second one
     membership = Membership(
         user_id=user_id, group_id=group_id, role=MemberRole(role).value, joined_at=now or _now()
     )
@@ -98,7 +98,7 @@ async def switch_group(
     """Move the user to another group; both the old and the new group become owed."""
     user_id = require_group_id(user_id, "user_id")
     new_group_id = require_group_id(new_group_id, "new_group_id")
-    current = await _switch_from(session, user_id, new_group_id)
+    current = await _active_checked(session, user_id, new_group_id)
     if current is not None and current.group_id == new_group_id:
         return new_group_id
     at = now or _now()
@@ -129,10 +129,11 @@ class _Current:
     role: str
 
 
-async def _switch_from(session: AsyncSession, user_id: int, group_id: int) -> _Current | None:
+async def _active_checked(session: AsyncSession, user_id: int, group_id: int) -> _Current | None:
     """The user's active membership, checking in the same row read that the group exists
-    and is not archived and that the user exists. An ORM-enabled select: the caller's
-    pending changes are flushed first."""
+    and is not archived and that the user exists (one row, no objects loaded: a bulk
+    reshuffle switches a thousand users in one transaction). An ORM-enabled select: the
+    caller's pending changes are flushed first."""
     found = (await session.execute(
         select(Group.archived, exists().where(User.id == user_id),
                Membership.id, Membership.group_id, Membership.role)
@@ -160,18 +161,6 @@ async def _active_membership(session: AsyncSession, user_id: int) -> Membership 
         select(Membership).where(Membership.user_id == user_id, Membership.left_at.is_(None))
     )
     return result.scalar_one_or_none()
-
-
-async def _require_exists(session: AsyncSession, user_id: int, group_id: int) -> None:
-    # One row read, no objects loaded: a bulk reshuffle calls this a thousand times in its
-    # transaction, and two ORM gets were a third of each switch's statements.
-    found = (await session.execute(
-        select(Group.archived, exists().where(User.id == user_id)).where(Group.id == group_id)
-    )).one_or_none()
-    if found is None:
-        raise UnknownGroupError(group_id)
-    archived, user_exists = found
-    _refuse(group_id, user_id, archived=archived, user_exists=user_exists)
 
 
 def _refuse(group_id: int, user_id: int, *, archived: bool, user_exists: bool) -> None:

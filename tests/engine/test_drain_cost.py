@@ -29,18 +29,17 @@ def commits(sessions: SessionFactory) -> Iterator[list[str]]:
     pool) or "hop" (the engine's one-hop transactions, ``core.db.transactions``)."""
     seen: list[str] = []
     engine = engine_of(sessions)
-    hop = transactions_of(engine).statements_engine
-    notes = {name: (lambda *_args, name=name: seen.append(name)) for name in ("aio", "hop")}
-    engines = {"aio": engine.sync_engine, "hop": hop}
-    if hop is engine.sync_engine:  # PostgreSQL: one engine, its commits are "hop" ones
-        engines = {"hop": hop}
-    for name, each in engines.items():
-        event.listen(each, "commit", notes[name])
+    # The "hop" engine last: on PostgreSQL it is the async engine's own, so it names them.
+    engines = {engine.sync_engine: "aio", transactions_of(engine).statements_engine: "hop"}
+    notes = {each: (lambda *_args, name=name: seen.append(name))
+             for each, name in engines.items()}
+    for each in engines:
+        event.listen(each, "commit", notes[each])
     try:
         yield seen
     finally:
-        for name, each in engines.items():
-            event.remove(each, "commit", notes[name])
+        for each in engines:
+            event.remove(each, "commit", notes[each])
 
 
 async def attempts(sessions: SessionFactory) -> int:
