@@ -12,22 +12,27 @@ PostgreSQL keeps its async driver: the same function runs inside ``run_sync`` th
 (asyncpg has no thread to hop to). The function is ordinary synchronous Core on a
 ``Connection``, so one definition serves both databases.
 
-One ``Transactions`` per engine (``transactions_of``), made on first use and closed when
-the engine is disposed: it belongs to the engine as its pool does, so every caller that
-has the engine has it, and SQLite's writes from it go through one connection.
+On SQLite there is one worker (thread and connection) per engine, made on first use and
+kept as long as the engine: every caller that has the engine has it, and SQLite's writes
+from it go through one connection. ``engine.dispose()`` closes that connection once the
+transactions queued before it are done, waiting for them without blocking the event loop
+(the next transaction opens it again, as the engine's own pool does). A worker stops
+when its engine is garbage collected, or at interpreter exit once its queue is done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from core.db.session import sqlite_pragmas
 
@@ -41,58 +46,71 @@ class Transactions:
     task is cancelled meanwhile: a caller whose write must not outlive it (a claim) gives
     back what it took (see ``core.engine.running.state.claim``)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, worker: _Worker | None = None) -> None:
         self._engine = engine
-        self._sync: Engine | None = None
-        self._thread: ThreadPoolExecutor | None = None
-        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            self._sync = create_sync_engine(
-                engine.url.set(drivername="sqlite+pysqlite"),
-                # Opened and used by the one worker thread; disposed from the loop's.
-                connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=1, max_overflow=0,
-            )
-            event.listen(self._sync, "connect", sqlite_pragmas)
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="groupsync-db")
+        self._worker = worker
 
     @property
     def statements_engine(self) -> Engine:
         """The engine the statements run on (what a test listens to for them)."""
-        return self._sync if self._sync is not None else self._engine.sync_engine
+        return self._worker.sync if self._worker is not None else self._engine.sync_engine
 
     async def run(self, work: Callable[[Connection], T]) -> T:
-        if self._sync is None or self._thread is None:
+        if self._worker is None:
             async with self._engine.begin() as connection:
                 return await connection.run_sync(work)
         return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._in_transaction, work)
+            self._worker.thread, self._worker.in_transaction, work)
 
-    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
-        assert self._sync is not None
-        with self._sync.begin() as connection:
+
+class _Worker:
+    """One SQLite engine's thread and plain ``sqlite3`` connection. It holds no reference
+    to the async engine, so that engine can be collected (and stop it)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.sync = create_sync_engine(
+            engine.url.set(drivername="sqlite+pysqlite"),
+            # Opened and used by the one worker thread only.
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=1, max_overflow=0,
+        )
+        event.listen(self.sync, "connect", sqlite_pragmas)
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="groupsync-db")
+
+    def in_transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.sync.begin() as connection:
             return work(connection)
 
-    def close(self) -> None:
-        """After the last ``run``: waits for one in flight, then closes the connection."""
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-        if self._sync is not None:
-            self._sync.dispose()
+    def close_connection(self) -> None:
+        """Closes the connection once the transactions already asked for are done. From
+        ``AsyncEngine.dispose`` (SQLAlchemy's greenlet) it waits for them on the running
+        event loop: a queued transaction may be waiting for a lock that an async-driver
+        connection gives up only when the loop runs its commit. Blocking the loop's
+        thread instead held a benchmark's shutdown for the 30 s busy timeout of each."""
+        try:
+            closed = self.thread.submit(self.sync.dispose)
+        except RuntimeError:  # the worker already stopped
+            return
+        if in_greenlet():
+            await_(asyncio.wrap_future(closed))
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.thread.submit(self.sync.dispose)
+        self.thread.shutdown(wait=False)
 
 
-_BY_ENGINE: weakref.WeakKeyDictionary[AsyncEngine, Transactions] = weakref.WeakKeyDictionary()
+_WORKERS: weakref.WeakKeyDictionary[AsyncEngine, _Worker] = weakref.WeakKeyDictionary()
 
 
 def transactions_of(engine: AsyncEngine) -> Transactions:
-    """The engine's ``Transactions``: made on first use, closed by ``engine.dispose()``."""
-    found = _BY_ENGINE.get(engine)
-    if found is None:
-        found = _BY_ENGINE[engine] = Transactions(engine)
-
-        def disposed(_engine: Any) -> None:
-            gone = _BY_ENGINE.pop(engine, None)
-            if gone is not None:
-                gone.close()
-
-        event.listen(engine.sync_engine, "engine_disposed", disposed)
-    return found
+    """The engine's ``Transactions``; on SQLite with its one worker, made on first use."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return Transactions(engine)
+    worker = _WORKERS.get(engine)
+    if worker is None:
+        worker = _WORKERS[engine] = _Worker(engine)
+        event.listen(engine.sync_engine, "engine_disposed",
+                     lambda _engine, made=worker: made.close_connection())
+        weakref.finalize(engine, worker.stop)
+    return Transactions(engine, worker)
