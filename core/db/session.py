@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core.db import aiosqlite_stop
 from core.db.urls import normalize_database_url, sqlite_path
 from core.errors import GroupsyncError
 
@@ -44,6 +45,7 @@ def create_engine(database_url: str, *, create_file: bool = True, **kwargs: Any)
             raise DatabaseFileMissing(path)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        aiosqlite_stop.install()
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine

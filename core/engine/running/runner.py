@@ -171,7 +171,11 @@ async def _abandon(rt: Runtime, claim: Claim, fence: LeaseFence, work: asyncio.T
     """Shutdown or leadership loss: stop the syncer, then give the lease back (unless it
     is already lost) so the key, still owed, runs elsewhere without waiting it out."""
     key = claim.key
-    work.cancel()
+    if not work.cancelling():
+        # Once only: a second cancel reaching a syncer whose session is closing its
+        # connection after the first (the renewer's) makes SQLAlchemy force-close the
+        # aiosqlite connection, which leaves a close pending forever.
+        work.cancel()
     await asyncio.wait({work}, timeout=5)
     if not fence.lost:
         fence.mark_lost()
