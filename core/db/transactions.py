@@ -95,6 +95,8 @@ class _Worker:
             await_(asyncio.wrap_future(closed))
 
     def stop(self) -> None:
+        """The engine's finalizer: like ``close_connection`` but never waits, since a
+        finalizer runs wherever the collector happens to (a greenlet too)."""
         with contextlib.suppress(RuntimeError):
             self.thread.submit(self.sync.dispose)
         self.thread.shutdown(wait=False)
