@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection, Update, select, update
+from sqlalchemy import Connection, Update, event, select, update
 
 from core.db.models import SyncState, SyncType
 from core.db.session import create_engine, create_session_factory
@@ -69,3 +70,46 @@ async def test_disposing_the_engine_lets_a_waiting_transaction_finish_with_the_l
     await engine.dispose()
     await elsewhere.dispose()
     assert attempt == 2
+
+
+async def test_transactions_queued_together_share_one_commit_and_a_failing_one_lands_alone(
+    database_url: str,
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only: the group commit is the one-hop worker's")
+    # Given forty owed keys, and a count of the worker's commits (one fsync each: two per
+    # run of a key was most of a no-op drain's time, issue 26)
+    engine = create_engine(database_url)
+    groups = list(range(1, 41))
+    async with create_session_factory(engine)() as session, session.begin():
+        await mark_owed(session, groups, NOW, [SyncType.DISCORD])
+    transactions = transactions_of(engine)
+    commits: list[int] = []
+    event.listen(transactions.statements_engine, "commit", lambda _c: commits.append(1))
+
+    def bump(group: int) -> Callable[[Connection], int]:
+        def write(connection: Connection) -> int:
+            return connection.execute(update(SyncState).where(
+                SyncState.group_id == group).values(attempt=group)).rowcount
+        return write
+
+    def half_then_fail(connection: Connection) -> int:
+        connection.execute(update(SyncState).where(SyncState.group_id == 13).values(
+            attempt=-1))
+        raise RuntimeError("this transaction fails after its first write")
+
+    # When they are asked for at once, one of them failing after a write of its own
+    work = [transactions.run(bump(g)) for g in groups if g != 13]
+    outcomes = await asyncio.gather(*work, transactions.run(half_then_fail),
+                                    return_exceptions=True)
+
+    # Then each caller has its own answer, the failing one's write is rolled back alone,
+    # every other write landed, and far fewer commits than transactions were made
+    assert outcomes[:-1] == [1] * 39
+    assert isinstance(outcomes[-1], RuntimeError)
+    async with create_session_factory(engine)() as session:
+        attempts = dict((await session.execute(
+            select(SyncState.group_id, SyncState.attempt))).all())
+    await engine.dispose()
+    assert attempts == {g: (0 if g == 13 else g) for g in groups}
+    assert 1 <= len(commits) <= 10, f"{len(commits)} commits for 40 transactions"
