@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 
 from core.admin.errors import NotFound
 from core.admin.service import AdminService
-from core.db.models import Group, HeldPlan, Membership, SyncType, User
+from core.db.models import Group, HeldPlan, Membership, SyncState, SyncType, User
 from core.db.session import SessionFactory
 from core.engine.loops.drift_sweep import sweep_once
 from core.group_joining import join_group, sync_after_group_change
@@ -32,6 +32,15 @@ async def populated(world: World, size: int) -> tuple[Group, list[User]]:
     for user in users:
         await world.join(user, group)
     await sync_after_group_change(group.id)
+
+    async def converged() -> bool:  # a call answered late on a loaded machine: its retry
+        async with world.sessions() as session:
+            rows = (await session.execute(
+                select(SyncState).where(SyncState.group_id == group.id))).scalars().all()
+        return bool(rows) and all(
+            r.status == "ok" and r.requested_generation == r.completed_generation for r in rows)
+
+    await wait_for(converged, timeout=60, message="the populated group's keys converge")
     return group, users
 
 
