@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from core.db.session import sqlite_pragmas
@@ -71,8 +73,26 @@ class Transactions:
             async with self._engine.begin() as connection:
                 return await connection.run_sync(work)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._worker.submit(_Job(work, future))
+        # In the caller's context, as run_sync's greenlet is: a run's trace notes and its
+        # log fields reach what the work records from the worker thread.
+        context = contextvars.copy_context()
+        self._worker.submit(_Job(lambda connection: context.run(work, connection), future))
         return await future
+
+
+def with_session(work: Callable[[Session], T]) -> Callable[[Connection], T]:
+    """``work`` on an ORM session joined to the connection's transaction, for
+    ``Transactions.run``: its changes are flushed when it returns, and committing or
+    rolling back stays the transaction's (``rollback_only``: a failed flush rolls back
+    the transaction, or the batch's savepoint, it was given)."""
+
+    def in_session(connection: Connection) -> T:
+        with Session(bind=connection, join_transaction_mode="rollback_only") as session:
+            result = work(session)
+            session.flush()
+            return result
+
+    return in_session
 
 
 @dataclass(frozen=True)

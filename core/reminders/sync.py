@@ -13,21 +13,23 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.clients.ports import DiscordPort
 from core.db.models import ReminderDelivery, ReminderStatus, SyncType
-from core.db.session import SessionFactory, dialect_name
+from core.db.session import SessionFactory
 from core.observability import get_logger
 from core.reminders.plan import (
     ExistingReminder,
     ReminderKey,
+    ReminderPlan,
     desired_reminders,
     nonce_for,
     plan_reminders,
 )
 from core.syncers.base import SyncContext, SyncResult
-from core.syncers.snapshot_loader import load_snapshot
+from core.syncers.snapshot import GroupSnapshot
+from core.syncers.snapshot_loader import read_snapshot
 
 log = get_logger("groupsync.reminders")
 
@@ -54,14 +56,13 @@ class RemindersSyncer:
 
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
         now = context.now
-        async with context.fence_or(self._sessions).transaction() as session:
-            snapshot = await load_snapshot(session, group_id, now)
+
+        def plan_and_write(session: Session) -> tuple[GroupSnapshot, ReminderPlan]:
+            snapshot = read_snapshot(session, group_id, now)
             rows = {
                 ReminderKey(r.meeting_id, r.offset_minutes): r
-                for r in (
-                    await session.execute(
-                        select(ReminderDelivery).where(ReminderDelivery.group_id == group_id)
-                    )
+                for r in session.execute(
+                    select(ReminderDelivery).where(ReminderDelivery.group_id == group_id)
                 ).scalars()
             }
             existing = [ExistingReminder(k, r.fire_at, r.status) for k, r in rows.items()]
@@ -85,7 +86,11 @@ class RemindersSyncer:
                 rows[key].status, rows[key].decided_at = ReminderStatus.CANCELLED, now
                 rows[key].next_attempt_at = None
             if plan.schedule or plan.cancel:
-                await _notify(session)
+                _notify(session)
+            return snapshot, plan
+
+        # Read, plan and write in one fenced transaction (one thread hop on SQLite).
+        snapshot, plan = await context.fence_or(self._sessions).run(plan_and_write)
         return {
             "meetings": len(snapshot.upcoming),
             "scheduled": len(plan.schedule),
@@ -117,8 +122,8 @@ def _reschedule(row: ReminderDelivery, fire_at: Any) -> None:
     row.failing_since, row.sentry_reported_level = None, 0
 
 
-async def _notify(session: AsyncSession) -> None:
-    if dialect_name(session) == "postgresql":
-        await session.execute(
+def _notify(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
             text("SELECT pg_notify(:channel, '')"), {"channel": REMINDERS_CHANNEL}
         )

@@ -8,22 +8,25 @@ dict (DESIGN §2). It signals failure by raising a ``core.errors.SyncError`` sub
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.db.models import SyncType
-from core.db.session import SessionFactory
+from core.db.session import SessionFactory, engine_of
+from core.db.transactions import transactions_of, with_session
 from core.lanes import Lane
 
 if TYPE_CHECKING:
     from core.syncers.guard import GuardPort
 
 SyncResult = dict[str, Any]
+T = TypeVar("T")
 
 
 class Fence(Protocol):
@@ -31,11 +34,15 @@ class Fence(Protocol):
 
     ``ensure_held()`` before every external call: raises ``LeaseLostError`` once the run
     lost its lease. ``transaction()`` yields a session whose transaction commits only if
-    the lease is still held (the engine's ``LeaseFence``)."""
+    the lease is still held (the engine's ``LeaseFence``). ``run(work)`` is the same for
+    ``work(session)`` on a sync session, in one thread hop on SQLite: the internal
+    syncers' reads and writes, which need no await between them."""
 
     def ensure_held(self) -> None: ...
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+    async def run(self, work: Callable[[Session], T]) -> T: ...
 
 
 class Unfenced:
@@ -51,6 +58,9 @@ class Unfenced:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        return await transactions_of(engine_of(self._sessions)).run(with_session(work))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ The rows are written through the run's fence: they commit only while it holds it
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.clients.ports import CalendarPort
 from core.db.models import Meeting, Rsvp, SyncState, SyncType
@@ -18,9 +19,9 @@ from core.errors import MissingTargetError, NeedsAttentionError
 from core.lanes import Lane
 from core.syncers.base import SyncContext, SyncResult
 from core.syncers.calendar_plan import GROUP_TAG, MEETING_TAG
-from core.syncers.rsvp_plan import plan_rsvps
+from core.syncers.rsvp_plan import RsvpPlan, plan_rsvps
 from core.syncers.snapshot import GroupSnapshot
-from core.syncers.snapshot_loader import load_snapshot
+from core.syncers.snapshot_loader import load_snapshot, read_snapshot
 
 
 class RsvpsSyncer:
@@ -31,38 +32,30 @@ class RsvpsSyncer:
         self._calendar = calendar
 
     async def sync(self, group_id: int, context: SyncContext) -> SyncResult:
-        async with self._sessions() as session:
-            snapshot = await load_snapshot(session, group_id, context.now)
-            calendar_missing = await _calendar_missing(session, group_id)
+        now = context.now
         fence = context.fence_or(self._sessions)
+        snapshot: GroupSnapshot | None = None
         answers = None
-        if context.lane is Lane.BACKGROUND and not calendar_missing:
-            fence.ensure_held()
-            answers = await self._read_answers(snapshot, context.lane)
-        async with fence.transaction() as session:
-            existing = await existing_rsvps(session, group_id, context.now)
-            plan = plan_rsvps(snapshot, existing, answers)
-            for meeting_id, user_id, response in plan.insert:
-                session.add(
-                    Rsvp(
-                        meeting_id=meeting_id,
-                        user_id=user_id,
-                        response=response,
-                        updated_at=context.now,
-                    )
-                )
-            for meeting_id, user_id, response in plan.update:
-                await session.execute(
-                    update(Rsvp)
-                    .where(Rsvp.meeting_id == meeting_id, Rsvp.user_id == user_id)
-                    .values(response=response, updated_at=context.now)
-                )
-            for meeting_id, user_id in plan.delete:
-                await session.execute(
-                    delete(Rsvp).where(Rsvp.meeting_id == meeting_id, Rsvp.user_id == user_id)
-                )
+        if context.lane is Lane.BACKGROUND and self._calendar is not None:
+            # The periodic refresh reads attendees' answers first: no transaction is held
+            # open across the calendar call.
+            async with self._sessions() as session:
+                snapshot = await load_snapshot(session, group_id, now)
+                calendar_missing = await session.run_sync(_calendar_missing, group_id)
+            if not calendar_missing:
+                fence.ensure_held()
+                answers = await self._read_answers(snapshot, context.lane)
+
+        def write(session: Session) -> tuple[GroupSnapshot, RsvpPlan]:
+            # Membership-driven: read, plan and write in one fenced transaction.
+            wanted = snapshot if snapshot is not None else read_snapshot(session, group_id, now)
+            plan = plan_rsvps(wanted, read_existing_rsvps(session, group_id, now), answers)
+            _apply(session, plan, now)
+            return wanted, plan
+
+        wanted, plan = await fence.run(write)
         return {
-            "meetings": len(snapshot.upcoming),
+            "meetings": len(wanted.upcoming),
             "added": len(plan.insert),
             "imported": len(plan.update),
             "removed": len(plan.delete),
@@ -97,10 +90,27 @@ class RsvpsSyncer:
         return answers
 
 
-async def _calendar_missing(session: Any, group_id: int) -> bool:
+def _apply(session: Session, plan: RsvpPlan, now: datetime) -> None:
+    session.add_all(
+        Rsvp(meeting_id=meeting_id, user_id=user_id, response=response, updated_at=now)
+        for meeting_id, user_id, response in plan.insert
+    )
+    for meeting_id, user_id, response in plan.update:
+        session.execute(
+            update(Rsvp)
+            .where(Rsvp.meeting_id == meeting_id, Rsvp.user_id == user_id)
+            .values(response=response, updated_at=now)
+        )
+    for meeting_id, user_id in plan.delete:
+        session.execute(
+            delete(Rsvp).where(Rsvp.meeting_id == meeting_id, Rsvp.user_id == user_id)
+        )
+
+
+def _calendar_missing(session: Session, group_id: int) -> bool:
     """The group's calendar key is failing on a missing calendar: its retries (at the
     capped interval) are the only calls on that calendar until someone fixes it."""
-    kind = await session.scalar(
+    kind = session.scalar(
         select(SyncState.error_kind)
         .where(SyncState.sync_type == SyncType.CALENDAR, SyncState.group_id == group_id)
     )
@@ -108,11 +118,17 @@ async def _calendar_missing(session: Any, group_id: int) -> bool:
 
 
 async def existing_rsvps(
-    session: Any, group_id: int, now: datetime
+    session: AsyncSession, group_id: int, now: datetime
 ) -> dict[tuple[int, int], str]:
     """(meeting, user) → response for the group's upcoming meetings: what the rsvps plan
     compares with (here, and in the calendar changes job that imports answers)."""
-    rows = await session.execute(
+    return await session.run_sync(read_existing_rsvps, group_id, now)
+
+
+def read_existing_rsvps(
+    session: Session, group_id: int, now: datetime
+) -> dict[tuple[int, int], str]:
+    rows = session.execute(
         select(Rsvp.meeting_id, Rsvp.user_id, Rsvp.response)
         .join(Meeting, Meeting.id == Rsvp.meeting_id)
         .where(Meeting.group_id == group_id, Meeting.starts_at > now)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core import tracing
 from core.db.models import Group, Meeting, Membership, User
@@ -15,12 +16,17 @@ from core.syncers.snapshot import GroupSnapshot, MeetingInfo, Member
 
 
 async def load_snapshot(session: AsyncSession, group_id: int, now: datetime) -> GroupSnapshot:
-    group = await session.get(Group, group_id)
+    return await session.run_sync(read_snapshot, group_id, now)
+
+
+def read_snapshot(session: Session, group_id: int, now: datetime) -> GroupSnapshot:
+    """``load_snapshot`` on a sync session: inside a ``Fence.run`` or ``run_sync``."""
+    group = session.get(Group, group_id)
     if group is None or group.archived:
         tracing.note("membership", f"group {group_id} is gone or archived: nothing is wanted")
         return GroupSnapshot(group_id=group_id, exists=False)
     members = (
-        await session.execute(
+        session.execute(
             select(User)
             .join(Membership, Membership.user_id == User.id)
             .where(Membership.group_id == group_id, Membership.left_at.is_(None))
@@ -28,7 +34,7 @@ async def load_snapshot(session: AsyncSession, group_id: int, now: datetime) -> 
         )
     ).scalars()
     meetings = (
-        await session.execute(
+        session.execute(
             select(Meeting)
             .where(Meeting.group_id == group_id, Meeting.starts_at > now)
             .order_by(Meeting.starts_at)

@@ -121,6 +121,16 @@ _SUCCESS = update(_ROWS).where(_FENCE).values(
 )
 
 
+# The first statement of a fenced transaction: it matches only while the claim holds the
+# lease, and on PostgreSQL row-locks the key until the commit (DESIGN §3 Fencing).
+_REASSERT = update(_ROWS).where(_FENCE).values(lease_owner=bindparam("f_owner"))
+
+
+def lease_reasserted(connection: Connection, claim_: Claim, held_at: datetime) -> bool:
+    """Re-asserts ``claim_``'s lease at ``held_at`` in the connection's transaction."""
+    return bool(connection.execute(_REASSERT, _fence_params(claim_, held_at)).rowcount)
+
+
 def _fence_params(claim_: Claim, held_at: datetime) -> dict[str, Any]:
     return {"f_type": claim_.key.sync_type, "f_group": claim_.key.group_id,
             "f_owner": claim_.owner, "f_at": held_at}
