@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Connection, Update, event, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.db.models import SyncState, SyncType
 from core.db.session import create_engine, create_session_factory
-from core.db.transactions import transactions_of
+from core.db.transactions import transactions_of, with_session
 from core.engine.running.outbox import mark_owed
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -113,3 +115,44 @@ async def test_transactions_queued_together_share_one_commit_and_a_failing_one_l
     await engine.dispose()
     assert attempts == {g: (0 if g == 13 else g) for g in groups}
     assert 1 <= len(commits) <= 10, f"{len(commits)} commits for 40 transactions"
+
+
+async def test_a_session_whose_flush_fails_mid_batch_fails_alone_and_the_rest_commit(
+    database_url: str,
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only: the group commit is the one-hop worker's")
+    # Given owed keys, and ORM work (as the internal syncers' Fence.run does) in a batch:
+    # one of them, in the middle, adds a row its flush cannot insert (a duplicate key)
+    engine = create_engine(database_url)
+    groups = list(range(1, 21))
+    async with create_session_factory(engine)() as session, session.begin():
+        await mark_owed(session, groups, NOW, [SyncType.DISCORD])
+    transactions = transactions_of(engine)
+
+    def bump(group: int) -> Callable[[Session], int]:
+        def write(session: Session) -> int:
+            row = session.get(SyncState, (SyncType.DISCORD, group))
+            assert row is not None
+            row.attempt = group
+            return group
+        return write
+
+    def duplicate(session: Session) -> int:
+        bump(10)(session)
+        session.add(SyncState(sync_type=SyncType.DISCORD, group_id=11))
+        return 0
+
+    # When they are asked for at once (the worker rolls the batch back, runs the rest again)
+    work = [transactions.run(with_session(bump(g))) for g in groups if g != 10]
+    outcomes = await asyncio.gather(*work[:9], transactions.run(with_session(duplicate)),
+                                    *work[9:], return_exceptions=True)
+
+    # Then only the duplicate failed, its other write rolled back with it; the rest landed
+    assert isinstance(outcomes[9], IntegrityError)
+    assert outcomes[:9] + outcomes[10:] == [g for g in groups if g != 10]
+    async with create_session_factory(engine)() as session:
+        attempts = dict((await session.execute(
+            select(SyncState.group_id, SyncState.attempt))).all())
+    await engine.dispose()
+    assert attempts == {g: (0 if g == 10 else g) for g in groups}
