@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Connection, Update, event, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from core.db.models import SyncState, SyncType
@@ -74,17 +75,23 @@ async def test_disposing_the_engine_lets_a_waiting_transaction_finish_with_the_l
     assert attempt == 2
 
 
+async def sqlite_with_owed(database_url: str, groups: list[int]) -> AsyncEngine:
+    """An engine on the SQLite test database, the groups' discord keys owed."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only: the group commit is the one-hop worker's")
+    engine = create_engine(database_url)
+    async with create_session_factory(engine)() as session, session.begin():
+        await mark_owed(session, groups, NOW, [SyncType.DISCORD])
+    return engine
+
+
 async def test_transactions_queued_together_share_one_commit_and_a_failing_one_lands_alone(
     database_url: str,
 ) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite only: the group commit is the one-hop worker's")
     # Given forty owed keys, and a count of the worker's commits (one fsync each: two per
     # run of a key was most of a no-op drain's time, issue 26)
-    engine = create_engine(database_url)
     groups = list(range(1, 41))
-    async with create_session_factory(engine)() as session, session.begin():
-        await mark_owed(session, groups, NOW, [SyncType.DISCORD])
+    engine = await sqlite_with_owed(database_url, groups)
     transactions = transactions_of(engine)
     commits: list[int] = []
     event.listen(transactions.statements_engine, "commit", lambda _c: commits.append(1))
@@ -120,14 +127,10 @@ async def test_transactions_queued_together_share_one_commit_and_a_failing_one_l
 async def test_a_session_whose_flush_fails_mid_batch_fails_alone_and_the_rest_commit(
     database_url: str,
 ) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite only: the group commit is the one-hop worker's")
     # Given owed keys, and ORM work (as the internal syncers' Fence.run does) in a batch:
     # one of them, in the middle, adds a row its flush cannot insert (a duplicate key)
-    engine = create_engine(database_url)
     groups = list(range(1, 21))
-    async with create_session_factory(engine)() as session, session.begin():
-        await mark_owed(session, groups, NOW, [SyncType.DISCORD])
+    engine = await sqlite_with_owed(database_url, groups)
     transactions = transactions_of(engine)
 
     def bump(group: int) -> Callable[[Session], int]:
