@@ -85,7 +85,7 @@ def with_session(work: Callable[[Session], T]) -> Callable[[Connection], T]:
     """``work`` on an ORM session joined to the connection's transaction, for
     ``Transactions.run``: its changes are flushed when it returns, and committing or
     rolling back stays the transaction's (``rollback_only``: a failed flush rolls back
-    the transaction it was given, and the worker runs the rest of its batch again)."""
+    the transaction, or the batch's savepoint, it was given)."""
 
     def in_session(connection: Connection) -> T:
         with Session(bind=connection, join_transaction_mode="rollback_only") as session:

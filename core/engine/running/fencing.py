@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, and_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from core.clock import Clock
+from core.db.models import SyncState
 from core.db.session import SessionFactory, engine_of
 from core.db.transactions import transactions_of, with_session
 from core.engine.running.state import Claim, lease_reasserted
@@ -52,10 +53,23 @@ class LeaseFence:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         self.ensure_held()
+        key = self._claim.key
+        stmt = (
+            update(SyncState)
+            .where(
+                and_(
+                    SyncState.sync_type == key.sync_type,
+                    SyncState.group_id == key.group_id,
+                    SyncState.lease_owner == self._claim.owner,
+                    SyncState.lease_expires_at > self._clock.now(),
+                )
+            )
+            .values(lease_owner=self._claim.owner)
+            .execution_options(synchronize_session=False)
+        )
         async with self._sessions() as session, session.begin():
-            connection = await session.connection()
-            held_at = self._clock.now()
-            if not await connection.run_sync(lease_reasserted, self._claim, held_at):
+            result = await session.execute(stmt)
+            if not getattr(result, "rowcount", 0):
                 self._lost = True
                 raise self._error()
             yield session
